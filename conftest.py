@@ -1,0 +1,29 @@
+"""Test setup shared by the tests and the doctests in `seglayers/`."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import seglayers  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _clean_keras_state():
+    """Each test starts with float32, fresh layer names and a fixed seed."""
+    keras.config.set_dtype_policy("float32")
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(0)
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(autouse=True)
+def _doctest_names(doctest_namespace):
+    doctest_namespace["keras"] = keras
+    doctest_namespace["np"] = np
+    for name in seglayers.__all__:
+        doctest_namespace[name] = getattr(seglayers, name)

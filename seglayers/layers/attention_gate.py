@@ -1,0 +1,99 @@
+import keras
+from keras import ops
+
+from seglayers._api import register
+from seglayers._validation import check_positive_int
+
+
+@register
+class AttentionGate(keras.layers.Layer):
+    """Additive attention gate for skip connections (Oktay et al., 2018).
+
+    Weighs each pixel of the skip features `x` by a coefficient in (0, 1)
+    computed from `x` and a gating signal `g` from the coarser decoder level:
+    `x * sigmoid(psi(relu(W_x x + W_g g)))`, where `W_x`, `W_g` and `psi` are
+    1×1 convolutions. The gate runs at the resolution of `x`, so `g` must
+    already be upsampled to it (as `DecoderBlock` does).
+
+    Args:
+        filters: int, the channels of the intermediate representation
+            (`F_int` in the paper); half the skip's channels is customary.
+        **kwargs: the base layer's keyword arguments, such as `name`, `dtype`.
+
+    Call arguments:
+        inputs: a list `[x, g]` of the skip features
+            `(batch, height, width, channels_x)` and the gating signal
+            `(batch, height, width, channels_g)`.
+
+    Output shape:
+        The shape of `x`.
+
+    Example:
+
+    >>> gate = AttentionGate(4)
+    >>> x, g = keras.ops.ones((2, 16, 16, 8)), keras.ops.ones((2, 16, 16, 16))
+    >>> tuple(gate([x, g]).shape)
+    (2, 16, 16, 8)
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        check_positive_int("filters", filters)
+
+        # === Layers ===
+        self.theta_x = keras.layers.Conv2D(
+            filters, 1, use_bias=False, dtype=self.dtype_policy, name="theta_x"
+        )
+        self.phi_g = keras.layers.Conv2D(
+            filters, 1, dtype=self.dtype_policy, name="phi_g"
+        )
+        self.psi = keras.layers.Conv2D(
+            1, 1, activation="sigmoid", dtype=self.dtype_policy, name="psi"
+        )
+
+        # === Config ===
+        self.filters = filters
+
+    def _check_shapes(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(
+                "`AttentionGate` expects a list of two inputs `[x, g]`: the "
+                "skip features and the gating signal. "
+                f"Received: input_shape={input_shape}"
+            )
+        x_shape, g_shape = (tuple(s) for s in input_shape)
+        if len(x_shape) != 4 or len(g_shape) != 4:
+            raise ValueError(
+                "`AttentionGate` expects `x` and `g` of rank 4, "
+                "(batch, height, width, channels). "
+                f"Received: input_shape={input_shape}"
+            )
+        for axis in (1, 2):
+            if None not in (x_shape[axis], g_shape[axis]) and (
+                x_shape[axis] != g_shape[axis]
+            ):
+                raise ValueError(
+                    "`AttentionGate` needs `x` and `g` at the same height and "
+                    "width; upsample `g` to the size of `x` first. "
+                    f"Received: x shape {x_shape}, g shape {g_shape}"
+                )
+        return x_shape, g_shape
+
+    def build(self, input_shape):
+        x_shape, g_shape = self._check_shapes(input_shape)
+        self.theta_x.build(x_shape)
+        self.phi_g.build(g_shape)
+        self.psi.build(x_shape[:-1] + (self.filters,))
+
+    def call(self, inputs):
+        x, g = inputs
+        attention = ops.relu(self.theta_x(x) + self.phi_g(g))
+        return x * self.psi(attention)
+
+    def compute_output_shape(self, input_shape):
+        return self._check_shapes(input_shape)[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config["filters"] = self.filters
+        return config

@@ -1,0 +1,125 @@
+import keras
+
+from seglayers._api import register
+from seglayers._validation import check_choice
+from seglayers.layers.conv_block import ConvBlock, check_image_shape
+
+POOLINGS = ("max", "average")
+
+# The arguments an encoder or decoder block hands to its `ConvBlock`.
+CONV_BLOCK_ARGS = (
+    "filters",
+    "num_convs",
+    "normalization",
+    "activation",
+    "dropout",
+    "residual",
+    "kernel_size",
+)
+
+
+def conv_block_config(block):
+    """The `ConvBlock` arguments of `block`, for an outer `get_config`."""
+    return {name: getattr(block, name) for name in CONV_BLOCK_ARGS}
+
+
+@register
+class EncoderBlock(keras.layers.Layer):
+    """A `ConvBlock` followed by 2× downsampling: one level of a contracting path.
+
+    Returns both the downsampled features, for the next level, and the
+    full-resolution features, for the skip connection to the matching
+    `DecoderBlock`.
+
+    Args:
+        filters: int, the number of output channels.
+        num_convs: int, convolutions in the block. Defaults to 2.
+        normalization: `"batch"`, `"group"`, `"layer"` or `None`.
+            Defaults to `"batch"`.
+        activation: str, the name of a Keras activation. Defaults to `"relu"`.
+        dropout: float in [0, 1), dropout rate after the convolutions.
+            Defaults to 0.
+        residual: bool, whether the convolutions have a residual shortcut.
+            Defaults to `False`.
+        kernel_size: int, the convolution kernel size. Defaults to 3.
+        pooling: `"max"` (the paper's 2×2 max pooling) or `"average"`.
+            Defaults to `"max"`.
+        **kwargs: the base layer's keyword arguments, such as `name`, `dtype`.
+
+    Call arguments:
+        inputs: a `(batch, height, width, channels)` tensor.
+        training: bool, whether normalization and dropout run in training mode.
+
+    Returns:
+        A tuple `(downsampled, skip)` of shapes
+        `(batch, height // 2, width // 2, filters)` and
+        `(batch, height, width, filters)`.
+
+    Example:
+
+    >>> down, skip = EncoderBlock(8)(keras.ops.ones((2, 32, 32, 3)))
+    >>> tuple(down.shape), tuple(skip.shape)
+    ((2, 16, 16, 8), (2, 32, 32, 8))
+    """
+
+    def __init__(
+        self,
+        filters,
+        num_convs=2,
+        normalization="batch",
+        activation="relu",
+        dropout=0.0,
+        residual=False,
+        kernel_size=3,
+        pooling="max",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_choice("pooling", pooling, POOLINGS)
+
+        # === Layers ===
+        self.conv_block = ConvBlock(
+            filters,
+            num_convs=num_convs,
+            normalization=normalization,
+            activation=activation,
+            dropout=dropout,
+            residual=residual,
+            kernel_size=kernel_size,
+            dtype=self.dtype_policy,
+            name="conv_block",
+        )
+        pool = (
+            keras.layers.MaxPooling2D
+            if pooling == "max"
+            else keras.layers.AveragePooling2D
+        )
+        self.pool = pool(2, dtype=self.dtype_policy, name="pool")
+
+        # === Config ===
+        self.filters = filters
+        self.num_convs = num_convs
+        self.normalization = normalization
+        self.activation = activation
+        self.dropout = dropout
+        self.residual = residual
+        self.kernel_size = kernel_size
+        self.pooling = pooling
+
+    def build(self, input_shape):
+        check_image_shape(self, input_shape)
+        self.conv_block.build(input_shape)
+
+    def call(self, inputs, training=None):
+        skip = self.conv_block(inputs, training=training)
+        return self.pool(skip), skip
+
+    def compute_output_shape(self, input_shape):
+        skip = self.conv_block.compute_output_shape(input_shape)
+        return tuple(self.pool.compute_output_shape(skip)), skip
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(conv_block_config(self))
+        config["pooling"] = self.pooling
+        return config

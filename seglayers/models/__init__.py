@@ -1,0 +1,3 @@
+from seglayers.models.unet import UNet
+
+__all__ = ["UNet"]

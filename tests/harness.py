@@ -1,0 +1,208 @@
+"""One test harness for every public layer and model.
+
+`run_layer_test` checks, for one layer configuration: the config round trip
+(on the revived object), a symbolic and an eager call against the expected
+shape, that no weight is made after `build`, one training step, the call
+under mixed precision, and a `.keras` save → load in the same outputs.
+`run_saving_in_fresh_process` checks that a saved model loads in a new Python
+process that only imported `seglayers`, on any backend.
+"""
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def random_inputs(shapes, seed=0):
+    """Random float32 arrays for a shape or a list of shapes."""
+    rng = np.random.default_rng(seed)
+    if isinstance(shapes, list):
+        return [random_inputs(s, seed + i) for i, s in enumerate(shapes)]
+    return rng.uniform(-1, 1, size=shapes).astype("float32")
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _check_config(layer_cls, init_kwargs):
+    layer = layer_cls(**init_kwargs)
+    config = layer.get_config()
+    json.dumps(config)  # plain JSON types only
+    parameters = inspect.signature(layer_cls.__init__).parameters
+    for name, parameter in parameters.items():
+        if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            continue
+        if name == "self":
+            continue
+        assert name in config, f"get_config() lacks the argument {name!r}"
+    revived = layer_cls.from_config(config)
+    assert type(revived) is layer_cls
+    assert revived.get_config() == config
+    for name, value in init_kwargs.items():
+        assert revived.get_config()[name] == value, name
+    registered = keras.saving.get_registered_name(layer_cls)
+    assert registered == f"seglayers>{layer_cls.__name__}", registered
+
+
+def _functional_model(layer, input_shapes):
+    inputs = [keras.Input(shape[1:], batch_size=shape[0]) for shape in input_shapes]
+    outputs = layer(inputs if len(inputs) > 1 else inputs[0])
+    return keras.Model(inputs, outputs)
+
+
+def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape):
+    """Runs every generic check on `layer_cls(**init_kwargs)`.
+
+    `input_shape` is one shape or a list of shapes (for `[x, skip]`-style
+    inputs), with a concrete batch size; `expected_output_shape` one shape
+    or a tuple of shapes.
+    """
+    input_shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+    expected = (
+        list(expected_output_shape)
+        if isinstance(expected_output_shape[0], tuple)
+        else [expected_output_shape]
+    )
+    data = random_inputs(list(input_shapes))
+    call_input = data if len(data) > 1 else data[0]
+
+    _check_config(layer_cls, init_kwargs)
+
+    # Symbolic call, with the height and width unknown too.
+    layer = layer_cls(**init_kwargs)
+    symbolic = [
+        keras.Input((None, None, shape[-1]), batch_size=shape[0])
+        for shape in input_shapes
+    ]
+    outputs = _as_list(layer(symbolic if len(symbolic) > 1 else symbolic[0]))
+    for output, shape in zip(outputs, expected):
+        assert tuple(output.shape) == (shape[0], None, None, shape[-1])
+
+    # build() makes every weight; calls make none; shapes agree.
+    layer = layer_cls(**init_kwargs)
+    layer.build(input_shape)
+    num_weights = len(layer.weights)
+    computed = layer.compute_output_shape(input_shape)
+    computed = list(computed) if isinstance(computed[0], tuple) else [computed]
+    assert [tuple(s) for s in computed] == expected
+    outputs = _as_list(layer(call_input))
+    assert [tuple(o.shape) for o in outputs] == expected
+    layer(call_input, training=True) if _takes_training(layer) else layer(call_input)
+    assert len(layer.weights) == num_weights, "a call created weights"
+
+    # One training step moves the trainable weights and stays finite.
+    layer = layer_cls(**init_kwargs)
+    model = _functional_model(layer, input_shapes)
+    model = keras.Model(model.inputs, _as_list(model.outputs)[0])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights]
+    target = np.ones(expected[0], "float32")
+    history = model.fit(data, target, batch_size=input_shapes[0][0], verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    after = [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights]
+    assert any(not np.allclose(b, a) for b, a in zip(before, after))
+
+    # Mixed precision: computes in the half type, stays finite.
+    for policy, half in (("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")):
+        keras.config.set_dtype_policy(policy)
+        try:
+            layer = layer_cls(**init_kwargs)
+            outputs = _as_list(layer(call_input))
+            for output in outputs:
+                assert keras.backend.standardize_dtype(output.dtype) == half
+                assert np.all(np.isfinite(keras.ops.convert_to_numpy(output)))
+        finally:
+            keras.config.set_dtype_policy("float32")
+
+    # .keras round trip inside a model: same outputs after loading.
+    layer = layer_cls(**init_kwargs)
+    model = _functional_model(layer, input_shapes)
+    assert_saved_model_predicts_the_same(model, call_input)
+
+
+def _takes_training(layer):
+    return "training" in inspect.signature(layer.call).parameters
+
+
+def assert_saved_model_predicts_the_same(model, inputs, tmp_dir=None):
+    """`model.save` then `load_model(safe_mode=True)` → identical outputs."""
+    import tempfile
+
+    expected = _as_list(model.predict(inputs, verbose=0))
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as directory:
+        path = os.path.join(directory, "model.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+    actual = _as_list(loaded.predict(inputs, verbose=0))
+    for e, a in zip(expected, actual):
+        np.testing.assert_allclose(a, e, atol=1e-6)
+    return loaded
+
+
+_FRESH_PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    import seglayers  # the only import a user needs before loading
+
+    model_path, inputs_path, outputs_path = sys.argv[1:4]
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    outputs = model.predict(np.load(inputs_path), verbose=0)
+    np.save(outputs_path, outputs)
+    print(json.dumps({
+        "backend": keras.backend.backend(),
+        "class": type(model).__name__,
+        "compile_config": model.get_compile_config(),
+        "optimizer": model.optimizer.get_config() if model.optimizer else None,
+        "iterations": int(model.optimizer.iterations.numpy()
+                          if hasattr(model.optimizer.iterations, "numpy")
+                          else keras.ops.convert_to_numpy(model.optimizer.iterations)),
+    }, default=str))
+    """
+)
+
+
+def run_in_fresh_process(script, args, backend=None, timeout=300):
+    """Runs a Python `script` in a new process; returns its stdout."""
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if backend is not None:
+        env["KERAS_BACKEND"] = backend
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def load_in_fresh_process(model_path, inputs, tmp_path, backend=None):
+    """Loads `model_path` in a new process that only imported seglayers.
+
+    Returns the outputs it predicts for `inputs` and what it reports of the
+    compiled state (loss, metrics, optimizer).
+    """
+    inputs_path = str(tmp_path / "inputs.npy")
+    outputs_path = str(tmp_path / "outputs.npy")
+    np.save(inputs_path, inputs)
+    stdout = run_in_fresh_process(
+        _FRESH_PROCESS_SCRIPT,
+        [str(model_path), inputs_path, outputs_path],
+        backend=backend,
+    )
+    report = json.loads(stdout.strip().splitlines()[-1])
+    return np.load(outputs_path), report

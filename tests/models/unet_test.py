@@ -1,0 +1,327 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from seglayers import UNet
+from tests.harness import (
+    _check_config,
+    assert_saved_model_predicts_the_same,
+    load_in_fresh_process,
+    run_in_fresh_process,
+)
+
+TINY = {"num_classes": 3, "filters": 4, "depth": 2}
+EVERY_OPTION = {
+    "num_classes": 3,
+    "filters": [4, 6, 8],
+    "depth": 2,
+    "num_convs": 3,
+    "normalization": "group",
+    "activation": "gelu",
+    "dropout": 0.2,
+    "upsampling": "bilinear",
+    "attention": True,
+    "residual": True,
+    "output_activation": None,
+    "rescale": 1 / 255,
+}
+
+
+def _data(n=4, size=32, channels=3, num_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, size=(n, size, size, channels)).astype("float32")
+    masks = rng.integers(0, num_classes, size=(n, size, size, 1)).astype("int32")
+    return images, masks
+
+
+def _paper_convs(model):
+    return [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))
+    ]
+
+
+@pytest.mark.parametrize("num_classes, params", [(2, 31_031_810), (21, 31_033_045)])
+def test_the_papers_network(num_classes, params):
+    model = UNet(
+        num_classes=num_classes,
+        filters=64,
+        depth=4,
+        normalization=None,
+        upsampling="transpose",
+    )
+    model.build((None, None, None, 3))
+    assert model.count_params() == params
+    convs = _paper_convs(model)
+    assert len(convs) == 23
+    assert sum(isinstance(c, keras.layers.Conv2DTranspose) for c in convs) == 4
+    assert sorted({c.kernel_size for c in convs}) == [(1, 1), (2, 2), (3, 3)]
+    # The contracting path doubles 64 → 1024; the expanding path halves back.
+    widths = [block.filters for block in model.encoder_blocks]
+    assert widths + [model.bottleneck.filters] == [64, 128, 256, 512, 1024]
+    assert [block.filters for block in model.decoder_blocks] == [512, 256, 128, 64]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
+)
+def test_config_round_trip(kwargs):
+    _check_config(UNet, kwargs)
+
+
+def test_build_creates_every_weight():
+    model = UNet(**TINY)
+    model.build((None, None, None, 3))
+    before = model.count_params()
+    assert before > 0
+    model(np.zeros((1, 32, 32, 3), "float32"))
+    assert model.count_params() == before
+    assert model.compute_output_shape((None, 64, 48, 3)) == (None, 64, 48, 3)
+    assert model.compute_output_shape((2, None, None, 3)) == (2, None, None, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
+)
+def test_symbolic_and_eager_calls(kwargs):
+    model = UNet(**kwargs)
+    outputs = model(keras.Input((None, None, 3)))
+    assert tuple(outputs.shape) == (None, None, None, 3)
+    images, _ = _data(n=2)
+    assert tuple(model(images).shape) == (2, 32, 32, 3)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (33, 47), (17, 63)])
+def test_any_input_size(size):
+    model = UNet(**TINY)
+    model.build((None, None, None, 3))
+    outputs = model(np.ones((1, *size, 3), "float32"))
+    assert tuple(outputs.shape) == (1, *size, 3)
+
+
+def test_any_input_size_in_a_traced_predict():
+    model = UNet(num_classes=2, filters=4, depth=3)
+    predictions = model.predict(np.ones((2, 50, 45, 1), "float32"), verbose=0)
+    assert predictions.shape == (2, 50, 45, 2)
+
+
+def test_too_small_input():
+    model = UNet(num_classes=2, filters=4, depth=4)
+    with pytest.raises(
+        ValueError,
+        match=r"depth=4 halves the input 4 times, so height and width must be at "
+        r"least 16\. Received: input shape \(1, 12, 20, 3\)\. Resize or pad the "
+        r"images to at least \(16, 16\), or use a smaller `depth`",
+    ):
+        model(np.ones((1, 12, 20, 3), "float32"))
+
+
+def test_wrong_number_of_channels():
+    model = UNet(**TINY)
+    model.build((None, None, None, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"built for 3 input channels\. Received: input shape \(1, 32, 32, 1\) "
+        r"with 1 channels\. Convert the images",
+    ):
+        model(np.ones((1, 32, 32, 1), "float32"))
+
+
+def test_unknown_channels():
+    with pytest.raises(ValueError, match=r"needs a known number of input channels"):
+        UNet(**TINY).build((None, None, None, None))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"depth": 0}, ValueError, r"`depth` must be a positive integer.*depth=0"),
+        ({"depth": "4"}, TypeError, r"`depth` must be a positive integer.*depth='4'"),
+        ({"filters": -8}, ValueError, r"filters=-8"),
+        ({"num_classes": 0}, ValueError, r"num_classes=0"),
+        (
+            {"filters": [8, 16]},
+            ValueError,
+            r"`filters` as a list needs one width per level, `depth` \+ 1 = 5 values "
+            r".*e\.g\. \[16, 32, 64, 128, 256\]\. "
+            r"Received: filters=\[8, 16\] with depth=4",
+        ),
+        ({"filters": [8, 16, 0, 8, 8]}, ValueError, r"filters\[2\]=0"),
+        (
+            {"normalization": "instance"},
+            ValueError,
+            r"`normalization` must be one of 'batch', 'group', 'layer' or None",
+        ),
+        (
+            {"upsampling": "conv"},
+            ValueError,
+            r"`upsampling` must be one of 'transpose', 'bilinear' or 'nearest'",
+        ),
+        (
+            {"output_activation": "relu"},
+            ValueError,
+            r"`output_activation` must be one of 'auto', 'softmax', 'sigmoid' or "
+            r"None\. Received: output_activation='relu'",
+        ),
+        ({"activation": "rleu"}, ValueError, r"activation='rleu'"),
+        ({"dropout": -0.1}, ValueError, r"dropout=-0.1"),
+        ({"attention": "yes"}, TypeError, r"attention='yes'"),
+        ({"encoder": "resnet50"}, ValueError, r"Pluggable encoders are not supported"),
+        ({"rescale": "1/255"}, TypeError, r"`rescale` must be a number"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        UNet(num_classes=kwargs.pop("num_classes", 2), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "num_classes, output_activation, check",
+    [
+        (3, "auto", lambda y: np.allclose(y.sum(-1), 1, atol=1e-5)),
+        (1, "auto", lambda y: ((y > 0) & (y < 1)).all()),
+        (3, None, lambda y: (y < 0).any()),
+        (
+            2,
+            "sigmoid",
+            lambda y: ((y > 0) & (y < 1)).all() and not np.allclose(y.sum(-1), 1),
+        ),
+    ],
+)
+def test_output_activation(num_classes, output_activation, check):
+    model = UNet(num_classes, filters=4, depth=2, output_activation=output_activation)
+    images, _ = _data(n=2)
+    outputs = keras.ops.convert_to_numpy(model(images / 255.0))
+    assert outputs.shape[-1] == num_classes
+    assert check(outputs)
+
+
+def test_rescale_is_applied_first():
+    images, _ = _data(n=1)
+    scaled = UNet(**TINY, rescale=1 / 255)
+    plain = UNet(**TINY)
+    plain.build((None, None, None, 3))
+    scaled.build((None, None, None, 3))
+    plain.set_weights(scaled.get_weights())
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(scaled(images)),
+        keras.ops.convert_to_numpy(plain(images / 255.0)),
+        atol=1e-5,
+    )
+
+
+def test_dropout_sits_at_the_end_of_the_contracting_path():
+    model = UNet(num_classes=2, filters=4, depth=3, dropout=0.5)
+    rates = [block.dropout for block in model.encoder_blocks]
+    assert rates == [0.0, 0.0, 0.5]
+    assert model.bottleneck.dropout == 0.5
+    assert all(block.dropout == 0.0 for block in model.decoder_blocks)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
+)
+def test_trains(kwargs):
+    model = UNet(**kwargs)
+    images, masks = _data()
+    from_logits = kwargs.get("output_activation", "auto") is None
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+    )
+    history = model.fit(images / 255.0, masks, epochs=3, batch_size=2, verbose=0)
+    losses = history.history["loss"]
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize(
+    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
+)
+def test_mixed_precision(policy, kwargs):
+    keras.config.set_dtype_policy(policy)
+    model = UNet(**kwargs)
+    images, masks = _data()
+    from_logits = kwargs.get("output_activation", "auto") is None
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    )
+    history = model.fit(images / 255.0, masks, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    outputs = model(images / 255.0)
+    assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
+    assert model.head.compute_dtype == "float32"
+    assert model.bottleneck.compute_dtype == policy.split("_")[1]
+    assert np.isfinite(keras.ops.convert_to_numpy(outputs)).all()
+
+
+def _fit_one_step(kwargs):
+    model = UNet(**kwargs)
+    images, masks = _data()
+    from_logits = kwargs.get("output_activation", "auto") is None
+    model.compile(
+        keras.optimizers.AdamW(1e-3, weight_decay=1e-4),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+        metrics=[keras.metrics.SparseCategoricalAccuracy()],
+    )
+    model.fit(images, masks, batch_size=4, epochs=1, verbose=0)
+    return model, images
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
+)
+def test_save_and_load_in_a_fresh_process(kwargs, tmp_path):
+    model, images = _fit_one_step(kwargs)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    outputs, report = load_in_fresh_process(path, images, tmp_path)
+    np.testing.assert_allclose(outputs, model.predict(images, verbose=0), atol=1e-6)
+    assert report["class"] == "UNet"
+    compile_config = json.loads(json.dumps(model.get_compile_config(), default=str))
+    assert report["compile_config"] == compile_config
+    optimizer = json.loads(json.dumps(model.optimizer.get_config(), default=str))
+    assert report["optimizer"] == optimizer
+    assert report["iterations"] == 1
+    # And in this process, the same file under safe_mode.
+    assert_saved_model_predicts_the_same(model, images, tmp_dir=tmp_path)
+
+
+_SAVE_SCRIPT = """
+import sys
+import numpy as np
+import keras
+import seglayers
+from tests.models.unet_test import EVERY_OPTION, _fit_one_step
+
+keras.utils.set_random_seed(0)
+model, images = _fit_one_step(EVERY_OPTION)
+model.save(sys.argv[1])
+np.save(sys.argv[2], images)
+np.save(sys.argv[3], model.predict(images, verbose=0))
+"""
+
+
+@pytest.mark.slow
+def test_a_file_saved_on_another_backend_loads_here(tmp_path):
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    path, images_path, expected_path = (
+        tmp_path / "m.keras",
+        tmp_path / "x.npy",
+        tmp_path / "y.npy",
+    )
+    run_in_fresh_process(
+        _SAVE_SCRIPT, [str(path), str(images_path), str(expected_path)], backend=other
+    )
+    model = keras.saving.load_model(path, safe_mode=True)
+    images = np.load(images_path)
+    # Same weights, different convolution kernels (oneDNN, XLA): float32
+    # round-off of about 1e-5 relative, nothing more.
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), np.load(expected_path), rtol=1e-4, atol=1e-4
+    )
