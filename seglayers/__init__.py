@@ -1,9 +1,17 @@
 """seglayers: semantic segmentation for Keras 3."""
 
+from seglayers import datasets
 from seglayers.layers.attention_gate import AttentionGate
 from seglayers.layers.conv_block import ConvBlock
 from seglayers.layers.decoder_block import DecoderBlock
 from seglayers.layers.encoder_block import EncoderBlock
+from seglayers.losses.dice_cross_entropy_loss import DiceCrossEntropyLoss
+from seglayers.losses.dice_loss import DiceLoss
+from seglayers.losses.focal_loss import FocalLoss
+from seglayers.metrics.iou import IoU
+from seglayers.metrics.mean_dice import MeanDice
+from seglayers.metrics.mean_iou import MeanIoU
+from seglayers.metrics.pixel_accuracy import PixelAccuracy
 from seglayers.models.unet import UNet
 
 __version__ = "0.1.0"
@@ -12,6 +20,14 @@ __all__ = [
     "AttentionGate",
     "ConvBlock",
     "DecoderBlock",
+    "DiceCrossEntropyLoss",
+    "DiceLoss",
     "EncoderBlock",
+    "FocalLoss",
+    "IoU",
+    "MeanDice",
+    "MeanIoU",
+    "PixelAccuracy",
     "UNet",
+    "datasets",
 ]

@@ -1,0 +1,73 @@
+from keras import ops
+
+from seglayers._api import register
+from seglayers.losses.segmentation_loss import SegmentationLoss
+
+
+def weighted_mean(values, weights):
+    """`Σ values·weights / Σ weights` in float32; 0 when all weights are 0."""
+    return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1e-7)
+
+
+@register
+class FocalLoss(SegmentationLoss):
+    """Focal loss (Lin et al., 2017) per pixel, for imbalanced segmentation.
+
+    `-(1 - p_t)**gamma * log(p_t)`, where `p_t` is the predicted probability
+    of the true class, averaged over the labelled pixels (weighted by
+    `class_weights`, the paper's alpha, if given). `gamma=0` is cross-entropy.
+    Targets may be class ids or one-hot; see `SegmentationLoss`.
+
+    Args:
+        gamma: float >= 0, the focusing parameter. Defaults to 2.
+        from_logits: bool, whether `y_pred` holds logits. Defaults to `False`.
+        ignore_class: int or `None`, the id of pixels that carry no loss.
+        class_weights: optional list of per-class weights.
+        name: str. Defaults to `"focal_loss"`.
+        reduction: as in `keras.losses.Loss`.
+        dtype: as in `keras.losses.Loss`.
+
+    Example:
+
+    >>> y_true = np.array([[0, 1]])
+    >>> y_pred = np.array([[[0.9, 0.1], [0.5, 0.5]]])
+    >>> round(float(FocalLoss(gamma=0.0)(y_true, y_pred)), 4)  # cross-entropy
+    0.3993
+    """
+
+    def __init__(
+        self,
+        gamma=2.0,
+        from_logits=False,
+        ignore_class=None,
+        class_weights=None,
+        name="focal_loss",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(
+            from_logits=from_logits,
+            ignore_class=ignore_class,
+            class_weights=class_weights,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+        )
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma < 0:
+            raise ValueError(
+                "`gamma` must be a number >= 0, e.g. 2.0 (0 is cross-entropy). "
+                f"Received: gamma={gamma!r}"
+            )
+        self.gamma = float(gamma)
+
+    def batch_loss(self, y_true, y_pred):
+        target, log_probs, probs, valid = self.prepare(y_true, y_pred)
+        log_p_true = ops.sum(target * log_probs, axis=-1)
+        p_true = ops.sum(target * probs, axis=-1)
+        focal = -ops.power(ops.maximum(1.0 - p_true, 0.0), self.gamma) * log_p_true
+        return weighted_mean(focal, self.pixel_weights(target, valid))
+
+    def get_config(self):
+        config = super().get_config()
+        config["gamma"] = self.gamma
+        return config

@@ -1,0 +1,67 @@
+import keras
+import numpy as np
+import pytest
+
+from seglayers import FocalLoss
+from tests.harness import _check_config
+from tests.losses.helpers import numpy_cross_entropy, random_case, softmax
+
+
+@pytest.mark.parametrize("ignore_class", [None, 255])
+def test_gamma_zero_is_cross_entropy(ignore_class):
+    y_true, logits = random_case(0, ignore_class=ignore_class)
+    expected = numpy_cross_entropy(y_true, softmax(logits), ignore_class)
+    loss = FocalLoss(gamma=0.0, from_logits=True, ignore_class=ignore_class)
+    assert float(loss(y_true, logits)) == pytest.approx(expected, abs=1e-5)
+    if ignore_class is None:
+        keras_value = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+            y_true, logits
+        )
+        assert float(loss(y_true, logits)) == pytest.approx(
+            float(keras_value), abs=1e-5
+        )
+
+
+def test_matches_the_formula():
+    y_true, logits = random_case(1)
+    probs = softmax(logits)
+    p_t = np.take_along_axis(probs, y_true[..., None], -1)[..., 0]
+    expected = (-((1 - p_t) ** 2) * np.log(p_t)).mean()
+    assert float(FocalLoss(from_logits=True)(y_true, logits)) == pytest.approx(
+        expected, abs=1e-5
+    )
+
+
+def test_binary_sigmoid_logits():
+    rng = np.random.default_rng(2)
+    y_true = rng.integers(0, 2, size=(2, 8, 8, 1))
+    z = rng.normal(size=(2, 8, 8, 1)).astype("float32")
+    p = 1 / (1 + np.exp(-z))
+    expected = -(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)).mean()
+    loss = FocalLoss(gamma=0.0, from_logits=True)
+    assert float(loss(y_true, z)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_all_ignored_is_finite():
+    value = FocalLoss(ignore_class=255)(
+        np.full((1, 4, 4), 255), np.ones((1, 4, 4, 2)) / 2
+    )
+    assert float(value) == 0.0
+
+
+def test_float16_inputs_compute_in_float32():
+    y_true, logits = random_case(3, size=64)
+    half = keras.ops.cast(logits, "float16")
+    value = FocalLoss(from_logits=True)(y_true, half)
+    assert keras.backend.standardize_dtype(value.dtype) == "float32"
+    full = float(FocalLoss(from_logits=True)(y_true, logits))
+    assert float(value) == pytest.approx(full, rel=1e-2)
+
+
+def test_bad_gamma():
+    with pytest.raises(ValueError, match=r"`gamma` must be a number >= 0.*gamma=-1"):
+        FocalLoss(gamma=-1)
+
+
+def test_config():
+    _check_config(FocalLoss, {"gamma": 1.5, "from_logits": True, "ignore_class": 0})
