@@ -233,8 +233,9 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
             )
 
     def reset_state(self):
-        self.counts_low.assign(ops.zeros_like(self.counts_low))
-        self.counts_high.assign(ops.zeros_like(self.counts_high))
+        # ops.zeros, not ops.zeros_like: JAX cannot read a Keras variable's dtype.
+        self.counts_low.assign(ops.zeros((self._length,), "int32"))
+        self.counts_high.assign(ops.zeros((self._length,), "int32"))
 
     def _per_class_logs(self, prefix, values):
         names = self.class_names or [str(i) for i in range(self._matrix_size)]

@@ -1,0 +1,84 @@
+"""Runs every benchmark on every backend and prints one table.
+
+    python -m benchmarks                   # everything, default sizes
+    python -m benchmarks --quick           # smaller sizes, a smoke run
+    python -m benchmarks --only metric_update --backends jax
+
+Each (benchmark, backend) runs in a fresh process, since the Keras backend is
+fixed at import. Results are also written as JSON (`--json`, by default
+benchmarks/results.json).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+MODULES = ["metric_update", "training_throughput"]
+BACKENDS = ["tensorflow", "jax"]
+
+_CHILD = """
+import json, sys, importlib
+module = importlib.import_module("benchmarks." + sys.argv[1])
+rows = module.run(sys.argv[2], quick=sys.argv[3] == "1")
+print("RESULT " + json.dumps(rows))
+"""
+
+
+def run_one(module, backend, quick):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, module, backend, "1" if quick else "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    sys.stderr.write(result.stderr[-3000:])
+    raise RuntimeError(f"benchmark {module} on {backend} failed")
+
+
+def format_table(rows):
+    lines = [
+        "| question | backend | what | seglayers | baseline | unit | ratio | spread |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['question']} | {r['backend']} | {r['what']} | {r['ours']:.1f} | "
+            f"{r['baseline']:.1f} | {r['unit']} | **{r['ratio']:.2f}×** | "
+            f"±{100 * r['spread'] / 2:.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--only", nargs="*", choices=MODULES, default=MODULES)
+    parser.add_argument("--backends", nargs="*", choices=BACKENDS, default=BACKENDS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=os.path.join("benchmarks", "results.json"))
+    args = parser.parse_args(argv)
+    rows = []
+    for module in args.only:
+        for backend in args.backends:
+            print(f"running {module} on {backend} ...", file=sys.stderr, flush=True)
+            rows.extend(run_one(module, backend, args.quick))
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python " + (
+        platform.python_version()
+    )
+    print(f"Machine: {machine}\n")
+    print(format_table(rows))
+    with open(args.json, "w") as f:
+        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

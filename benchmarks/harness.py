@@ -1,0 +1,74 @@
+"""Shared timing harness: warm-up excluded, repeats, median and spread.
+
+Each benchmark module has `run(backend, quick) -> list[dict]` and runs in its
+own process (the Keras backend is fixed at import). A row compares
+"ours" with a "baseline" measured in the same process, interleaved, so slow
+phases of a shared machine hit both; the headline is their ratio.
+"""
+
+import statistics
+import time
+
+
+def time_call(fn, repeats=7, warmup=2):
+    """Seconds per call of `fn()`: median, min, max over `repeats`."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return summarize(times)
+
+
+def summarize(times):
+    return {
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+        "repeats": len(times),
+    }
+
+
+def time_pair(ours, baseline, repeats=7, warmup=2):
+    """Times two callables alternately; returns their two summaries."""
+    for _ in range(warmup):
+        ours()
+        baseline()
+    ours_times, baseline_times = [], []
+    for _ in range(repeats):
+        for fn, times in ((ours, ours_times), (baseline, baseline_times)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return summarize(ours_times), summarize(baseline_times)
+
+
+def row(question, backend, what, ours, baseline, unit, per_call=1.0, higher=True):
+    """One table row; `ours`/`baseline` are summaries of seconds per call.
+
+    `per_call` converts seconds into the unit (e.g. images per call for
+    images/s, or 1000 for ms); `higher` says whether a larger value is better.
+    The ratio is always "how many times better ours is" (> 1: ours wins).
+    """
+    if higher:
+        value = per_call / ours["median"]
+        base = per_call / baseline["median"]
+        ratio = value / base
+    else:
+        value = ours["median"] * per_call
+        base = baseline["median"] * per_call
+        ratio = base / value
+    spread = (ours["max"] - ours["min"]) / ours["median"]
+    return {
+        "question": question,
+        "backend": backend,
+        "what": what,
+        "ours": value,
+        "baseline": base,
+        "unit": unit,
+        "ratio": ratio,
+        "spread": spread,
+        "repeats": ours["repeats"],
+    }

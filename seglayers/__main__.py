@@ -1,0 +1,5 @@
+import sys
+
+from seglayers.cli import main
+
+sys.exit(main())
