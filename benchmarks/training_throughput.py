@@ -50,7 +50,7 @@ def run(backend, quick=False):
 
     import seglayers
 
-    steps = 4 if quick else 12
+    steps = 4 if quick else 16
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(BATCH * steps, SIZE, SIZE, 3)).astype("float32")
     masks = rng.integers(0, CLASSES, size=(BATCH * steps, SIZE, SIZE, 1))
@@ -70,7 +70,7 @@ def run(backend, quick=False):
         return lambda: model.fit(images, masks, batch_size=BATCH, epochs=1, verbose=0)
 
     ours_time, theirs_time = time_pair(
-        fit(ours), fit(theirs), repeats=3 if quick else 5, warmup=1
+        fit(ours), fit(theirs), repeats=3 if quick else 7, warmup=1
     )
     return [
         row(

@@ -33,11 +33,11 @@ def _parser():
         "(the best epoch by validation mean IoU), history.csv and metrics.json.",
     )
     train.add_argument("--num-classes", type=int, default=4, help="2 to 4 (default 4)")
-    train.add_argument("--num-samples", type=int, default=1200, help="images made")
+    train.add_argument("--num-samples", type=int, default=2000, help="images made")
     train.add_argument(
         "--image-size", type=int, nargs=2, default=(64, 64), metavar=("H", "W")
     )
-    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--filters", type=int, default=16)
     train.add_argument("--depth", type=int, default=3)

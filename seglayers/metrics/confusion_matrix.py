@@ -36,6 +36,29 @@ def count_bins(indices, length):
     return ops.cast(ops.bincount(indices, minlength=length), "int32")
 
 
+def class_argmax(scores):
+    """`argmax(scores, axis=-1)` as int32, first index on ties.
+
+    `keras.ops.argmax` on floats first rewrites -0.0 (a flush-to-zero fix),
+    an extra pass that, on 16×256×256×21 logits, makes it 15× slower than
+    XLA's own argmax on JAX CPU and 2× slower than `tf.argmax` on TensorFlow
+    CPU (benchmarks/metric_update.py). The sign of zero does not matter for
+    class scores, so:
+    - JAX (and others): argmax of an order-preserving int32 key of the float
+      bits (negative floats get their magnitude bits flipped): 4.8 ms, not 47.
+    - TensorFlow: the first index reaching the maximum, via a max and a
+      weighted max: 34 ms, not 60 (TensorFlow's int argmax is slow on CPU).
+    """
+    if keras.backend.backend() == "tensorflow":
+        classes = scores.shape[-1]
+        best = ops.max(scores, axis=-1, keepdims=True)
+        reverse_index = ops.arange(classes, 0, -1, dtype="int32")
+        return classes - ops.max(ops.where(scores == best, reverse_index, 0), axis=-1)
+    bits = ops.view(ops.cast(scores, "float32"), "int32")
+    key = ops.where(bits < 0, ops.bitwise_xor(bits, 0x7FFFFFFF), bits)
+    return ops.cast(ops.argmax(key, axis=-1), "int32")
+
+
 class ConfusionMatrixMetric(keras.metrics.Metric):
     """Base class: a `num_classes × num_classes` confusion matrix of pixels.
 
@@ -144,7 +167,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
                     f"class) or 1 for binary. Received: y_pred shape "
                     f"{tuple(y_pred.shape)}"
                 )
-            return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+            return class_argmax(y_pred)
         if y_pred.shape[-1] == 1:
             y_pred = y_pred[..., 0]
         return _as_int_ids(y_pred)
@@ -157,7 +180,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         if rank == pred_rank + 1 and y_true.shape[-1] == self._matrix_size:
             # One-hot: all-zero rows are ignored pixels.
             unlabelled = ops.sum(ops.cast(y_true, "float32"), axis=-1) == 0
-            return ops.cast(ops.argmax(y_true, axis=-1), "int32"), unlabelled
+            return class_argmax(y_true), unlabelled
         if rank == pred_rank:
             return self._with_ignored(_as_int_ids(y_true))
         raise ValueError(

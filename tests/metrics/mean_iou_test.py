@@ -209,3 +209,16 @@ def test_runs_compiled_in_fit():
     reference = MeanIoU(5, ignore_class=255)
     reference.update_state(y_true, logits)
     assert result["mean_iou"] == pytest.approx(float(reference.result()), abs=1e-6)
+
+
+def test_class_argmax_equals_numpy_with_ties_and_signs():
+    from seglayers.metrics.confusion_matrix import class_argmax
+
+    rng = np.random.default_rng(6)
+    scores = rng.integers(-3, 4, size=(64, 7)).astype("float32")  # many ties
+    scores[0] = [-0.0, 0.0, -1.0, -0.0, -5, -6, -7]
+    scores[1] = -np.arange(1, 8)
+    for dtype in ("float32", "float16"):
+        actual = keras.ops.convert_to_numpy(class_argmax(scores.astype(dtype)))
+        np.testing.assert_array_equal(actual[1:], scores[1:].argmax(-1))
+        assert actual[0] in (0, 1, 3)  # the sign of zero may break the tie
