@@ -47,14 +47,15 @@ def run_one(module, backend, quick):
 
 def format_table(rows):
     lines = [
-        "| question | backend | what | seglayers | baseline | unit | ratio | spread |",
+        "| question | backend | what | seglayers | baseline | unit | ratio "
+        "| median vs best |",
         "| --- | --- | --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['question']} | {r['backend']} | {r['what']} | {r['ours']:.1f} | "
             f"{r['baseline']:.1f} | {r['unit']} | **{r['ratio']:.2f}×** | "
-            f"±{100 * r['spread'] / 2:.0f}% |"
+            f"+{100 * r['spread']:.0f}% |"
         )
     return "\n".join(lines)
 
