@@ -13,6 +13,7 @@ from seglayers.metrics.mean_dice import MeanDice
 from seglayers.metrics.mean_iou import MeanIoU
 from seglayers.metrics.pixel_accuracy import PixelAccuracy
 from seglayers.models.unet import UNet
+from seglayers.preprocessing.one_hot_mask import OneHotMask
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "IoU",
     "MeanDice",
     "MeanIoU",
+    "OneHotMask",
     "PixelAccuracy",
     "UNet",
     "datasets",

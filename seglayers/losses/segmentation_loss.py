@@ -34,6 +34,10 @@ class SegmentationLoss(keras.losses.Loss):
     whose id is `ignore_class`, whose id lies outside `[0, C)`, or whose
     one-hot row is all zeros (as `OneHotMask` writes for ignored pixels)
     carry no loss.
+
+    The loss is one value for the whole batch (Dice is a batch statistic),
+    so a `sample_weight` only scales it by its mean; weigh pixels with
+    `class_weights` and leave them out with `ignore_class`.
     """
 
     def __init__(

@@ -1,0 +1,3 @@
+from seglayers.preprocessing.one_hot_mask import OneHotMask
+
+__all__ = ["OneHotMask"]

@@ -1,0 +1,148 @@
+import keras
+import numpy as np
+import pytest
+
+from seglayers import OneHotMask
+from tests.harness import _check_config, assert_saved_model_predicts_the_same
+
+PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        np.array([[[0, 1], [2, 255]]], "int32"),
+        np.array([[[0, 1], [2, 255]]], "uint8")[..., None],
+        np.array([[[0.0, 1.0], [2.0, 255.0]]], "float32")[..., None],
+    ],
+    ids=["int32 (H, W)", "uint8 (H, W, 1)", "float (H, W, 1)"],
+)
+def test_ids_of_any_form(mask):
+    out = _np(OneHotMask(3, ignore_class=255)(mask))
+    assert out.shape == (1, 2, 2, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(
+        out[0].reshape(4, 3), [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    )
+
+
+def test_class_ids_are_fixed_not_per_image():
+    # The tutorial bug: np.unique per image renumbers classes. Here id 2 is
+    # always channel 2, whatever else the image holds.
+    layer = OneHotMask(4)
+    only_two = _np(layer(np.full((1, 2, 2), 2)))
+    assert only_two[..., 2].all() and not only_two[..., :2].any()
+
+
+def test_palette_masks():
+    rgb = np.array([[[0, 0, 0], [0, 128, 0]], [[128, 0, 0], [255, 255, 255]]], "uint8")
+    layer = OneHotMask(3, ignore_class=255, palette=PALETTE + [[255, 255, 255]])
+    out = _np(layer(rgb[None]))
+    np.testing.assert_array_equal(out[0, ..., :].argmax(-1), [[0, 2], [1, 0]])
+    assert out[0, 1, 1].sum() == 0  # the ignore colour
+
+
+def test_unknown_colours_raise_eagerly():
+    rgb = np.zeros((1, 2, 2, 3), "uint8")
+    rgb[0, 0, 0] = [1, 2, 3]
+    with pytest.raises(ValueError, match=r"colours not in `palette`: \[\[1, 2, 3\]\]"):
+        OneHotMask(3, palette=PALETTE)(rgb)
+
+
+def test_out_of_range_ids_raise_eagerly():
+    with pytest.raises(
+        ValueError,
+        match=r"class ids \[-1, 3, 7\] outside \[0, 3\) and `ignore_class`=255 for "
+        r"num_classes=3\. Raise `num_classes`, set `ignore_class`",
+    ):
+        OneHotMask(3, ignore_class=255)(np.array([[0, 3, 7, -1, 255]]))
+
+
+def test_out_of_range_ids_in_a_traced_function_become_zero_rows():
+    layer = OneHotMask(3)
+    mask = np.array([[0, 3, 1, -2]], "int32")
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        out = next(iter(tf.data.Dataset.from_tensors(mask).map(layer))).numpy()
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        out = np.asarray(jax.jit(layer)(mask))
+    else:
+        pytest.skip("no traced function on this backend")
+    np.testing.assert_array_equal(out[0], [[1, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0]])
+
+
+def test_sample_weights():
+    layer = OneHotMask(3, ignore_class=255)
+    mask = np.array([[0, 1, 2, 255]])
+    np.testing.assert_array_equal(_np(layer.sample_weights(mask)), [[1, 1, 1, 0]])
+    weighted = _np(layer.sample_weights(mask, class_weights=[0.5, 1.0, 2.0]))
+    np.testing.assert_array_equal(weighted, [[0.5, 1.0, 2.0, 0.0]])
+    with pytest.raises(ValueError, match=r"`class_weights` needs 3 values"):
+        layer.sample_weights(mask, class_weights=[1.0])
+
+
+def test_in_a_model_saved_and_loaded(tmp_path):
+    inputs = keras.Input((4, 4, 1))
+    outputs = OneHotMask(3, ignore_class=255, dtype="float32")(inputs)
+    model = keras.Model(inputs, outputs)
+    assert tuple(outputs.shape) == (None, 4, 4, 3)
+    masks = np.random.default_rng(0).integers(0, 3, size=(2, 4, 4, 1)).astype("float32")
+    assert_saved_model_predicts_the_same(model, masks, tmp_dir=tmp_path)
+
+
+def test_mixed_precision_output_dtype():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    out = OneHotMask(2)(np.array([[0, 1]]))
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+
+
+def test_compute_output_shape():
+    assert OneHotMask(5).compute_output_shape((2, 8, 8)) == (2, 8, 8, 5)
+    assert OneHotMask(5).compute_output_shape((2, 8, 8, 1)) == (2, 8, 8, 5)
+    palette = OneHotMask(3, palette=PALETTE)
+    assert palette.compute_output_shape((None, 8, 8, 3)) == (None, 8, 8, 3)
+
+
+def test_config():
+    _check_config(
+        OneHotMask,
+        {"num_classes": 3, "ignore_class": 255, "palette": PALETTE + [[9, 9, 9]]},
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"num_classes": 0}, ValueError, r"num_classes=0"),
+        ({"num_classes": 3, "ignore_class": "x"}, TypeError, r"ignore_class='x'"),
+        (
+            {"num_classes": 3, "palette": [[0, 0, 0]]},
+            ValueError,
+            r"`palette` must be a list of 3 `\[r, g, b\]` colours",
+        ),
+        (
+            {"num_classes": 2, "palette": [[0, 0, 0], [0, 0, 300]]},
+            ValueError,
+            r"ints in 0\.\.255",
+        ),
+        (
+            {"num_classes": 2, "palette": [[1, 1, 1], [1, 1, 1]]},
+            ValueError,
+            r"`palette` repeats a colour",
+        ),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        OneHotMask(**kwargs)
+
+
+def test_palette_needs_rgb():
+    with pytest.raises(ValueError, match=r"With a `palette`, masks must be RGB"):
+        OneHotMask(3, palette=PALETTE)(np.zeros((1, 2, 2), "int32"))
