@@ -16,7 +16,7 @@ import platform
 import subprocess
 import sys
 
-MODULES = ["metric_update", "training_throughput"]
+MODULES = ["metric_update", "training_throughput", "input_pipeline"]
 BACKENDS = ["tensorflow", "jax"]
 
 _CHILD = """

@@ -17,6 +17,17 @@ from seglayers.preprocessing.one_hot_mask import OneHotMask
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # The loader imports TensorFlow; load it only when asked for, so that
+    # `import seglayers` stays light on the JAX and PyTorch backends.
+    if name == "segmentation_dataset_from_directory":
+        from seglayers.data.directory import segmentation_dataset_from_directory
+
+        return segmentation_dataset_from_directory
+    raise AttributeError(f"module 'seglayers' has no attribute {name!r}")
+
+
 __all__ = [
     "AttentionGate",
     "ConvBlock",
@@ -32,4 +43,5 @@ __all__ = [
     "PixelAccuracy",
     "UNet",
     "datasets",
+    "segmentation_dataset_from_directory",
 ]

@@ -1,0 +1,100 @@
+"""Input pipeline: the folder loader, and OneHotMask inside tf.data.
+
+1. `segmentation_dataset_from_directory` (images and masks, masks read with
+   Pillow and checked) against `keras.utils.image_dataset_from_directory`
+   reading the same images alone (`labels=None`): images/s over one pass,
+   256×256 PNGs, batch 32. The ratio is the price of the masks.
+2. `OneHotMask` mapped over a dataset of 256×256 id masks against the
+   hand-written `tf.one_hot` a user would map instead: masks/s.
+
+TensorFlow only: the loader is tf.data.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.harness import row, time_pair
+
+
+def _write_folder(root, n, size):
+    from seglayers.datasets import shapes
+
+    images, masks = shapes.load_data(n, (size, size), seed=0)
+    os.makedirs(os.path.join(root, "images"))
+    os.makedirs(os.path.join(root, "masks"))
+    for i in range(n):
+        Image.fromarray(images[i].astype(np.uint8)).save(
+            os.path.join(root, "images", f"{i:04d}.png")
+        )
+        Image.fromarray(masks[i, ..., 0].astype(np.uint8), mode="L").save(
+            os.path.join(root, "masks", f"{i:04d}.png")
+        )
+
+
+def run(backend, quick=False):
+    if backend != "tensorflow":
+        return []
+    import keras
+    import tensorflow as tf
+
+    import seglayers
+
+    n, size = (64 if quick else 256), 256
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        _write_folder(root, n, size)
+        ours = seglayers.segmentation_dataset_from_directory(
+            root, image_size=(size, size), num_classes=4, shuffle=False
+        )
+        theirs = keras.utils.image_dataset_from_directory(
+            os.path.join(root, "images"),
+            labels=None,
+            image_size=(size, size),
+            shuffle=False,
+        )
+
+        def one_pass(dataset):
+            return lambda: [None for _ in dataset]
+
+        ours_time, theirs_time = time_pair(
+            one_pass(ours), one_pass(theirs), repeats=3 if quick else 5, warmup=1
+        )
+        rows.append(
+            row(
+                "input pipeline",
+                backend,
+                f"segmentation_dataset_from_directory (image+mask) vs "
+                f"image_dataset_from_directory (image only), {n} PNGs {size}²",
+                ours_time,
+                theirs_time,
+                "img/s",
+                per_call=float(n),
+            )
+        )
+
+    masks = np.random.default_rng(0).integers(0, 21, size=(n, size, size, 1))
+    base = tf.data.Dataset.from_tensor_slices(masks.astype("int32")).batch(32)
+    layer = seglayers.OneHotMask(21)
+    with_layer = base.map(layer)
+    by_hand = base.map(lambda m: tf.one_hot(m[..., 0], 21))
+    ours_time, theirs_time = time_pair(
+        lambda: [None for _ in with_layer],
+        lambda: [None for _ in by_hand],
+        repeats=3 if quick else 5,
+        warmup=1,
+    )
+    rows.append(
+        row(
+            "input pipeline",
+            backend,
+            f"OneHotMask(21) in tf.data vs tf.one_hot, {size}² masks",
+            ours_time,
+            theirs_time,
+            "masks/s",
+            per_call=float(n),
+        )
+    )
+    return rows

@@ -1,0 +1,328 @@
+"""`tf.data` pipelines from folders of images and masks."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Lossy formats would invent labels at every edge, so masks are lossless.
+MASK_EXTENSIONS = (".png", ".bmp", ".gif")
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5")
+SUBSETS = ("training", "validation", "both")
+
+
+def segmentation_dataset_from_directory(
+    directory,
+    image_size=(256, 256),
+    batch_size=32,
+    num_classes=None,
+    ignore_class=None,
+    palette=None,
+    shuffle=True,
+    seed=None,
+    validation_split=None,
+    subset=None,
+    interpolation="bilinear",
+    one_hot=False,
+    as_dict=False,
+):
+    """Makes a `tf.data.Dataset` of `(image, mask)` batches from a folder.
+
+    In the manner of `keras.utils.image_dataset_from_directory`, for
+    segmentation. The folder holds two sub-folders, paired by file stem:
+
+    ```
+    directory/
+        images/  a.jpg  b.png ...   (PNG, JPEG, BMP or GIF)
+        masks/   a.png  b.png ...   (PNG, BMP or GIF; lossless)
+    ```
+
+    Masks are read with Pillow, so a palette-mode ("P") PNG gives its
+    palette indices, the class ids, and not the colours that
+    `tf.io.decode_png` would expand them to. A single-channel mask gives its
+    values; an RGB mask needs `palette` to map colours to ids. Masks are
+    resized with nearest neighbour only, never inventing labels; ids are
+    checked as each mask is read, and one outside `[0, num_classes)` that is
+    not `ignore_class` stops the pipeline with an error naming the file.
+
+    Args:
+        directory: path of the folder that holds `images/` and `masks/`.
+        image_size: `(height, width)` every image and mask is resized to.
+        batch_size: int, or `None` for unbatched elements. Defaults to 32.
+        num_classes: int, the number of classes; mask ids are checked against
+            it. `None` skips the check (and cannot be used with `one_hot`).
+        ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255).
+        palette: list of `[r, g, b]` colours (index = class id) for RGB masks,
+            plus optionally the colour of ignored pixels (mapped to
+            `ignore_class`).
+        shuffle: bool, whether to shuffle the pairs (every epoch).
+        seed: int, the seed for shuffling and the split.
+        validation_split: float in (0, 1), the fraction kept for validation.
+        subset: `"training"`, `"validation"` or `"both"` (returns a pair).
+        interpolation: how images are resized (masks: always nearest).
+        one_hot: bool, yield one-hot masks `(H, W, num_classes)` made by
+            `OneHotMask` (needs the TensorFlow backend). Defaults to `False`:
+            int32 ids `(H, W, 1)`.
+        as_dict: bool, yield `{"images": ..., "segmentation_masks": ...}`,
+            the convention of Keras's augmentation layers. Defaults to
+            `False`: `(image, mask)` tuples.
+
+    Returns:
+        A `tf.data.Dataset` of float32 images `(batch, H, W, 3)` in
+        [0, 255] and masks, or a `(train, validation)` pair for
+        `subset="both"`.
+    """
+    _check_arguments(image_size, batch_size, interpolation, validation_split, subset)
+    pairs = _find_pairs(directory)
+    if palette is not None:
+        palette = _palette_lookup(palette, num_classes, ignore_class)
+    if shuffle or validation_split:
+        if seed is None:
+            seed = int(np.random.default_rng().integers(1_000_000))
+        np.random.default_rng(seed).shuffle(pairs)
+    if validation_split:
+        n_val = int(len(pairs) * validation_split)
+        if n_val == 0 or n_val == len(pairs):
+            raise ValueError(
+                f"`validation_split`={validation_split} of {len(pairs)} pairs in "
+                f"{directory} leaves an empty subset; use more data or another "
+                "split."
+            )
+        splits = {"training": pairs[:-n_val], "validation": pairs[-n_val:]}
+    else:
+        splits = {"training": pairs}
+    options = dict(
+        image_size=tuple(image_size),
+        batch_size=batch_size,
+        num_classes=num_classes,
+        ignore_class=ignore_class,
+        palette=palette,
+        seed=seed,
+        interpolation=interpolation,
+        one_hot=one_hot,
+        as_dict=as_dict,
+    )
+    if subset == "both":
+        return (
+            _make_dataset(splits["training"], shuffle=shuffle, **options),
+            _make_dataset(splits["validation"], shuffle=False, **options),
+        )
+    return _make_dataset(splits[subset or "training"], shuffle=shuffle, **options)
+
+
+def _check_arguments(image_size, batch_size, interpolation, validation_split, subset):
+    if (
+        not isinstance(image_size, (list, tuple))
+        or len(image_size) != 2
+        or not all(isinstance(s, int) and s > 0 for s in image_size)
+    ):
+        raise ValueError(
+            "`image_size` must be `(height, width)`, two positive ints, e.g. "
+            f"(256, 256). Received: image_size={image_size!r}"
+        )
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(
+            f"`batch_size` must be a positive int or None. Received: "
+            f"batch_size={batch_size!r}"
+        )
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"`interpolation` must be one of {', '.join(INTERPOLATIONS)}. "
+            f"Received: interpolation={interpolation!r}"
+        )
+    if validation_split is not None and not 0 < validation_split < 1:
+        raise ValueError(
+            "`validation_split` must be in (0, 1), e.g. 0.2. "
+            f"Received: validation_split={validation_split!r}"
+        )
+    if subset is not None and subset not in SUBSETS:
+        raise ValueError(
+            f"`subset` must be one of 'training', 'validation' or 'both'. "
+            f"Received: subset={subset!r}"
+        )
+    if subset is not None and validation_split is None:
+        raise ValueError(f"`subset`={subset!r} needs a `validation_split`, e.g. 0.2.")
+
+
+def _list_files(folder, extensions):
+    return {
+        os.path.splitext(name)[0]: os.path.join(folder, name)
+        for name in sorted(os.listdir(folder))
+        if name.lower().endswith(extensions) and not name.startswith(".")
+    }
+
+
+def _find_pairs(directory):
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"No such folder: {directory}. Pass the folder that holds "
+            "`images/` and `masks/`."
+        )
+    folders = {}
+    for name in ("images", "masks"):
+        folders[name] = os.path.join(directory, name)
+        if not os.path.isdir(folders[name]):
+            raise ValueError(
+                f"{directory} has no `{name}/` folder. Expected "
+                f"{directory}/images/ and {directory}/masks/, with files paired "
+                "by name (a.jpg with a.png)."
+            )
+    images = _list_files(folders["images"], IMAGE_EXTENSIONS)
+    masks = _list_files(folders["masks"], MASK_EXTENSIONS)
+    if not images:
+        raise ValueError(
+            f"{folders['images']} holds no image ({', '.join(IMAGE_EXTENSIONS)})."
+        )
+    for missing, have, where in (
+        (sorted(set(images) - set(masks)), "images", folders["masks"]),
+        (sorted(set(masks) - set(images)), "masks", folders["images"]),
+    ):
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ValueError(
+                f"{len(missing)} {have} have no partner in {where}: {shown}. "
+                "Pair every image with a mask of the same name (masks as "
+                f"{'/'.join(MASK_EXTENSIONS)})."
+            )
+    return [(images[stem], masks[stem]) for stem in sorted(images)]
+
+
+def _palette_lookup(palette, num_classes, ignore_class):
+    """Sorted 24-bit colour codes and the id of each, for `np.searchsorted`."""
+    from seglayers.preprocessing.one_hot_mask import _check_palette
+
+    if num_classes is None:
+        raise ValueError("`palette` needs `num_classes` (the number of colours).")
+    colours = _check_palette(palette, num_classes, ignore_class)
+    codes = np.array([(r << 16) | (g << 8) | b for r, g, b in colours], np.int64)
+    ids = np.arange(len(colours), dtype=np.int32)
+    if len(colours) > num_classes:
+        ids[num_classes] = ignore_class
+    order = np.argsort(codes)
+    return codes[order], ids[order]
+
+
+def _read_mask(path, num_classes, ignore_class, palette):
+    """Reads a mask file as int32 ids `(H, W, 1)`, checking every id."""
+    path = path.decode() if isinstance(path, bytes) else path
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            array = np.asarray(image)
+    except Exception as error:
+        raise ValueError(f"Cannot read the mask {path}: {error}") from None
+    if palette is not None:
+        if array.ndim != 3 or array.shape[-1] < 3:
+            raise ValueError(
+                f"{path}: with a `palette`, masks must be RGB; this one is "
+                f"mode {mode!r}."
+            )
+        codes = (
+            (array[..., 0].astype(np.int64) << 16)
+            | (array[..., 1].astype(np.int64) << 8)
+            | array[..., 2]
+        )
+        keys, ids = palette
+        index = np.clip(np.searchsorted(keys, codes), 0, len(keys) - 1)
+        unknown = keys[index] != codes
+        if unknown.any():
+            found = np.unique(array[unknown][:, :3], axis=0)[:5].tolist()
+            raise ValueError(
+                f"{path}: colours not in `palette`: {found}. Add them to "
+                "`palette` or fix the mask."
+            )
+        array = ids[index]
+    elif array.ndim == 3:
+        if not (array[..., :1] == array[..., 1:3]).all():
+            raise ValueError(
+                f"{path} is a colour (mode {mode!r}) mask; pass `palette` to map "
+                "its colours to class ids, or save masks as single-channel or "
+                "palette-mode PNGs of ids."
+            )
+        array = array[..., 0]
+    array = array.astype(np.int32)
+    if num_classes is not None:
+        bad = (array < 0) | (array >= num_classes)
+        if ignore_class is not None:
+            bad &= array != ignore_class
+        if bad.any():
+            values = np.unique(array[bad])[:10].tolist()
+            raise ValueError(
+                f"{path}: class ids {values} outside [0, {num_classes})"
+                + (
+                    f" and not `ignore_class`={ignore_class}"
+                    if ignore_class is not None
+                    else ""
+                )
+                + ". Raise `num_classes`, set `ignore_class`, or fix the mask."
+            )
+    return array[..., None]
+
+
+def _make_dataset(
+    pairs,
+    *,
+    image_size,
+    batch_size,
+    num_classes,
+    ignore_class,
+    palette,
+    seed,
+    shuffle,
+    interpolation,
+    one_hot,
+    as_dict,
+):
+    image_paths = tf.constant([p[0] for p in pairs])
+    mask_paths = tf.constant([p[1] for p in pairs])
+    dataset = tf.data.Dataset.from_tensor_slices((image_paths, mask_paths))
+    if shuffle:
+        dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+
+    def load(image_path, mask_path):
+        image = tf.io.decode_image(
+            tf.io.read_file(image_path), channels=3, expand_animations=False
+        )
+        image = tf.image.resize(image, image_size, method=interpolation)
+        image.set_shape(image_size + (3,))
+        mask = tf.numpy_function(
+            lambda p: _read_mask(p, num_classes, ignore_class, palette),
+            [mask_path],
+            tf.int32,
+            stateful=False,
+        )
+        mask.set_shape((None, None, 1))
+        mask = tf.image.resize(mask, image_size, method="nearest")
+        mask = tf.cast(mask, tf.int32)
+        mask.set_shape(image_size + (1,))
+        return tf.cast(image, tf.float32), mask
+
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if one_hot:
+        dataset = dataset.map(_one_hot(num_classes, ignore_class))
+    if as_dict:
+        dataset = dataset.map(lambda x, y: {"images": x, "segmentation_masks": y})
+    if batch_size is not None:
+        dataset = dataset.batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _one_hot(num_classes, ignore_class):
+    import keras
+
+    from seglayers.preprocessing.one_hot_mask import OneHotMask
+
+    if num_classes is None:
+        raise ValueError("`one_hot=True` needs `num_classes`.")
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "`one_hot=True` runs `OneHotMask` inside tf.data, which needs the "
+            f"TensorFlow backend (this is {keras.backend.backend()!r}). Load "
+            "class ids and put `OneHotMask` in the model instead."
+        )
+    layer = OneHotMask(num_classes, ignore_class=ignore_class)
+    return lambda image, mask: (image, layer(mask))

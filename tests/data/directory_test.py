@@ -1,0 +1,268 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+tf = pytest.importorskip("tensorflow")
+
+from seglayers import UNet, segmentation_dataset_from_directory  # noqa: E402
+
+PALETTE = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
+
+
+def _write_pairs(
+    root, n=6, size=(20, 24), mask_mode="L", image_ext=".png", num_classes=3, seed=0
+):
+    rng = np.random.default_rng(seed)
+    os.makedirs(root / "images", exist_ok=True)
+    os.makedirs(root / "masks", exist_ok=True)
+    masks = []
+    for i in range(n):
+        image = rng.integers(0, 256, size=size + (3,), dtype=np.uint8)
+        Image.fromarray(image).save(root / "images" / f"s{i}{image_ext}")
+        mask = rng.integers(0, num_classes, size=size, dtype=np.uint8)
+        mask[:2] = 255
+        masks.append(mask)
+        if mask_mode == "L":
+            Image.fromarray(mask, mode="L").save(root / "masks" / f"s{i}.png")
+        elif mask_mode == "P":
+            pal = Image.fromarray(mask, mode="P")
+            flat = sum(PALETTE, []) + [255, 255, 255] * 253
+            pal.putpalette(flat)
+            pal.save(root / "masks" / f"s{i}.png")
+        elif mask_mode == "RGB":
+            colours = np.array(PALETTE + [[255, 255, 255]] * 253, np.uint8)
+            Image.fromarray(colours[mask]).save(root / "masks" / f"s{i}.png")
+    return masks
+
+
+def _all(dataset):
+    images, masks = [], []
+    for x, y in dataset:
+        images.append(x.numpy())
+        masks.append(y.numpy())
+    return np.concatenate(images), np.concatenate(masks)
+
+
+def test_yields_float_images_and_int_masks(tmp_path):
+    written = _write_pairs(tmp_path)
+    dataset = segmentation_dataset_from_directory(
+        tmp_path,
+        image_size=(20, 24),
+        batch_size=4,
+        num_classes=3,
+        ignore_class=255,
+        shuffle=False,
+    )
+    images, masks = _all(dataset)
+    assert images.shape == (6, 20, 24, 3) and images.dtype == np.float32
+    assert masks.shape == (6, 20, 24, 1) and masks.dtype == np.int32
+    assert 0 <= images.min() and images.max() <= 255
+    np.testing.assert_array_equal(masks[..., 0], np.stack(written))
+
+
+def test_palette_png_reads_indices_not_colours(tmp_path):
+    written = _write_pairs(tmp_path, mask_mode="P")
+    # What tf.io.decode_png gives for the same file: colours, not ids.
+    decoded = tf.io.decode_png(tf.io.read_file(str(tmp_path / "masks" / "s0.png")))
+    assert decoded.shape[-1] in (3, 4) and decoded.numpy().max() == 255
+    _, masks = _all(
+        segmentation_dataset_from_directory(
+            tmp_path,
+            image_size=(20, 24),
+            num_classes=3,
+            ignore_class=255,
+            shuffle=False,
+        )
+    )
+    np.testing.assert_array_equal(masks[..., 0], np.stack(written))
+
+
+def test_rgb_masks_with_a_palette(tmp_path):
+    written = _write_pairs(tmp_path, mask_mode="RGB", image_ext=".jpg")
+    _, masks = _all(
+        segmentation_dataset_from_directory(
+            tmp_path,
+            image_size=(20, 24),
+            num_classes=3,
+            ignore_class=255,
+            palette=PALETTE + [[255, 255, 255]],
+            shuffle=False,
+        )
+    )
+    np.testing.assert_array_equal(masks[..., 0], np.stack(written))
+
+
+def test_masks_are_resized_with_nearest_neighbour(tmp_path):
+    _write_pairs(tmp_path, size=(40, 40))
+    _, masks = _all(
+        segmentation_dataset_from_directory(
+            tmp_path, image_size=(17, 23), num_classes=3, ignore_class=255
+        )
+    )
+    assert set(np.unique(masks)) <= {0, 1, 2, 255}  # no invented labels
+
+
+def test_split_is_deterministic_and_disjoint(tmp_path):
+    _write_pairs(tmp_path, n=10)
+    kwargs = dict(
+        image_size=(20, 24),
+        num_classes=3,
+        ignore_class=255,
+        validation_split=0.3,
+        subset="both",
+        seed=7,
+    )
+    train, val = segmentation_dataset_from_directory(tmp_path, **kwargs)
+    train2, val2 = segmentation_dataset_from_directory(tmp_path, **kwargs)
+    _, val_masks = _all(val)
+    np.testing.assert_array_equal(val_masks, _all(val2)[1])
+    assert len(val_masks) == 3 and len(_all(train)[1]) == 7
+    train_set = {m.tobytes() for m in _all(train)[1]}
+    assert not train_set & {m.tobytes() for m in val_masks}
+
+
+def test_one_hot_and_dict_output(tmp_path):
+    _write_pairs(tmp_path)
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(ValueError, match=r"needs the TensorFlow backend"):
+            segmentation_dataset_from_directory(
+                tmp_path, image_size=(20, 24), num_classes=3, one_hot=True
+            )
+        return
+    dataset = segmentation_dataset_from_directory(
+        tmp_path,
+        image_size=(20, 24),
+        num_classes=3,
+        ignore_class=255,
+        one_hot=True,
+        as_dict=True,
+        shuffle=False,
+    )
+    batch = next(iter(dataset))
+    assert set(batch) == {"images", "segmentation_masks"}
+    masks = batch["segmentation_masks"].numpy()
+    assert masks.shape == (6, 20, 24, 3)
+    assert (masks[:, :2].sum(-1) == 0).all()  # ignored rows
+
+
+def test_joint_augmentation_keeps_ids(tmp_path):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("Keras layers run inside tf.data on the TensorFlow backend")
+    _write_pairs(tmp_path)
+    dataset = segmentation_dataset_from_directory(
+        tmp_path,
+        image_size=(20, 24),
+        num_classes=3,
+        ignore_class=255,
+        as_dict=True,
+        shuffle=False,
+        batch_size=6,
+    )
+    # Keras's augmentation layers take the dict and move images and masks
+    # together; masks are transformed with nearest neighbour.
+    flip = keras.layers.RandomFlip("horizontal_and_vertical", seed=1)
+    rotate = keras.layers.RandomRotation(0.25, fill_mode="constant", seed=2)
+    plain = next(iter(dataset))
+    batch = next(iter(dataset.map(lambda b: rotate(flip(b)))))
+    masks = batch["segmentation_masks"].numpy()
+    assert masks.shape == (6, 20, 24, 1)
+    assert set(np.unique(masks)) <= {0, 1, 2, 255}  # ids preserved, none blended
+    assert not np.array_equal(masks, plain["segmentation_masks"].numpy())
+    # The same transform on both: pixels that kept their image value kept
+    # their mask value (checked where the image is unchanged).
+    images = batch["images"].numpy()
+    same = (images == plain["images"].numpy()).all(-1)
+    np.testing.assert_array_equal(
+        masks[same], plain["segmentation_masks"].numpy()[same]
+    )
+
+
+def test_trains_a_unet(tmp_path):
+    _write_pairs(tmp_path, size=(32, 32))
+    dataset = segmentation_dataset_from_directory(
+        tmp_path, image_size=(32, 32), batch_size=3, num_classes=3, ignore_class=255
+    )
+    model = UNet(3, filters=4, depth=2, rescale=1 / 255)
+    import seglayers
+
+    model.compile(
+        "adam",
+        seglayers.DiceCrossEntropyLoss(ignore_class=255),
+        metrics=[seglayers.MeanIoU(3, ignore_class=255)],
+    )
+    # shuffle=False: Keras 3.15 warns that fit's default shuffle=True is ignored
+    # for a tf.data.Dataset (the loader shuffles).
+    history = model.fit(dataset, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize(
+    "setup, kwargs, match",
+    [
+        ("no-images", {}, r"has no `images/` folder"),
+        ("no-masks", {}, r"has no `masks/` folder"),
+        ("empty", {}, r"holds no image"),
+        ("image-without-mask", {}, r"1 images have no partner in .*masks: lonely"),
+        ("mask-without-image", {}, r"1 masks have no partner in .*images: orphan"),
+        ("missing", {}, r"No such folder"),
+        ("ok", {"image_size": (0, 4)}, r"`image_size` must be"),
+        ("ok", {"subset": "training"}, r"needs a `validation_split`"),
+        ("ok", {"validation_split": 1.5}, r"`validation_split` must be in \(0, 1\)"),
+        ("ok", {"interpolation": "cubic"}, r"`interpolation` must be one of"),
+    ],
+)
+def test_bad_folders_and_arguments(tmp_path, setup, kwargs, match):
+    root = tmp_path / "data"
+    if setup == "no-images":
+        os.makedirs(root / "masks")
+    elif setup == "no-masks":
+        os.makedirs(root / "images")
+    elif setup == "empty":
+        os.makedirs(root / "images")
+        os.makedirs(root / "masks")
+    elif setup != "missing":
+        _write_pairs(root, n=2)
+    if setup == "image-without-mask":
+        Image.new("RGB", (4, 4)).save(root / "images" / "lonely.png")
+    if setup == "mask-without-image":
+        Image.new("L", (4, 4)).save(root / "masks" / "orphan.png")
+    with pytest.raises(ValueError, match=match):
+        segmentation_dataset_from_directory(root, **kwargs)
+
+
+def test_out_of_range_mask_names_the_file(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    with pytest.raises(
+        Exception, match=r"s\d\.png: class ids \[255\] outside \[0, 3\)"
+    ):
+        _all(
+            segmentation_dataset_from_directory(
+                tmp_path, image_size=(20, 24), num_classes=3
+            )
+        )
+
+
+def test_unreadable_mask_names_the_file(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    (tmp_path / "masks" / "s1.png").write_bytes(b"not a png")
+    with pytest.raises(Exception, match=r"Cannot read the mask .*s1\.png"):
+        _all(
+            segmentation_dataset_from_directory(
+                tmp_path, image_size=(20, 24), num_classes=3, ignore_class=255
+            )
+        )
+
+
+def test_colour_mask_without_palette(tmp_path):
+    _write_pairs(tmp_path, n=1, mask_mode="RGB")
+    with pytest.raises(
+        Exception, match=r"is a colour \(mode 'RGB'\) mask; pass `palette`"
+    ):
+        _all(
+            segmentation_dataset_from_directory(
+                tmp_path, image_size=(20, 24), num_classes=3, ignore_class=255
+            )
+        )
