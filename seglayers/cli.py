@@ -1,14 +1,21 @@
 """The `seglayers` command (also `python -m seglayers`).
 
-A thin front end over the public API: `seglayers train` builds a `UNet`,
-trains it on the built-in shapes data set and writes a run folder. Every
-error the user can cause ends in one line on stderr and exit status 2.
+A thin front end over the public API:
+
+- `seglayers train` builds a `UNet`, trains it on a folder data set
+  (`--data DIR`) or on the built-in shapes data set, and writes a run folder;
+- `seglayers evaluate MODEL --data DIR` prints (and with `--json` writes)
+  mean IoU, per-class IoU and Dice, and pixel accuracy.
+
+Every error the user can cause ends in one line on stderr and exit status 2,
+and nothing half-written is left in an output folder.
 """
 
 import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -22,18 +29,25 @@ class UsageError(Exception):
 def _parser():
     parser = argparse.ArgumentParser(
         prog="seglayers",
-        description="Semantic segmentation with Keras 3: train a U-Net.",
+        description="Semantic segmentation with Keras 3: train and evaluate a U-Net.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
-        help="train a UNet on the built-in shapes data set",
-        description="Trains a UNet on the built-in shapes data set (generated, "
-        "nothing is downloaded) and writes RUN_DIR/model.keras, best.keras "
-        "(the best epoch by validation mean IoU), history.csv and metrics.json.",
+        help="train a UNet on a folder data set or the built-in shapes",
+        description="Trains a UNet on DIR/images + DIR/masks (--data), or on the "
+        "built-in shapes data set (generated, nothing is downloaded), and writes "
+        "RUN_DIR/model.keras, best.keras (the best epoch by validation mean IoU), "
+        "history.csv and metrics.json.",
     )
-    train.add_argument("--num-classes", type=int, default=4, help="2 to 4 (default 4)")
-    train.add_argument("--num-samples", type=int, default=2000, help="images made")
+    train.add_argument("--data", metavar="DIR", help="folder with images/ and masks/")
+    train.add_argument(
+        "--num-classes", type=int, help="classes (needed with --data; shapes: 4)"
+    )
+    train.add_argument("--ignore-class", type=int, help="id of unlabelled pixels")
+    train.add_argument(
+        "--num-samples", type=int, default=2000, help="shapes images made"
+    )
     train.add_argument(
         "--image-size", type=int, nargs=2, default=(64, 64), metavar=("H", "W")
     )
@@ -61,40 +75,114 @@ def _parser():
         choices=(0, 1, 2),
         help="Keras progress: 0 silent, 1 bar, 2 a line per epoch",
     )
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure a saved model on a folder data set",
+        description="Loads MODEL (.keras), reads DIR/images + DIR/masks and "
+        "prints mean IoU, per-class IoU and Dice, and pixel accuracy.",
+    )
+    evaluate.add_argument("model", metavar="MODEL")
+    evaluate.add_argument("--data", metavar="DIR", required=True)
+    evaluate.add_argument("--num-classes", type=int, help="default: the model's")
+    evaluate.add_argument("--ignore-class", type=int)
+    evaluate.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=(64, 64),
+        metavar=("H", "W"),
+        help="size images are resized to (use the training size)",
+    )
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--json", metavar="FILE", help="also write the results")
     return parser
 
 
-def _check_train_args(args):
-    for name in ("num_samples", "epochs", "batch_size", "filters", "depth"):
+def _check_positive(args, names):
+    for name in names:
         value = getattr(args, name)
         if value < 1:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be at least 1; got {value}.")
+
+
+def _check_train_args(args):
+    _check_positive(args, ("num_samples", "epochs", "batch_size", "filters", "depth"))
     if not 0 < args.validation_split < 1:
         raise UsageError(
             f"--validation-split must be between 0 and 1, e.g. 0.2; got "
             f"{args.validation_split}."
         )
-    n_val = int(args.num_samples * args.validation_split)
-    if n_val < 1 or args.num_samples - n_val < 1:
-        raise UsageError(
-            f"--num-samples {args.num_samples} with --validation-split "
-            f"{args.validation_split} leaves an empty training or validation "
-            "set; use more samples."
-        )
+    if args.data is None:
+        n_val = int(args.num_samples * args.validation_split)
+        if n_val < 1 or args.num_samples - n_val < 1:
+            raise UsageError(
+                f"--num-samples {args.num_samples} with --validation-split "
+                f"{args.validation_split} leaves an empty training or validation "
+                "set; use more samples."
+            )
+    elif args.num_classes is None:
+        raise UsageError("--data needs --num-classes, the number of classes.")
     output = args.output or os.path.join(
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UsageError(
+            f"{output} exists and is not a folder; choose another --output."
+        )
     if os.path.isdir(output) and os.listdir(output) and not args.overwrite:
         raise UsageError(
             f"{output} exists and is not empty; choose another --output or "
             "pass --overwrite."
         )
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise UsageError(
-            f"{output} exists and is not a folder; choose another --output."
-        )
     return output
+
+
+def _library_error(error):
+    """One line from an error raised in seglayers or in a tf.data pipeline."""
+    text = str(error)
+    # Errors raised inside tf.data (e.g. a bad mask) arrive wrapped, with the
+    # original `ValueError: ...` line somewhere in the text.
+    found = re.search(r"ValueError: (.+)", text)
+    line = found.group(1) if found else text.strip().splitlines()[0]
+    return UsageError(line.strip())
+
+
+def _load_data(args):
+    """`(train, validation, class_names)` from --data or the shapes set."""
+    if args.data is not None:
+        import seglayers
+
+        try:
+            train, val = seglayers.segmentation_dataset_from_directory(
+                args.data,
+                image_size=tuple(args.image_size),
+                batch_size=args.batch_size,
+                num_classes=args.num_classes,
+                ignore_class=args.ignore_class,
+                validation_split=args.validation_split,
+                subset="both",
+                seed=args.seed,
+            )
+        except ValueError as error:
+            raise _library_error(error) from None
+        return train, val, [str(i) for i in range(args.num_classes)]
+
+    from seglayers.datasets import shapes
+
+    args.num_classes = args.num_classes or 4
+    try:
+        images, masks = shapes.load_data(
+            args.num_samples, tuple(args.image_size), args.num_classes, args.seed
+        )
+    except ValueError as error:
+        raise UsageError(str(error).split(". Received")[0] + ".") from None
+    split = len(images) - int(len(images) * args.validation_split)
+    return (
+        (images[:split], masks[:split]),
+        (images[split:], masks[split:]),
+        list(shapes.CLASS_NAMES[: args.num_classes]),
+    )
 
 
 def train(args):
@@ -102,24 +190,12 @@ def train(args):
     import keras
 
     import seglayers
-    from seglayers.datasets import shapes
 
-    try:
-        images, masks = shapes.load_data(
-            args.num_samples, tuple(args.image_size), args.num_classes, args.seed
-        )
-    except ValueError as error:
-        raise UsageError(str(error).split(". Received")[0] + ".") from None
+    train_data, val_data, class_names = _load_data(args)
     if args.mixed_precision:
         on_gpu = bool(keras.distribution.list_devices("gpu"))
         keras.config.set_dtype_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
     keras.utils.set_random_seed(args.seed)
-
-    split = len(images) - int(len(images) * args.validation_split)
-    train_data = (images[:split], masks[:split])
-    val_data = (images[split:], masks[split:])
-    class_names = list(shapes.CLASS_NAMES[: args.num_classes])
-
     try:
         model = seglayers.UNet(
             args.num_classes, filters=args.filters, depth=args.depth, rescale=1 / 255
@@ -130,50 +206,71 @@ def train(args):
         raise UsageError(str(error)) from None
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
-        loss=seglayers.DiceCrossEntropyLoss(),
+        loss=seglayers.DiceCrossEntropyLoss(ignore_class=args.ignore_class),
         metrics=[
-            seglayers.MeanIoU(args.num_classes, class_names=class_names),
-            seglayers.PixelAccuracy(args.num_classes),
+            seglayers.MeanIoU(
+                args.num_classes,
+                ignore_class=args.ignore_class,
+                class_names=class_names,
+            ),
+            seglayers.PixelAccuracy(args.num_classes, ignore_class=args.ignore_class),
         ],
     )
+    source = args.data or "the shapes data set"
     print(
         f"Training UNet(num_classes={args.num_classes}, filters={args.filters}, "
-        f"depth={args.depth}): {model.count_params():,} parameters, "
-        f"{split} training and {len(images) - split} validation images of "
-        f"{args.image_size[0]}x{args.image_size[1]}."
+        f"depth={args.depth}): {model.count_params():,} parameters, on {source} "
+        f"at {args.image_size[0]}x{args.image_size[1]}."
     )
+    if isinstance(train_data, tuple):
+        fit_data = dict(x=train_data[0], y=train_data[1], batch_size=args.batch_size)
+    else:
+        # The loader shuffles; Keras warns if fit's shuffle is left on.
+        fit_data = dict(x=train_data, shuffle=False)
 
     # Everything is written to a temporary folder beside the run folder and
     # moved into place at the end: a failed run leaves nothing half-written.
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".seglayers-run-", dir=parent)
+    csv_logger = keras.callbacks.CSVLogger(os.path.join(staging, "history.csv"))
     try:
         start = time.perf_counter()
-        model.fit(
-            *train_data,
-            validation_data=val_data,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            verbose=args.verbose,
-            callbacks=[
-                keras.callbacks.CSVLogger(os.path.join(staging, "history.csv")),
-                keras.callbacks.ModelCheckpoint(
-                    os.path.join(staging, "best.keras"),
-                    monitor="val_mean_iou",
-                    mode="max",
-                    save_best_only=True,
-                ),
-            ],
-        )
+        try:
+            model.fit(
+                **fit_data,
+                validation_data=val_data,
+                epochs=args.epochs,
+                verbose=args.verbose,
+                callbacks=[
+                    csv_logger,
+                    keras.callbacks.ModelCheckpoint(
+                        os.path.join(staging, "best.keras"),
+                        monitor="val_mean_iou",
+                        mode="max",
+                        save_best_only=True,
+                    ),
+                ],
+            )
+        except Exception as error:
+            if "ValueError: " in str(error):  # A bad file met inside tf.data.
+                raise _library_error(error) from None
+            raise
         seconds = time.perf_counter() - start
         model.save(os.path.join(staging, "model.keras"))
-        results = evaluate(model, *val_data, class_names, args.batch_size)
+        results = measure(
+            model, val_data, class_names, args.ignore_class, args.batch_size
+        )
         results["training_seconds"] = round(seconds, 1)
         with open(os.path.join(staging, "metrics.json"), "w") as f:
             json.dump(results, f, indent=2)
         _move_into_place(staging, output, args.overwrite)
     except BaseException:
+        # CSVLogger closes its file only in on_train_end, which a failed fit
+        # never reaches.
+        csv_file = getattr(csv_logger, "csv_file", None)
+        if csv_file is not None and not csv_file.closed:
+            csv_file.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     print_metrics(results)
@@ -184,21 +281,32 @@ def train(args):
     return 0
 
 
-def evaluate(model, images, masks, class_names, batch_size):
-    """Mean IoU, per-class IoU and Dice, pixel accuracy on `(images, masks)`."""
+def _batches(data, batch_size):
+    if isinstance(data, tuple):
+        images, masks = data
+        for i in range(0, len(images), batch_size):
+            yield images[i : i + batch_size], masks[i : i + batch_size]
+    else:
+        yield from data
+
+
+def measure(model, data, class_names, ignore_class, batch_size):
+    """Mean IoU, per-class IoU and Dice, pixel accuracy of `model` on `data`
+    (an `(images, masks)` pair of arrays, or a dataset of such batches)."""
     import keras
 
     import seglayers
 
     num_classes = len(class_names)
     metrics = [
-        seglayers.MeanIoU(num_classes, class_names=class_names),
-        seglayers.MeanDice(num_classes, class_names=class_names),
-        seglayers.PixelAccuracy(num_classes),
+        seglayers.MeanIoU(num_classes, ignore_class, class_names=class_names),
+        seglayers.MeanDice(num_classes, ignore_class, class_names=class_names),
+        seglayers.PixelAccuracy(num_classes, ignore_class),
     ]
-    predictions = model.predict(images, batch_size=batch_size, verbose=0)
-    for metric in metrics:
-        metric.update_state(masks, predictions)
+    for images, masks in _batches(data, batch_size):
+        predictions = model.predict_on_batch(images)
+        for metric in metrics:
+            metric.update_state(masks, predictions)
     results = {}
     for metric in metrics:
         value = metric.result()
@@ -207,6 +315,81 @@ def evaluate(model, images, masks, class_names, batch_size):
             {k: float(keras.ops.convert_to_numpy(v)) for k, v in value.items()}
         )
     return results
+
+
+def evaluate(args):
+    _check_positive(args, ("batch_size",))
+    model = _load_model(args.model)
+    num_classes = args.num_classes or model.num_classes
+    if num_classes != model.num_classes:
+        raise UsageError(
+            f"{args.model} predicts {model.num_classes} classes; got "
+            f"--num-classes {num_classes}."
+        )
+    import seglayers
+
+    try:
+        data = seglayers.segmentation_dataset_from_directory(
+            args.data,
+            image_size=tuple(args.image_size),
+            batch_size=args.batch_size,
+            num_classes=num_classes,
+            ignore_class=args.ignore_class,
+            shuffle=False,
+        )
+        class_names = [str(i) for i in range(max(num_classes, 2))]
+        results = measure(model, data, class_names, args.ignore_class, None)
+    except ValueError as error:
+        raise _library_error(error) from None
+    except Exception as error:
+        if "ValueError: " in str(error):
+            raise _library_error(error) from None
+        raise
+    print_metrics(results)
+    if args.json:
+        _write_json_atomically(args.json, results)
+        print(f"Wrote {args.json}")
+    return 0
+
+
+def _load_model(path):
+    import zipfile
+
+    import keras
+
+    import seglayers
+
+    if not os.path.isfile(path):
+        raise UsageError(f"No such model file: {path}.")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UsageError(
+            f"{path} is not a readable .keras model ({type(error).__name__}: "
+            f"{reason[:200]}). Pass the model.keras that `seglayers train` wrote."
+        ) from None
+    if not isinstance(model, seglayers.UNet):
+        raise UsageError(
+            f"{path} holds a {type(model).__name__}, not a seglayers UNet. Pass "
+            "the model.keras that `seglayers train` wrote."
+        )
+    return model
+
+
+def _write_json_atomically(path, results):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"No such folder for --json: {folder}.")
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def print_metrics(results):
@@ -236,7 +419,9 @@ def _move_into_place(staging, output, overwrite):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        return train(args)
+        if args.command == "train":
+            return train(args)
+        return evaluate(args)
     except UsageError as error:
         print(f"seglayers: error: {error}", file=sys.stderr)
         return 2

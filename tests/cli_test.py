@@ -96,3 +96,133 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert len(error) == 1 and error[0].startswith("seglayers: error: ")
     assert message in error[0]
     assert not run.exists()
+
+
+def _folder(root, n=8, size=32, max_id=3):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "images" / f"{i}.jpg")
+        mask = rng.integers(0, max_id, size=(size, size), dtype=np.uint8)
+        Image.fromarray(mask, mode="L").save(root / "masks" / f"{i}.png")
+    return root
+
+
+FOLDER_TRAIN = [
+    "--num-classes",
+    "3",
+    "--image-size",
+    "32",
+    "32",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--filters",
+    "4",
+    "--depth",
+    "2",
+    "--verbose",
+    "0",
+]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data loader")
+def test_train_then_evaluate_on_a_folder(tmp_path, capsys):
+    data = _folder(tmp_path / "data")
+    run = tmp_path / "run"
+    assert (
+        cli.main(["train", "--data", str(data), *FOLDER_TRAIN, "--output", str(run)])
+        == 0
+    )
+    assert (run / "model.keras").exists()
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(run / "model.keras"),
+                "--data",
+                str(data),
+                "--image-size",
+                "32",
+                "32",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    results = json.loads(report.read_text())
+    assert {"mean_iou", "iou/0", "iou/2", "dice/1", "pixel_accuracy"} <= set(results)
+    assert f"{results['mean_iou']:6.3f}" in printed
+
+
+def _saved_plain_model(path):
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 1)])
+    model.save(path)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing-data", "No such folder"),
+        ("no-masks-folder", "has no `masks/` folder"),
+        ("ids-too-large", "class ids [3, 4] outside [0, 3)"),
+        ("no-num-classes", "--data needs --num-classes"),
+    ],
+)
+def test_train_bad_data(tmp_path, capsys, case, message):
+    if keras.backend.backend() != "tensorflow" and case == "ids-too-large":
+        pytest.skip("tf.data loader")
+    data = tmp_path / "data"
+    if case == "no-masks-folder":
+        (data / "images").mkdir(parents=True)
+    elif case == "ids-too-large":
+        _folder(data, max_id=5)
+    args = [
+        "train",
+        "--data",
+        str(data),
+        *FOLDER_TRAIN,
+        "--output",
+        str(tmp_path / "run"),
+    ]
+    if case == "no-num-classes":
+        args.remove("--num-classes")
+        args.remove("3")
+    assert cli.main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not (tmp_path / "run").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".seglayers")]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "No such model file"),
+        ("corrupt", "is not a readable .keras model"),
+        ("not-seglayers", "holds a Sequential, not a seglayers UNet"),
+    ],
+)
+def test_evaluate_bad_model(tmp_path, capsys, case, message):
+    path = tmp_path / "m.keras"
+    if case == "corrupt":
+        path.write_bytes(b"not a zip file")
+    elif case == "not-seglayers":
+        _saved_plain_model(path)
+    report = tmp_path / "eval.json"
+    code = cli.main(
+        ["evaluate", str(path), "--data", str(tmp_path), "--json", str(report)]
+    )
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not report.exists()

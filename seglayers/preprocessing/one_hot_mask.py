@@ -90,9 +90,11 @@ class OneHotMask(keras.layers.Layer):
             ids = self._ids(inputs)
             self._check_ids(ids)
             valid = self._labelled(ids) & (ids >= 0) & (ids < self.num_classes)
-            # one_hot of 0, then zeroed: negative ids are not portable.
-            one_hot = ops.one_hot(ops.where(valid, ids, 0), self.num_classes)
-            one_hot = one_hot * ops.cast(valid, one_hot.dtype)[..., None]
+            # -1 gives an all-zero row on every backend (Keras handles it for
+            # torch); an id >= num_classes would fail on torch, hence the where.
+            return ops.one_hot(
+                ops.where(valid, ids, -1), self.num_classes, dtype=self.compute_dtype
+            )
         return ops.cast(one_hot, self.compute_dtype)
 
     def sample_weights(self, inputs, class_weights=None):
@@ -122,13 +124,13 @@ class OneHotMask(keras.layers.Layer):
         return ids != self.ignore_class
 
     def _check_ids(self, ids):
-        bad = ops.logical_and(
-            self._labelled(ids), ops.logical_or(ids < 0, ids >= self.num_classes)
-        )
         values = _eager_numpy(ids)
         if values is None:
             return
-        bad_values = np.unique(values[_eager_numpy(bad)])
+        bad = (values < 0) | (values >= self.num_classes)
+        if self.ignore_class is not None:
+            bad &= values != self.ignore_class
+        bad_values = np.unique(values[bad])
         if bad_values.size:
             ignore = (
                 f"and `ignore_class`={self.ignore_class} "
