@@ -74,3 +74,13 @@ def check_bool(name, value):
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
     return value
+
+
+def check_ignore_class(value):
+    """Returns `value` if it is an int class id or None, else raises."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(
+            "`ignore_class` must be an int class id such as 255, or None. "
+            f"Received: ignore_class={value!r}"
+        )
+    return value

@@ -7,7 +7,7 @@ outputs and 512×512 sums neither overflow nor lose the small terms.
 import keras
 from keras import ops
 
-from seglayers._validation import check_bool
+from seglayers._validation import check_bool, check_ignore_class
 
 
 def check_class_weights(class_weights):
@@ -51,13 +51,7 @@ class SegmentationLoss(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         check_bool("from_logits", from_logits)
-        if ignore_class is not None and (
-            isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
-        ):
-            raise TypeError(
-                "`ignore_class` must be an int class id such as 255, or None. "
-                f"Received: ignore_class={ignore_class!r}"
-            )
+        check_ignore_class(ignore_class)
         self.from_logits = from_logits
         self.ignore_class = ignore_class
         self.class_weights = check_class_weights(class_weights)

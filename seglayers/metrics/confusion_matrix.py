@@ -18,7 +18,7 @@ import warnings
 import keras
 from keras import ops
 
-from seglayers._validation import check_choice, check_positive_int
+from seglayers._validation import check_choice, check_ignore_class, check_positive_int
 
 Y_PRED_FORMATS = ("auto", "scores", "ids")
 
@@ -99,13 +99,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     ):
         super().__init__(name=name, dtype=dtype)
         check_positive_int("num_classes", num_classes)
-        if ignore_class is not None and (
-            isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
-        ):
-            raise TypeError(
-                "`ignore_class` must be an int class id such as 255, or None. "
-                f"Received: ignore_class={ignore_class!r}"
-            )
+        check_ignore_class(ignore_class)
         if ignore_class is not None and 0 <= ignore_class < num_classes:
             warnings.warn(
                 f"`ignore_class`={ignore_class} is also a valid class id "

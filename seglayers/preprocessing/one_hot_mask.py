@@ -3,7 +3,7 @@ import numpy as np
 from keras import ops
 
 from seglayers._api import register
-from seglayers._validation import check_positive_int
+from seglayers._validation import check_ignore_class, check_positive_int
 
 
 def _eager_numpy(x):
@@ -69,13 +69,7 @@ class OneHotMask(keras.layers.Layer):
     def __init__(self, num_classes, ignore_class=None, palette=None, **kwargs):
         super().__init__(**kwargs)
         check_positive_int("num_classes", num_classes)
-        if ignore_class is not None and (
-            isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
-        ):
-            raise TypeError(
-                "`ignore_class` must be an int class id such as 255, or None. "
-                f"Received: ignore_class={ignore_class!r}"
-            )
+        check_ignore_class(ignore_class)
         if palette is not None:
             palette = _check_palette(palette, num_classes, ignore_class)
         self.num_classes = num_classes
