@@ -1,6 +1,7 @@
 """seglayers: semantic segmentation for Keras 3."""
 
 from seglayers import datasets
+from seglayers.callbacks.mask_visualizer import MaskVisualizer
 from seglayers.layers.attention_gate import AttentionGate
 from seglayers.layers.conv_block import ConvBlock
 from seglayers.layers.decoder_block import DecoderBlock
@@ -38,6 +39,7 @@ __all__ = [
     "FocalLoss",
     "IoU",
     "MeanDice",
+    "MaskVisualizer",
     "MeanIoU",
     "OneHotMask",
     "PixelAccuracy",

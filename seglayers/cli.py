@@ -38,7 +38,7 @@ def _parser():
         description="Trains a UNet on DIR/images + DIR/masks (--data), or on the "
         "built-in shapes data set (generated, nothing is downloaded), and writes "
         "RUN_DIR/model.keras, best.keras (the best epoch by validation mean IoU), "
-        "history.csv and metrics.json.",
+        "history.csv, metrics.json and previews/epoch_NNN.png.",
     )
     train.add_argument("--data", metavar="DIR", help="folder with images/ and masks/")
     train.add_argument(
@@ -244,6 +244,13 @@ def train(args):
                 verbose=args.verbose,
                 callbacks=[
                     csv_logger,
+                    seglayers.MaskVisualizer(
+                        _preview_samples(val_data),
+                        output_dir=os.path.join(staging, "previews"),
+                        class_names=class_names,
+                        ignore_class=args.ignore_class,
+                        max_samples=4,
+                    ),
                     keras.callbacks.ModelCheckpoint(
                         os.path.join(staging, "best.keras"),
                         monitor="val_mean_iou",
@@ -276,9 +283,15 @@ def train(args):
     print_metrics(results)
     print(
         f"Trained in {seconds:.0f} s. Wrote {output}/: model.keras, best.keras, "
-        "history.csv, metrics.json"
+        "history.csv, metrics.json, previews/"
     )
     return 0
+
+
+def _preview_samples(data):
+    if isinstance(data, tuple):
+        return data[0][:4], data[1][:4]
+    return data.take(1)
 
 
 def _batches(data, batch_size):

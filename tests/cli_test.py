@@ -34,6 +34,12 @@ def test_train_writes_the_run_folder(tmp_path, capsys):
         "history.csv",
         "metrics.json",
         "model.keras",
+        "previews",
+    ]
+    assert sorted(os.listdir(run / "previews")) == [
+        "epoch_001.png",
+        "epoch_002.png",
+        "final.png",
     ]
     metrics = json.loads((run / "metrics.json").read_text())
     for key in (

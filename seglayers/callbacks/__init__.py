@@ -1,0 +1,3 @@
+from seglayers.callbacks.mask_visualizer import MaskVisualizer
+
+__all__ = ["MaskVisualizer"]

@@ -1,0 +1,200 @@
+import importlib.util
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from seglayers._api import register
+from seglayers._validation import check_ignore_class, check_positive_int
+from seglayers.visualization.palette import default_palette
+from seglayers.visualization.render import render_grid, save_png
+
+
+def predicted_ids(predictions, threshold=None):
+    """Class ids `(N, H, W)` from whatever a model outputs, as numpy.
+
+    Several channels: the arg-max (the same for logits and probabilities).
+    One channel: sigmoid probabilities cut at 0.5, or logits at 0 (read as
+    logits when any value lies outside [0, 1]). Integer outputs are ids.
+    """
+    predictions = np.asarray(predictions)
+    if not np.issubdtype(predictions.dtype, np.floating):
+        return predictions[..., 0] if predictions.shape[-1] == 1 else predictions
+    if predictions.shape[-1] > 1:
+        return predictions.argmax(-1)
+    if threshold is None:
+        threshold = 0.0 if (predictions.min() < 0 or predictions.max() > 1) else 0.5
+    return (predictions[..., 0] > threshold).astype(np.int64)
+
+
+def _is_chief():
+    """False on the non-chief workers of a multi-worker tf.distribute job."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    except ValueError:
+        return True
+    task = config.get("task", {})
+    if not task:
+        return True
+    if "chief" in config.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type") in ("worker", None) and task.get("index", 0) == 0
+
+
+@register
+class MaskVisualizer(keras.callbacks.Callback):
+    """Writes pictures of the predicted masks while a model trains.
+
+    Every `every_n_epochs` epochs, and once more when training ends, it
+    predicts on a few fixed samples and writes `epoch_NNN.png` (and
+    `final.png`) to `output_dir`: one row per sample, image | ground truth |
+    prediction | overlay | error map (red where the prediction is wrong,
+    grey where the truth is ignored), with a legend of class colours. With
+    `log_dir` the same picture goes to TensorBoard as an image summary.
+
+    Predictions are read whatever the model outputs: logits or probabilities
+    over several classes (arg-max), one sigmoid channel, or ids. Files are
+    written atomically; if one cannot be written (a read-only folder, a full
+    disk) the callback warns once and training goes on. Under a multi-worker
+    strategy only the chief writes.
+
+    Args:
+        data: a batch `(images, masks)` of arrays, or a `tf.data.Dataset` of
+            `(images, masks)` or `{"images", "segmentation_masks"}` batches,
+            from which the first `max_samples` samples are taken once, when
+            training starts.
+        output_dir: str, the folder for the PNG files.
+        every_n_epochs: int, how often to draw. Defaults to 1.
+        class_names: optional list of names for the legend.
+        palette: optional list of `[r, g, b]` class colours; defaults to
+            `seglayers.visualization.default_palette`.
+        log_dir: optional TensorBoard log folder (needs the `tensorboard`
+            package).
+        max_samples: int, how many samples to draw. Defaults to 8.
+        ignore_class: int or `None`, the id of unlabelled pixels (drawn grey).
+        num_classes: int or `None`; defaults to the model's output channels
+            (2 for one sigmoid channel).
+
+    Example:
+
+    ```python
+    model.fit(train, validation_data=val, epochs=20,
+              callbacks=[MaskVisualizer(val.take(1), output_dir="previews",
+                                        class_names=["background", "road"])])
+    ```
+    """
+
+    def __init__(
+        self,
+        data,
+        output_dir="mask_previews",
+        every_n_epochs=1,
+        class_names=None,
+        palette=None,
+        log_dir=None,
+        max_samples=8,
+        ignore_class=None,
+        num_classes=None,
+    ):
+        super().__init__()
+        check_positive_int("every_n_epochs", every_n_epochs)
+        check_positive_int("max_samples", max_samples)
+        check_ignore_class(ignore_class)
+        if log_dir is not None and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "`log_dir` writes TensorBoard image summaries, which need the "
+                "`tensorboard` package: `pip install tensorboard`. "
+                f"Received: log_dir={log_dir!r}"
+            )
+        self.data = data
+        self.output_dir = os.fspath(output_dir)
+        self.every_n_epochs = every_n_epochs
+        self.class_names = list(class_names) if class_names is not None else None
+        self.palette = [list(c) for c in palette] if palette is not None else None
+        self.log_dir = os.fspath(log_dir) if log_dir is not None else None
+        self.max_samples = max_samples
+        self.ignore_class = ignore_class
+        self.num_classes = num_classes
+        self._samples = None
+        self._warned = False
+
+    def _take_samples(self):
+        images, masks = [], []
+        batches = [self.data] if isinstance(self.data, (tuple, list)) else self.data
+        for batch in batches:
+            if isinstance(batch, dict):
+                batch = batch["images"], batch["segmentation_masks"]
+            images.append(np.asarray(batch[0]))
+            masks.append(np.asarray(batch[1]))
+            if sum(len(i) for i in images) >= self.max_samples:
+                break
+        if not images:
+            raise ValueError(
+                "`MaskVisualizer` got no samples from `data`; pass a batch "
+                "`(images, masks)` or a dataset that yields at least one batch."
+            )
+        images = np.concatenate(images)[: self.max_samples]
+        masks = np.concatenate(masks)[: self.max_samples]
+        if masks.ndim == images.ndim and masks.shape[-1] > 1:
+            # One-hot masks: ids, with all-zero rows as ignored pixels.
+            ignored = masks.sum(-1) == 0
+            masks = np.where(ignored, -1, masks.argmax(-1))
+        return images, masks
+
+    def on_train_begin(self, logs=None):
+        if self._samples is None:
+            self._samples = self._take_samples()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs == 0:
+            self._draw(f"epoch_{epoch + 1:03d}.png", epoch + 1)
+
+    def on_train_end(self, logs=None):
+        self._draw("final.png", None)
+
+    def render(self):
+        """The current picture, a uint8 `(height, width, 3)` array."""
+        images, masks = self._samples
+        outputs = self.model.predict(images, verbose=0)
+        predictions = predicted_ids(keras.ops.convert_to_numpy(outputs))
+        num_classes = self.num_classes or max(outputs.shape[-1], 2)
+        palette = self.palette or default_palette(num_classes)
+        masks = (
+            np.where(masks == self.ignore_class, -1, masks)
+            if (self.ignore_class is not None)
+            else masks
+        )
+        return render_grid(images, masks, predictions, palette, self.class_names)
+
+    def _draw(self, filename, step):
+        if not _is_chief() or self._samples is None:
+            return
+        picture = self.render()
+        try:
+            save_png(picture, os.path.join(self.output_dir, filename))
+            if self.log_dir is not None:
+                from seglayers.data.summary import write_image_summary
+
+                write_image_summary(self.log_dir, "mask_previews", picture, step or 0)
+        except OSError as error:
+            if not self._warned:
+                warnings.warn(
+                    f"MaskVisualizer could not write to {self.output_dir} "
+                    f"({error}); training goes on without previews.",
+                    stacklevel=2,
+                )
+                self._warned = True
+
+    def get_config(self):
+        return {
+            "output_dir": self.output_dir,
+            "every_n_epochs": self.every_n_epochs,
+            "class_names": self.class_names,
+            "palette": self.palette,
+            "log_dir": self.log_dir,
+            "max_samples": self.max_samples,
+            "ignore_class": self.ignore_class,
+            "num_classes": self.num_classes,
+        }

@@ -1,0 +1,6 @@
+"""Drawing masks with numpy and Pillow: headless, no matplotlib."""
+
+from seglayers.visualization.palette import colorize, default_palette
+from seglayers.visualization.render import overlay, render_grid, save_png
+
+__all__ = ["colorize", "default_palette", "overlay", "render_grid", "save_png"]

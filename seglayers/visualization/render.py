@@ -1,0 +1,114 @@
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from seglayers.visualization.palette import NEUTRAL, colorize
+
+_ERROR = (255, 0, 0)
+_CORRECT = (0, 0, 0)
+_GAP = 4
+
+
+def overlay(image, mask, palette, alpha=0.5):
+    """Blends the colours of `mask` over `image` (`(H, W, 3)`, [0, 255]).
+
+    Pixels without a class (grey in `colorize`) keep the image.
+    """
+    image = np.clip(np.asarray(image, np.float32), 0, 255)
+    colours = colorize(mask, palette).astype(np.float32)
+    labelled = (colours != NEUTRAL).any(-1, keepdims=True)
+    blended = (1 - alpha) * image + alpha * colours
+    return np.where(labelled, blended, image).astype(np.uint8)
+
+
+def _error_map(truth, prediction, num_colours):
+    truth = np.asarray(truth)[..., 0] if np.ndim(truth) == 3 else np.asarray(truth)
+    labelled = (truth >= 0) & (truth < num_colours)
+    out = np.full(truth.shape + (3,), NEUTRAL, np.uint8)
+    out[labelled] = np.where(
+        (prediction == truth)[labelled][:, None], _CORRECT, _ERROR
+    ).astype(np.uint8)
+    return out
+
+
+def render_grid(
+    images, masks, predictions, palette, class_names=None, error_map=True, alpha=0.5
+):
+    """One row per sample: image | truth | prediction | overlay (| errors).
+
+    `predictions` are class ids `(N, H, W)`. Ignored pixels (ids outside the
+    palette) are grey in the truth and the error map, where red marks a wrong
+    prediction. A legend of class colours and names runs along the bottom.
+    Returns a uint8 `(height, width, 3)` array.
+    """
+    rows = []
+    for image, mask, prediction in zip(images, masks, predictions):
+        image = np.clip(np.asarray(image, np.float32), 0, 255).astype(np.uint8)
+        panels = [
+            image,
+            colorize(mask, palette),
+            colorize(prediction, palette),
+            overlay(image, prediction, palette, alpha),
+        ]
+        if error_map:
+            panels.append(_error_map(mask, prediction, len(palette)))
+        rows.append(_hstack(panels))
+    grid = _vstack(rows)
+    names = class_names or [str(i) for i in range(len(palette))]
+    return _vstack([grid, _legend(names, palette, grid.shape[1])])
+
+
+def _hstack(panels):
+    gap = np.full((panels[0].shape[0], _GAP, 3), 255, np.uint8)
+    out = [panels[0]]
+    for panel in panels[1:]:
+        out += [gap, panel]
+    return np.concatenate(out, axis=1)
+
+
+def _vstack(rows):
+    width = max(r.shape[1] for r in rows)
+    padded = [
+        np.pad(r, ((0, _GAP), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+        for r in rows
+    ]
+    return np.concatenate(padded, axis=0)
+
+
+def _legend(names, palette, width):
+    font = ImageFont.load_default()
+    swatch, line = 12, 16
+    entries = [(name, tuple(colour)) for name, colour in zip(names, palette)]
+    # Lay the entries out left to right, wrapping at the grid's width.
+    positions, x, y = [], 0, 0
+    for name, _ in entries:
+        entry_width = swatch + 4 + int(font.getlength(name)) + 12
+        if x and x + entry_width > width:
+            x, y = 0, y + line
+        positions.append((x, y))
+        x += entry_width
+    legend = Image.new("RGB", (max(width, 1), y + line), (255, 255, 255))
+    draw = ImageDraw.Draw(legend)
+    for (name, colour), (x, y) in zip(entries, positions):
+        draw.rectangle(
+            [x, y + 2, x + swatch, y + 2 + swatch], fill=colour, outline=(0, 0, 0)
+        )
+        draw.text((x + swatch + 4, y + 2), name, fill=(0, 0, 0), font=font)
+    return np.asarray(legend)
+
+
+def save_png(array, path):
+    """Writes `array` as a PNG atomically: a temporary file, then a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            Image.fromarray(np.asarray(array, np.uint8)).save(f, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise

@@ -1,0 +1,141 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from seglayers import MaskVisualizer, UNet
+from seglayers.callbacks.mask_visualizer import predicted_ids
+
+
+def _data(n=4, size=16, num_classes=3):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, size=(n, size, size, 3)).astype("float32")
+    masks = rng.integers(0, num_classes, size=(n, size, size, 1))
+    masks[:, :2] = 255
+    return images, masks
+
+
+def _model(output_activation="auto"):
+    model = UNet(
+        3, filters=4, depth=2, rescale=1 / 255, output_activation=output_activation
+    )
+    model.compile(
+        keras.optimizers.Adam(0.05),
+        keras.losses.SparseCategoricalCrossentropy(
+            from_logits=output_activation is None, ignore_class=255
+        ),
+    )
+    return model
+
+
+def _read(path):
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def _panel(picture, index, size=16):
+    return picture[:size, index * (size + 4) : index * (size + 4) + size]
+
+
+def test_writes_pictures_that_change_as_the_model_learns(tmp_path):
+    images, masks = _data()
+    callback = MaskVisualizer(
+        (images, masks),
+        output_dir=tmp_path / "p",
+        class_names=["a", "b", "c"],
+        max_samples=3,
+        ignore_class=255,
+    )
+    _model().fit(images, masks, epochs=2, verbose=0, callbacks=[callback])
+    assert sorted(os.listdir(tmp_path / "p")) == [
+        "epoch_001.png",
+        "epoch_002.png",
+        "final.png",
+    ]
+    first = _read(tmp_path / "p" / "epoch_001.png")
+    second = _read(tmp_path / "p" / "epoch_002.png")
+    assert first.shape == second.shape
+    assert first.shape[1] == 5 * 16 + 4 * 4
+    assert first.shape[0] > 3 * 20  # three rows and a legend
+    # The prediction panel changes between epochs; the image panel does not.
+    np.testing.assert_array_equal(_panel(first, 0), _panel(second, 0))
+    assert not np.array_equal(_panel(first, 2), _panel(second, 2))
+    # Ignored pixels of the truth are grey.
+    assert (_panel(first, 1)[:2] == 128).all()
+
+
+def test_logits_and_probabilities_give_the_same_picture(tmp_path):
+    images, masks = _data()
+    logits, probs = _model(None), _model("softmax")
+    logits.build((None, None, None, 3))
+    probs.build((None, None, None, 3))
+    probs.set_weights(logits.get_weights())
+    pictures = []
+    for model in (logits, probs):
+        callback = MaskVisualizer((images, masks), output_dir=tmp_path)
+        callback.set_model(model)
+        callback.on_train_begin()
+        pictures.append(callback.render())
+    np.testing.assert_array_equal(pictures[0], pictures[1])
+
+
+def test_predicted_ids():
+    probs = np.array([[[0.2], [0.7]]])
+    np.testing.assert_array_equal(predicted_ids(probs), [[0, 1]])
+    np.testing.assert_array_equal(predicted_ids(np.array([[[-1.0], [2.0]]])), [[0, 1]])
+    np.testing.assert_array_equal(predicted_ids(np.array([[[0.1, 0.9, 0.0]]])), [[1]])
+
+
+def test_unwritable_folder_warns_once_and_training_goes_on(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    images, masks = _data()
+    callback = MaskVisualizer((images, masks), output_dir=blocker / "previews")
+    with pytest.warns(UserWarning, match=r"could not write to .*previews"):
+        history = _model().fit(images, masks, epochs=2, verbose=0, callbacks=[callback])
+    assert len(history.history["loss"]) == 2
+
+
+def test_takes_samples_from_a_dataset_of_dicts(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.data dict batches are read on the TensorFlow backend")
+    images, masks = _data(n=6)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"images": images, "segmentation_masks": masks}
+    ).batch(2)
+    callback = MaskVisualizer(dataset, output_dir=tmp_path, max_samples=5)
+    callback.on_train_begin()
+    assert callback._samples[0].shape == (5, 16, 16, 3)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="reads events")
+def test_tensorboard_summary(tmp_path):
+    import tensorflow as tf
+
+    images, masks = _data()
+    callback = MaskVisualizer(
+        (images, masks), output_dir=tmp_path / "p", log_dir=tmp_path / "logs"
+    )
+    _model().fit(images, masks, epochs=1, verbose=0, callbacks=[callback])
+    files = os.listdir(tmp_path / "logs")
+    assert files and all(f.startswith("events.out.tfevents") for f in files)
+    tags = []
+    for name in files:
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / name)):
+            tags += [value.tag for value in event.summary.value]
+    assert "mask_previews" in tags
+
+
+def test_config_and_bad_arguments():
+    callback = MaskVisualizer(
+        (np.zeros((1, 16, 16, 3)), np.zeros((1, 16, 16, 1))),
+        every_n_epochs=2,
+        class_names=["a", "b"],
+    )
+    assert callback.get_config()["every_n_epochs"] == 2
+    assert callback.get_config()["class_names"] == ["a", "b"]
+    with pytest.raises(ValueError, match=r"every_n_epochs=0"):
+        MaskVisualizer(None, every_n_epochs=0)

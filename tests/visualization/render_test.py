@@ -1,0 +1,57 @@
+import numpy as np
+from PIL import Image
+
+from seglayers.visualization import (
+    colorize,
+    default_palette,
+    overlay,
+    render_grid,
+    save_png,
+)
+from seglayers.visualization.palette import NEUTRAL
+
+
+def test_default_palette_is_distinct_and_starts_dark():
+    palette = default_palette(21)
+    assert palette[0] == [0, 0, 0]
+    assert len({tuple(c) for c in palette}) == 21
+    assert palette[15] == [192, 128, 128]  # Pascal VOC's "person"
+
+
+def test_colorize_and_ignored_pixels():
+    palette = default_palette(3)
+    out = colorize(np.array([[0, 1], [2, 255]]), palette)
+    assert out.dtype == np.uint8 and out.shape == (2, 2, 3)
+    assert out[0, 1].tolist() == palette[1]
+    assert tuple(out[1, 1]) == NEUTRAL
+
+
+def test_overlay_keeps_the_image_where_there_is_no_class():
+    image = np.full((2, 2, 3), 200.0)
+    out = overlay(image, np.array([[1, -1], [1, 1]]), default_palette(2), alpha=0.5)
+    assert out[0, 1].tolist() == [200, 200, 200]
+    assert out[0, 0].tolist() == [164, 100, 100]  # half of (128, 0, 0)
+
+
+def test_render_grid_layout():
+    images = np.zeros((2, 16, 20, 3))
+    masks = np.zeros((2, 16, 20, 1), int)
+    grid = render_grid(
+        images,
+        masks,
+        np.zeros((2, 16, 20), int),
+        default_palette(3),
+        class_names=["a", "b", "c"],
+    )
+    # Five panels of 20 with four gaps of 4; two rows of 16 + gaps; a legend.
+    assert grid.shape[1] == 5 * 20 + 4 * 4
+    assert grid.shape[0] > 2 * (16 + 4)
+    assert grid.dtype == np.uint8
+
+
+def test_save_png_is_atomic(tmp_path):
+    path = tmp_path / "x.png"
+    save_png(np.zeros((4, 4, 3), np.uint8), path)
+    with Image.open(path) as image:
+        assert image.size == (4, 4)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
