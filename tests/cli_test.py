@@ -182,6 +182,7 @@ def _saved_plain_model(path):
         ("no-masks-folder", "has no `masks/` folder"),
         ("ids-too-large", "class ids [3, 4] outside [0, 3)"),
         ("no-num-classes", "--data needs --num-classes"),
+        ("broken-image", "Cannot read the image"),
     ],
 )
 def test_train_bad_data(tmp_path, capsys, case, message):
@@ -192,6 +193,9 @@ def test_train_bad_data(tmp_path, capsys, case, message):
         (data / "images").mkdir(parents=True)
     elif case == "ids-too-large":
         _folder(data, max_id=5)
+    elif case == "broken-image":
+        _folder(data)
+        (data / "images" / "3.jpg").write_bytes(b"\x00 truncated")
     args = [
         "train",
         "--data",

@@ -187,7 +187,23 @@ def _find_pairs(directory):
                 "Pair every image with a mask of the same name (masks as "
                 f"{'/'.join(MASK_EXTENSIONS)})."
             )
-    return [(images[stem], masks[stem]) for stem in sorted(images)]
+    pairs = [(images[stem], masks[stem]) for stem in sorted(images)]
+    _check_images_open(pairs)
+    return pairs
+
+
+def _check_images_open(pairs):
+    """Opens every image's header (not its pixels), so that a file that is
+    no image is named now, not met as a nameless decode error in tf.data."""
+    for image_path, _ in pairs:
+        try:
+            with Image.open(image_path):
+                pass
+        except Exception as error:
+            raise ValueError(
+                f"Cannot read the image {image_path}: {error}. Remove or replace "
+                "the file."
+            ) from None
 
 
 def _palette_lookup(palette, num_classes, ignore_class):

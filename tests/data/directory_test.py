@@ -256,6 +256,13 @@ def test_unreadable_mask_names_the_file(tmp_path):
         )
 
 
+def test_unreadable_image_names_the_file(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    (tmp_path / "images" / "s0.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"Cannot read the image .*s0\.png"):
+        segmentation_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255)
+
+
 def test_colour_mask_without_palette(tmp_path):
     _write_pairs(tmp_path, n=1, mask_mode="RGB")
     with pytest.raises(
