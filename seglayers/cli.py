@@ -5,7 +5,9 @@ A thin front end over the public API:
 - `seglayers train` builds a `UNet`, trains it on a folder data set
   (`--data DIR`) or on the built-in shapes data set, and writes a run folder;
 - `seglayers evaluate MODEL --data DIR` prints (and with `--json` writes)
-  mean IoU, per-class IoU and Dice, and pixel accuracy.
+  mean IoU, per-class IoU and Dice, and pixel accuracy;
+- `seglayers predict MODEL IMAGE_OR_DIR... --output DIR` writes a class-id
+  mask and a colour overlay per image, at the image's own size.
 
 Every error the user can cause ends in one line on stderr and exit status 2,
 and nothing half-written is left in an output folder.
@@ -95,6 +97,27 @@ def _parser():
     )
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--json", metavar="FILE", help="also write the results")
+    predict = commands.add_parser(
+        "predict",
+        help="write predicted masks for images",
+        description="Writes, for every image (files, or the images in folders), "
+        "OUTPUT/<name>_mask.png (class ids, at the image's own size) and "
+        "OUTPUT/<name>_overlay.png (the classes in colour over the image).",
+    )
+    predict.add_argument("model", metavar="MODEL")
+    predict.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+")
+    predict.add_argument("--output", metavar="DIR", required=True)
+    predict.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=(64, 64),
+        metavar=("H", "W"),
+        help="size the model sees (use the training size)",
+    )
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace existing files in DIR"
+    )
     return parser
 
 
@@ -365,6 +388,87 @@ def evaluate(args):
     return 0
 
 
+def _image_files(inputs):
+    from seglayers.data.directory import IMAGE_EXTENSIONS
+
+    files = []
+    for path in inputs:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, name)
+                for name in os.listdir(path)
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+            )
+            if not found:
+                raise UsageError(
+                    f"{path} holds no image ({', '.join(IMAGE_EXTENSIONS)})."
+                )
+            files += found
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise UsageError(f"No such image or folder: {path}.")
+    return files
+
+
+def _read_image(path):
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as error:
+        raise UsageError(f"Cannot read the image {path}: {error}.") from None
+
+
+def predict(args):
+    import numpy as np
+    from PIL import Image
+
+    from seglayers.callbacks.mask_visualizer import predicted_ids
+    from seglayers.visualization import default_palette, overlay, save_png
+
+    model = _load_model(args.model)
+    files = _image_files(args.inputs)
+    images = [_read_image(path) for path in files]  # all checked before writing
+    names = [os.path.splitext(os.path.basename(path))[0] for path in files]
+    if len(set(names)) != len(names):
+        raise UsageError("Two inputs share a file name; predict them separately.")
+    targets = [
+        os.path.join(args.output, f"{name}_{kind}.png")
+        for name in names
+        for kind in ("mask", "overlay")
+    ]
+    existing = [t for t in targets if os.path.exists(t)]
+    if existing and not args.overwrite:
+        raise UsageError(
+            f"{existing[0]} exists; choose another --output or pass --overwrite."
+        )
+    palette = default_palette(max(model.num_classes, 2))
+    height, width = args.image_size
+    results = []
+    for image in images:
+        resized = np.asarray(
+            Image.fromarray(image).resize((width, height), Image.BILINEAR), "float32"
+        )
+        ids = predicted_ids(model.predict(resized[None], verbose=0))[0]
+        # Back to the image's own size with nearest neighbour: no new labels.
+        mask = Image.fromarray(ids.astype(np.uint8)).resize(
+            (image.shape[1], image.shape[0]), Image.NEAREST
+        )
+        mask = np.asarray(mask)
+        results.append((mask, overlay(image, mask, palette)))
+    # Written only once every prediction is made, each file atomically.
+    os.makedirs(args.output, exist_ok=True)
+    for name, (mask, picture) in zip(names, results):
+        # A 2-D uint8 array is saved as a single-channel ("L") PNG of ids.
+        save_png(mask.astype(np.uint8), os.path.join(args.output, f"{name}_mask.png"))
+        save_png(picture, os.path.join(args.output, f"{name}_overlay.png"))
+    print(f"Wrote {len(names)} masks and overlays to {args.output}/")
+    return 0
+
+
 def _load_model(path):
     import zipfile
 
@@ -432,9 +536,8 @@ def _move_into_place(staging, output, overwrite):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        if args.command == "train":
-            return train(args)
-        return evaluate(args)
+        commands = {"train": train, "evaluate": evaluate, "predict": predict}
+        return commands[args.command](args)
     except UsageError as error:
         print(f"seglayers: error: {error}", file=sys.stderr)
         return 2

@@ -236,3 +236,82 @@ def test_evaluate_bad_model(tmp_path, capsys, case, message):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0], error
     assert not report.exists()
+
+
+def _trained_model(tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--epochs", "1", "--output", str(run)]) == 0
+    return run / "model.keras"
+
+
+def test_predict_writes_masks_at_the_original_size(tmp_path, capsys):
+    from PIL import Image
+
+    model = _trained_model(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("a", (40, 50)), ("b", (20, 30))):
+        pixels = rng.integers(0, 256, size=size + (3,), dtype=np.uint8)
+        Image.fromarray(pixels).save(inputs / f"{name}.png")
+    out = tmp_path / "out"
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(model),
+                str(inputs),
+                "--output",
+                str(out),
+                "--image-size",
+                "32",
+                "32",
+            ]
+        )
+        == 0
+    )
+    assert sorted(os.listdir(out)) == [
+        "a_mask.png",
+        "a_overlay.png",
+        "b_mask.png",
+        "b_overlay.png",
+    ]
+    with Image.open(out / "a_mask.png") as mask:
+        assert mask.mode == "L" and mask.size == (50, 40)
+        assert np.asarray(mask).max() < 4
+    with Image.open(out / "b_overlay.png") as picture:
+        assert picture.mode == "RGB" and picture.size == (30, 20)
+    # Refuses to overwrite without --overwrite.
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(model),
+                str(inputs),
+                "--output",
+                str(out),
+                "--image-size",
+                "32",
+                "32",
+            ]
+        )
+        == 2
+    )
+    assert "exists; choose another --output" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [("missing", "No such image or folder"), ("broken", "Cannot read the image")],
+)
+def test_predict_bad_input_writes_nothing(tmp_path, capsys, case, message):
+    model = _trained_model(tmp_path)
+    path = tmp_path / "x.png"
+    if case == "broken":
+        path.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), str(path), "--output", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0]
+    assert not out.exists()
