@@ -255,21 +255,9 @@ def test_predict_writes_masks_at_the_original_size(tmp_path, capsys):
         pixels = rng.integers(0, 256, size=size + (3,), dtype=np.uint8)
         Image.fromarray(pixels).save(inputs / f"{name}.png")
     out = tmp_path / "out"
-    assert (
-        cli.main(
-            [
-                "predict",
-                str(model),
-                str(inputs),
-                "--output",
-                str(out),
-                "--image-size",
-                "32",
-                "32",
-            ]
-        )
-        == 0
-    )
+    command = ["predict", str(model), str(inputs), "--output", str(out)]
+    command += ["--image-size", "32", "32"]
+    assert cli.main(command) == 0
     assert sorted(os.listdir(out)) == [
         "a_mask.png",
         "a_overlay.png",
@@ -282,21 +270,7 @@ def test_predict_writes_masks_at_the_original_size(tmp_path, capsys):
     with Image.open(out / "b_overlay.png") as picture:
         assert picture.mode == "RGB" and picture.size == (30, 20)
     # Refuses to overwrite without --overwrite.
-    assert (
-        cli.main(
-            [
-                "predict",
-                str(model),
-                str(inputs),
-                "--output",
-                str(out),
-                "--image-size",
-                "32",
-                "32",
-            ]
-        )
-        == 2
-    )
+    assert cli.main(command) == 2
     assert "exists; choose another --output" in capsys.readouterr().err
 
 
