@@ -214,6 +214,12 @@ def train(args):
 
     import seglayers
 
+    if keras.backend.backend() not in ("tensorflow", "jax", "torch"):
+        raise UsageError(
+            f"The {keras.backend.backend()} backend of Keras cannot train; set "
+            "KERAS_BACKEND to tensorflow, jax or torch."
+        )
+
     train_data, val_data, class_names = _load_data(args)
     if args.mixed_precision:
         on_gpu = bool(keras.distribution.list_devices("gpu"))

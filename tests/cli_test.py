@@ -1,11 +1,14 @@
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
 from seglayers import cli
+from tests.harness import PROJECT_ROOT
 
 TINY = [
     "--num-samples",
@@ -138,7 +141,9 @@ FOLDER_TRAIN = [
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data loader")
-def test_train_then_evaluate_on_a_folder(tmp_path, capsys):
+def test_train_evaluate_predict_on_one_folder(tmp_path, capsys):
+    from PIL import Image
+
     data = _folder(tmp_path / "data")
     run = tmp_path / "run"
     assert (
@@ -168,6 +173,17 @@ def test_train_then_evaluate_on_a_folder(tmp_path, capsys):
     results = json.loads(report.read_text())
     assert {"mean_iou", "iou/0", "iou/2", "dice/1", "pixel_accuracy"} <= set(results)
     assert f"{results['mean_iou']:6.3f}" in printed
+    assert f"pixel accuracy: {results['pixel_accuracy']:.3f}" in printed
+    predictions = tmp_path / "predictions"
+    command = ["predict", str(run / "model.keras"), str(data / "images")]
+    assert cli.main(command + ["--output", str(predictions)]) == 0
+    names = sorted(os.listdir(data / "images"))
+    assert sorted(os.listdir(predictions)) == sorted(
+        f"{name[:-4]}_{kind}.png" for name in names for kind in ("mask", "overlay")
+    )
+    with Image.open(predictions / "0_mask.png") as mask:
+        assert mask.mode == "L" and mask.size == (32, 32)
+        assert set(np.unique(np.asarray(mask))) <= {0, 1, 2}
 
 
 def _saved_plain_model(path):
@@ -289,3 +305,38 @@ def test_predict_bad_input_writes_nothing(tmp_path, capsys, case, message):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "backend, message",
+    [
+        ("foo", "Unable to import backend : foo. Set KERAS_BACKEND to tensorflow"),
+        ("numpy", "The numpy backend of Keras cannot train; set KERAS_BACKEND"),
+    ],
+)
+def test_an_unusable_backend_is_one_line_and_exit_2(tmp_path, backend, message):
+    # The console script's module: it runs before `import seglayers`, which is
+    # where Keras fails on an unknown backend.
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "_seglayers_launcher",
+            "train",
+            *TINY,
+            "--output",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("seglayers: error: "), error
+    assert message in error[0]
+    assert not run.exists()
