@@ -16,7 +16,12 @@ import platform
 import subprocess
 import sys
 
-MODULES = ["metric_update", "training_throughput", "input_pipeline"]
+MODULES = [
+    "metric_update",
+    "training_throughput",
+    "input_pipeline",
+    "data_generation",
+]
 BACKENDS = ["tensorflow", "jax"]
 
 _CHILD = """

@@ -66,8 +66,10 @@ def segmentation_dataset_from_directory(
             `OneHotMask` (needs the TensorFlow backend). Defaults to `False`:
             int32 ids `(H, W, 1)`.
         as_dict: bool, yield `{"images": ..., "segmentation_masks": ...}`,
-            the convention of Keras's augmentation layers. Defaults to
-            `False`: `(image, mask)` tuples.
+            the convention of Keras's and keras-cv's augmentation layers,
+            which then move images and masks together (keras-cv gives the
+            masks back as float32 ids; cast them back with `tf.cast`).
+            Defaults to `False`: `(image, mask)` tuples.
 
     Returns:
         A `tf.data.Dataset` of float32 images `(batch, H, W, 3)` in

@@ -273,3 +273,47 @@ def test_colour_mask_without_palette(tmp_path):
                 tmp_path, image_size=(20, 24), num_classes=3, ignore_class=255
             )
         )
+
+
+def test_keras_cv_augmentation_keeps_ids(tmp_path):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("keras-cv layers run inside tf.data on the TensorFlow backend")
+    keras_cv = pytest.importorskip("keras_cv")
+    _write_pairs(tmp_path)
+    dataset = segmentation_dataset_from_directory(
+        tmp_path,
+        image_size=(20, 24),
+        num_classes=3,
+        ignore_class=255,
+        as_dict=True,
+        shuffle=False,
+        batch_size=6,
+    )
+    # keras-cv's layers read the same dict and move masks with the images.
+    flip = keras_cv.layers.RandomFlip("horizontal_and_vertical", seed=3)
+    plain = next(iter(dataset))
+    batch = next(iter(dataset.map(flip)))
+    masks = batch["segmentation_masks"].numpy()
+    # keras-cv hands masks back as float32 (its compute dtype), still ids.
+    assert masks.shape == (6, 20, 24, 1) and masks.dtype == np.float32
+    assert set(np.unique(masks)) <= {0, 1, 2, 255}
+    flips = {
+        "none": lambda a: a,
+        "horizontal": lambda a: a[:, ::-1],
+        "vertical": lambda a: a[::-1],
+        "both": lambda a: a[::-1, ::-1],
+    }
+    seen = set()
+    for image, mask, plain_image, plain_mask in zip(
+        batch["images"].numpy(),
+        masks,
+        plain["images"].numpy(),
+        plain["segmentation_masks"].numpy(),
+    ):
+        # Whichever flip the image got, its mask got the same one.
+        name = next(
+            n for n, f in flips.items() if np.array_equal(f(plain_image), image)
+        )
+        np.testing.assert_array_equal(flips[name](plain_mask), mask)
+        seen.add(name)
+    assert seen != {"none"}
