@@ -2,6 +2,7 @@
 
 from seglayers import datasets
 from seglayers.callbacks.mask_visualizer import MaskVisualizer
+from seglayers.inference.predict_tiled import predict_tiled
 from seglayers.layers.attention_gate import AttentionGate
 from seglayers.layers.conv_block import ConvBlock
 from seglayers.layers.decoder_block import DecoderBlock
@@ -45,5 +46,6 @@ __all__ = [
     "PixelAccuracy",
     "UNet",
     "datasets",
+    "predict_tiled",
     "segmentation_dataset_from_directory",
 ]

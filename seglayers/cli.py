@@ -113,7 +113,20 @@ def _parser():
         nargs=2,
         default=(64, 64),
         metavar=("H", "W"),
-        help="size the model sees (use the training size)",
+        help="size the model sees (use the training size); larger images are "
+        "predicted at their own size in overlapping tiles of this size",
+    )
+    predict.add_argument(
+        "--no-tiling",
+        action="store_true",
+        help="resize every image to --image-size instead of tiling large ones",
+    )
+    predict.add_argument(
+        "--tile-overlap",
+        type=float,
+        default=0.25,
+        metavar="F",
+        help="fraction of a tile shared with its neighbour (default 0.25)",
     )
     predict.add_argument(
         "--overwrite", action="store_true", help="replace existing files in DIR"
@@ -432,9 +445,14 @@ def predict(args):
     import numpy as np
     from PIL import Image
 
+    import seglayers
     from seglayers.callbacks.mask_visualizer import predicted_ids
     from seglayers.visualization import default_palette, overlay, save_png
 
+    if not 0 <= args.tile_overlap < 1:
+        raise UsageError(
+            f"--tile-overlap must be in [0, 1), e.g. 0.25; got {args.tile_overlap}."
+        )
     model = _load_model(args.model)
     files = _image_files(args.inputs)
     images = [_read_image(path) for path in files]  # all checked before writing
@@ -455,15 +473,27 @@ def predict(args):
     height, width = args.image_size
     results = []
     for image in images:
-        resized = np.asarray(
-            Image.fromarray(image).resize((width, height), Image.BILINEAR), "float32"
-        )
-        ids = predicted_ids(model.predict(resized[None], verbose=0))[0]
-        # Back to the image's own size with nearest neighbour: no new labels.
-        mask = Image.fromarray(ids.astype(np.uint8)).resize(
-            (image.shape[1], image.shape[0]), Image.NEAREST
-        )
-        mask = np.asarray(mask)
+        if not args.no_tiling and (image.shape[0] > height or image.shape[1] > width):
+            # At the image's own resolution, in tiles of the training size.
+            probabilities = seglayers.predict_tiled(
+                model,
+                image.astype("float32"),
+                (height, width),
+                overlap=args.tile_overlap,
+                verbose=0,
+            )
+            mask = predicted_ids(probabilities[None])[0].astype(np.uint8)
+        else:
+            resized = np.asarray(
+                Image.fromarray(image).resize((width, height), Image.BILINEAR),
+                "float32",
+            )
+            ids = predicted_ids(model.predict(resized[None], verbose=0))[0]
+            # Back to the image's own size with nearest neighbour: no new labels.
+            mask = Image.fromarray(ids.astype(np.uint8)).resize(
+                (image.shape[1], image.shape[0]), Image.NEAREST
+            )
+            mask = np.asarray(mask)
         results.append((mask, overlay(image, mask, palette)))
     # Written only once every prediction is made, each file atomically.
     os.makedirs(args.output, exist_ok=True)

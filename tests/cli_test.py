@@ -340,3 +340,33 @@ def test_an_unusable_backend_is_one_line_and_exit_2(tmp_path, backend, message):
     assert len(error) == 1 and error[0].startswith("seglayers: error: "), error
     assert message in error[0]
     assert not run.exists()
+
+
+def test_predict_tiles_images_larger_than_the_model_size(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import seglayers
+
+    model = _trained_model(tmp_path)
+    image = np.random.default_rng(0).integers(0, 256, (80, 100, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "big.png")
+    calls = []
+    real = seglayers.predict_tiled
+
+    def spy(model, image, tile_size, **kwargs):
+        calls.append((image.shape, tile_size, kwargs["overlap"]))
+        return real(model, image, tile_size, **kwargs)
+
+    monkeypatch.setattr(seglayers, "predict_tiled", spy)
+    command = ["predict", str(model), str(tmp_path / "big.png"), "--image-size"]
+    command += ["32", "32", "--tile-overlap", "0.5"]
+    assert cli.main(command + ["--output", str(tmp_path / "tiled")]) == 0
+    assert calls == [((80, 100, 3), (32, 32), 0.5)]
+    with Image.open(tmp_path / "tiled" / "big_mask.png") as mask:
+        assert mask.size == (100, 80) and np.asarray(mask).max() < 4
+    assert (
+        cli.main(command + ["--no-tiling", "--output", str(tmp_path / "resized")]) == 0
+    )
+    assert len(calls) == 1  # resized to 32×32 instead
+    assert cli.main(command[:-1] + ["1.5", "--output", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

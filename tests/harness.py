@@ -55,8 +55,8 @@ def _check_config(layer_cls, init_kwargs):
 
 def _functional_model(layer, input_shapes):
     inputs = [keras.Input(shape[1:], batch_size=shape[0]) for shape in input_shapes]
-    outputs = layer(inputs if len(inputs) > 1 else inputs[0])
-    return keras.Model(inputs, outputs)
+    inputs = inputs if len(inputs) > 1 else inputs[0]
+    return keras.Model(inputs, layer(inputs))
 
 
 def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape):

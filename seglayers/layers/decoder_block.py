@@ -69,11 +69,15 @@ class DecoderBlock(keras.layers.Layer):
     Call arguments:
         inputs: a list `[x, skip]`: the coarse features
             `(batch, h, w, channels)` and the skip
-            `(batch, about 2h, about 2w, skip_channels)`.
+            `(batch, about 2h, about 2w, skip_channels)`; or `x` alone for a
+            level without a skip (upsampling and convolutions only, as
+            decoders over encoders without stride-2 features need; not with
+            `attention`).
         training: bool, whether normalization and dropout run in training mode.
 
     Output shape:
-        `(batch, skip_height, skip_width, filters)`.
+        `(batch, skip_height, skip_width, filters)`, or
+        `(batch, 2h, 2w, filters)` without a skip.
 
     Example:
 
@@ -143,27 +147,49 @@ class DecoderBlock(keras.layers.Layer):
         self.attention = attention
 
     def _shapes(self, input_shape):
-        """Checks `[x, skip]` shapes; returns (upsampled x, skip) shapes."""
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+        """Checks the input shapes; returns (x, upsampled x, skip) shapes,
+        the skip's `None` when there is none."""
+        if not isinstance(input_shape, (list, tuple)) or not input_shape:
             raise ValueError(
-                "`DecoderBlock` expects a list of two inputs `[x, skip]`. "
-                f"Received: input_shape={input_shape}"
+                "`DecoderBlock` expects a list of two inputs `[x, skip]`, or "
+                f"`x` alone. Received: input_shape={input_shape}"
             )
-        x_shape, skip_shape = (tuple(s) for s in input_shape)
+        if not isinstance(input_shape[0], (list, tuple)):
+            x_shape, skip_shape = tuple(input_shape), None
+        elif len(input_shape) == 2:
+            x_shape, skip_shape = (tuple(s) for s in input_shape)
+            check_image_shape(self, skip_shape)
+        else:
+            raise ValueError(
+                "`DecoderBlock` expects a list of two inputs `[x, skip]`, or "
+                f"`x` alone. Received: input_shape={input_shape}"
+            )
         check_image_shape(self, x_shape)
-        check_image_shape(self, skip_shape)
         up_shape = tuple(self.upsample.compute_output_shape(x_shape))
-        return skip_shape[:3] + up_shape[3:], skip_shape
+        if skip_shape is None:
+            if self.attention_gate is not None:
+                raise ValueError(
+                    "A `DecoderBlock` with `attention=True` gates a skip, so it "
+                    "needs inputs `[x, skip]`; without a skip use "
+                    f"attention=False. Received: input_shape={input_shape}"
+                )
+            return x_shape, up_shape, None
+        return x_shape, skip_shape[:3] + up_shape[3:], skip_shape
 
     def build(self, input_shape):
-        up_shape, skip_shape = self._shapes(input_shape)
+        x_shape, up_shape, skip_shape = self._shapes(input_shape)
         if isinstance(self.upsample, keras.layers.Conv2DTranspose):
-            self.upsample.build(tuple(input_shape[0]))
+            self.upsample.build(x_shape)
+        if skip_shape is None:
+            self.conv_block.build(up_shape)
+            return
         if self.attention_gate is not None:
             self.attention_gate.build([skip_shape, up_shape])
         self.conv_block.build(skip_shape[:3] + (up_shape[3] + skip_shape[3],))
 
     def call(self, inputs, training=None):
+        if not isinstance(inputs, (list, tuple)):
+            return self.conv_block(self.upsample(inputs), training=training)
         x, skip = inputs
         x = match_spatial_size(self.upsample(x), skip)
         if self.attention_gate is not None:
@@ -172,8 +198,8 @@ class DecoderBlock(keras.layers.Layer):
         return self.conv_block(x, training=training)
 
     def compute_output_shape(self, input_shape):
-        _, skip_shape = self._shapes(input_shape)
-        return skip_shape[:3] + (self.filters,)
+        _, up_shape, _ = self._shapes(input_shape)
+        return up_shape[:3] + (self.filters,)
 
     def get_config(self):
         config = super().get_config()

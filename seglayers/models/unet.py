@@ -1,10 +1,13 @@
+import copy
+
 import keras
 
 from seglayers._api import register
-from seglayers._validation import check_choice, check_positive_int
+from seglayers._validation import check_bool, check_choice, check_positive_int
 from seglayers.layers.conv_block import ConvBlock
-from seglayers.layers.decoder_block import DecoderBlock
+from seglayers.layers.decoder_block import DecoderBlock, match_spatial_size
 from seglayers.layers.encoder_block import EncoderBlock
+from seglayers.models import encoders
 
 OUTPUT_ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
 
@@ -58,8 +61,10 @@ class UNet(keras.Model):
             1 with a sigmoid output for binary segmentation.
         filters: int, the channels of the top level, doubled at every level
             below; or a list of `depth + 1` ints for every level, top to
-            bottleneck. Defaults to 64.
-        depth: int, the number of poolings (and of upsamplings). Defaults to 4.
+            bottleneck. Defaults to 64, or 16 with an `encoder` (a decoder of
+            256, 128, 64, 32 and 16 channels, as in segmentation_models).
+        depth: int, the number of poolings (and of upsamplings). Defaults to
+            4, or 5 with an `encoder` (its stride-32 features at the bottom).
         num_convs: int, convolutions per block. Defaults to 2.
         normalization: `"batch"`, `"group"`, `"layer"` or `None`.
             Defaults to `"batch"`.
@@ -76,10 +81,36 @@ class UNet(keras.Model):
         output_activation: `"auto"` (softmax for several classes, sigmoid for
             one), `"softmax"`, `"sigmoid"` or `None` for logits (then use a
             loss with `from_logits=True`). Defaults to `"auto"`.
-        encoder: reserved for pluggable backbones; only `None` (the U-Net's
-            own encoder) is supported in this version.
+        encoder: `None` for the U-Net's own encoder; or a pretrained-style
+            encoder: a name from `seglayers.models.encoders.ENCODERS`
+            (`"resnet50"`, `"resnet50v2"`, `"efficientnetv2b0"`,
+            `"mobilenetv3small"`, `"mobilenetv3large"`, `"convnexttiny"`, ...;
+            the `keras.applications` model without its top), a functional
+            `keras.Model` such as `keras.applications.ResNet50(
+            include_top=False, weights=None)`, or a keras-hub backbone with
+            `pyramid_outputs`. Its features at strides 2, 4, 8 and 16 are the
+            skips and those at stride `2**depth` the bottom; the decoder
+            upsamples back to the input size (levels the encoder lacks, such
+            as stride 2 in ConvNeXt, get no skip). `unet.encoder` is then the
+            functional model giving those features, sharing the layers and
+            weights of the model passed.
+        encoder_weights: for an encoder given by name, `None` (random, the
+            default) or `"imagenet"` (downloaded by `keras.applications` at
+            construction). Saved models restore their own weights instead.
+        encoder_trainable: bool, `False` freezes the encoder, which then
+            also runs its batch normalization in inference mode, for
+            fine-tuning the decoder first. Defaults to `True`.
+        encoder_preprocessing: how inputs in [0, 255] are mapped before the
+            encoder: `"auto"` (the default: what the named encoder's
+            pretrained weights expect: `"caffe"` for ResNet, `"tf"` for
+            ResNetV2, none for EfficientNetV2, MobileNetV3 and ConvNeXt,
+            which rescale inside; none for an encoder passed as a model),
+            `"caffe"` (RGB to BGR minus the ImageNet mean), `"tf"` (to
+            [-1, 1]), `"torch"` (to [0, 1], then the ImageNet mean and std)
+            or `None`.
         rescale: float or `None`, a factor applied to the inputs first, e.g.
-            `1 / 255`. Defaults to `None` (inputs used as given).
+            `1 / 255`. Defaults to `None` (inputs used as given; leave it so
+            with an `encoder`, which expects [0, 255]).
         **kwargs: `keras.Model` keyword arguments, such as `name`, `dtype`.
 
     Call arguments:
@@ -106,8 +137,8 @@ class UNet(keras.Model):
     def __init__(
         self,
         num_classes,
-        filters=64,
-        depth=4,
+        filters=None,
+        depth=None,
         num_convs=2,
         normalization="batch",
         activation="relu",
@@ -117,20 +148,35 @@ class UNet(keras.Model):
         residual=False,
         output_activation="auto",
         encoder=None,
+        encoder_weights=None,
+        encoder_trainable=True,
+        encoder_preprocessing="auto",
         rescale=None,
         **kwargs,
     ):
         kwargs.setdefault("name", "unet")
         super().__init__(**kwargs)
         check_positive_int("num_classes", num_classes)
-        check_positive_int("depth", depth)
-        widths = level_filters(filters, depth)
-        check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
-        if encoder is not None:
+        own_encoder = encoder is None
+        resolved_depth = depth if depth is not None else (4 if own_encoder else 5)
+        check_positive_int("depth", resolved_depth)
+        if not own_encoder and resolved_depth > 5:
             raise ValueError(
-                "Pluggable encoders are not supported yet; pass `encoder=None` "
-                f"to use the U-Net's own encoder. Received: encoder={encoder!r}"
+                "With an `encoder`, `depth` can be at most 5 (the features at "
+                f"stride 32 are the deepest used). Received: depth={depth}"
             )
+        default_filters = 64 if own_encoder else 16
+        widths = level_filters(
+            filters if filters is not None else default_filters, resolved_depth
+        )
+        check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
+        check_bool("attention", attention)
+        check_bool("encoder_trainable", encoder_trainable)
+        check_choice(
+            "encoder_preprocessing",
+            encoder_preprocessing,
+            ("auto",) + encoders.PREPROCESSINGS,
+        )
         if rescale is not None and (
             isinstance(rescale, bool) or not isinstance(rescale, (int, float))
         ):
@@ -156,29 +202,53 @@ class UNet(keras.Model):
             residual=residual,
             dtype=self.dtype_policy,
         )
-        self.encoder_blocks = [
-            EncoderBlock(
-                widths[level],
-                dropout=dropout if level == depth - 1 else 0.0,
-                name=f"encoder_{level}",
-                **block_args,
+        self.encoder = None
+        self.encoder_blocks = []
+        self.bottleneck = None
+        self.bottom_dropout = None
+        # Decoder levels with a skip, bottom-up (a pretrained-style encoder
+        # may lack some, e.g. stride 2).
+        self._skip_levels = set(range(resolved_depth))
+        preprocessing = None
+        if own_encoder:
+            self.encoder_blocks = [
+                EncoderBlock(
+                    widths[level],
+                    dropout=dropout if level == resolved_depth - 1 else 0.0,
+                    name=f"encoder_{level}",
+                    **block_args,
+                )
+                for level in range(resolved_depth)
+            ]
+            self.bottleneck = ConvBlock(
+                widths[resolved_depth], dropout=dropout, name="bottleneck", **block_args
             )
-            for level in range(depth)
-        ]
-        self.bottleneck = ConvBlock(
-            widths[depth], dropout=dropout, name="bottleneck", **block_args
-        )
-        # Bottom-up, so decoder_blocks[i] takes the skip of encoder level
-        # depth - 1 - i and brings the features to that level's width.
+        else:
+            if isinstance(encoder, str):
+                encoder, preprocessing = encoders.build_encoder(
+                    encoder, weights=encoder_weights
+                )
+            self.encoder, strides = encoders.feature_pyramid(encoder, resolved_depth)
+            self.encoder.trainable = encoder_trainable
+            self._skip_levels = {s.bit_length() - 1 for s in strides[:-1]}
+            if dropout:
+                self.bottom_dropout = keras.layers.Dropout(
+                    dropout, dtype=self.dtype_policy, name="bottom_dropout"
+                )
+        if encoder_preprocessing != "auto":
+            preprocessing = encoder_preprocessing
+        # Bottom-up, so decoder_blocks[i] works at level depth - 1 - i: it
+        # upsamples to that level, joins its skip, and brings the features to
+        # the level's width.
         self.decoder_blocks = [
             DecoderBlock(
                 widths[level],
                 upsampling=upsampling,
-                attention=attention,
+                attention=attention and level in self._skip_levels,
                 name=f"decoder_{level}",
                 **block_args,
             )
-            for level in reversed(range(depth))
+            for level in reversed(range(resolved_depth))
         ]
         # The head computes in float32 under mixed precision, for stable
         # softmax and losses.
@@ -190,7 +260,7 @@ class UNet(keras.Model):
         # === Config ===
         self.num_classes = num_classes
         self.filters = filters
-        self.depth = depth
+        self.depth = resolved_depth
         self.num_convs = num_convs
         self.normalization = normalization
         self.activation = activation
@@ -199,9 +269,13 @@ class UNet(keras.Model):
         self.attention = attention
         self.residual = residual
         self.output_activation = output_activation
-        self.encoder = encoder
+        self.encoder_weights = encoder_weights
+        self.encoder_trainable = encoder_trainable
+        self.encoder_preprocessing = preprocessing
         self.rescale = rescale
         self.input_channels = None
+        if self.encoder is not None:
+            self.input_channels = self.encoder.inputs[0].shape[-1]
 
     def _check_input_shape(self, shape):
         shape = tuple(shape)
@@ -237,31 +311,59 @@ class UNet(keras.Model):
     def build(self, input_shape):
         shape = self._check_input_shape(input_shape)
         self.input_channels = shape[-1]
-        skips = []
-        for block in self.encoder_blocks:
-            block.build(shape)
-            shape, skip = block.compute_output_shape(shape)
-            skips.append(skip)
-        self.bottleneck.build(shape)
-        shape = self.bottleneck.compute_output_shape(shape)
-        for block, skip in zip(self.decoder_blocks, reversed(skips)):
-            block.build([shape, skip])
-            shape = block.compute_output_shape([shape, skip])
+        if self.encoder is None:
+            skips = []
+            for block in self.encoder_blocks:
+                block.build(shape)
+                shape, skip = block.compute_output_shape(shape)
+                skips.append(skip)
+            self.bottleneck.build(shape)
+            shape = self.bottleneck.compute_output_shape(shape)
+        else:
+            *skips, shape = self.encoder.compute_output_shape(shape)
+        skips = self._skips_by_level(skips)
+        for block in self.decoder_blocks:
+            skip = skips.pop()
+            block_input = shape if skip is None else [shape, skip]
+            block.build(block_input)
+            shape = block.compute_output_shape(block_input)
         self.head.build(shape)
         self.built = True
+
+    def _skips_by_level(self, skips):
+        """The skips, top level first, with `None` at levels without one."""
+        skips = list(skips)
+        return [
+            skips.pop(0) if level in self._skip_levels else None
+            for level in range(self.depth)
+        ]
 
     def call(self, inputs, training=None):
         self._check_input_shape(inputs.shape)
         x = inputs
         if self.rescaling is not None:
             x = self.rescaling(x)
-        skips = []
-        for block in self.encoder_blocks:
-            x, skip = block(x, training=training)
-            skips.append(skip)
-        x = self.bottleneck(x, training=training)
-        for block, skip in zip(self.decoder_blocks, reversed(skips)):
-            x = block([x, skip], training=training)
+        if self.encoder is None:
+            skips = []
+            for block in self.encoder_blocks:
+                x, skip = block(x, training=training)
+                skips.append(skip)
+            x = self.bottleneck(x, training=training)
+        else:
+            x = encoders.preprocess(x, self.encoder_preprocessing)
+            # A frozen encoder also keeps its batch statistics.
+            *skips, x = self.encoder(
+                x, training=training if self.encoder_trainable else False
+            )
+            if self.bottom_dropout is not None:
+                x = self.bottom_dropout(x, training=training)
+        skips = self._skips_by_level(skips)
+        for block in self.decoder_blocks:
+            skip = skips.pop()
+            x = block(x if skip is None else [x, skip], training=training)
+        if self.encoder is not None:
+            # An encoder's padding may round sizes up on the way down.
+            x = match_spatial_size(x, inputs)
         return self.head_activation(self.head(x))
 
     def compute_output_shape(self, input_shape):
@@ -283,8 +385,27 @@ class UNet(keras.Model):
                 "attention": self.attention,
                 "residual": self.residual,
                 "output_activation": self.output_activation,
-                "encoder": self.encoder,
+                "encoder": None,
+                "encoder_weights": self.encoder_weights,
+                "encoder_trainable": self.encoder_trainable,
+                "encoder_preprocessing": self.encoder_preprocessing,
                 "rescale": self.rescale,
             }
         )
+        if self.encoder is not None:
+            # The feature model itself, so that loading rebuilds it without
+            # downloading anything; the file's weights fill it.
+            config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
+            config["encoder_weights"] = None
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("encoder"), dict):
+            # Keras's deserialization empties the dict it reads; keep the
+            # caller's config whole.
+            config["encoder"] = keras.saving.deserialize_keras_object(
+                copy.deepcopy(config["encoder"])
+            )
+        return cls(**config)

@@ -57,9 +57,24 @@ def test_reconciles_sizes_known_only_at_run_time():
     )
 
 
-def test_needs_two_inputs():
+@pytest.mark.parametrize("upsampling", ["transpose", "nearest"])
+def test_without_a_skip(upsampling):
+    run_layer_test(
+        DecoderBlock,
+        {"filters": 4, "upsampling": upsampling},
+        (2, 5, 6, 8),
+        (2, 10, 12, 4),
+    )
+
+
+def test_needs_x_or_x_and_a_skip():
     with pytest.raises(ValueError, match=r"expects a list of two inputs `\[x, skip\]`"):
-        DecoderBlock(4).build((1, 8, 8, 4))
+        DecoderBlock(4).build([(1, 4, 4, 4), (1, 8, 8, 4), (1, 8, 8, 4)])
+
+
+def test_attention_needs_a_skip():
+    with pytest.raises(ValueError, match=r"gates a skip, so it needs inputs"):
+        DecoderBlock(4, attention=True).build((1, 8, 8, 4))
 
 
 @pytest.mark.parametrize(

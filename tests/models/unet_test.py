@@ -169,7 +169,20 @@ def test_unknown_channels():
         ({"activation": "rleu"}, ValueError, r"activation='rleu'"),
         ({"dropout": -0.1}, ValueError, r"dropout=-0.1"),
         ({"attention": "yes"}, TypeError, r"attention='yes'"),
-        ({"encoder": "resnet50"}, ValueError, r"Pluggable encoders are not supported"),
+        (
+            {"encoder": "resnet5"},
+            ValueError,
+            r"Unknown encoder name 'resnet5'\. Known names: convnextsmall, ",
+        ),
+        ({"encoder": 42}, TypeError, r"`encoder` must be a name such as 'resnet50'"),
+        ({"encoder": "resnet50", "depth": 6}, ValueError, r"at most 5 .* depth=6"),
+        (
+            {"encoder_preprocessing": "imagenet"},
+            ValueError,
+            r"`encoder_preprocessing` must be one of 'auto', 'caffe', 'tf', "
+            r"'torch' or None",
+        ),
+        ({"encoder_trainable": 0}, TypeError, r"encoder_trainable=0"),
         ({"rescale": "1/255"}, TypeError, r"`rescale` must be a number"),
     ],
 )

@@ -1,0 +1,163 @@
+"""Segmentation of images larger than memory, in overlapping tiles."""
+
+import numpy as np
+
+from seglayers._validation import check_choice, check_positive_int
+
+BLENDS = ("gaussian", "constant")
+
+
+def predict_tiled(
+    model,
+    image,
+    tile_size,
+    overlap=0.25,
+    batch_size=8,
+    blend="gaussian",
+    verbose="auto",
+):
+    """Predicts one image of any size in overlapping tiles.
+
+    The image is cut into `tile_size` tiles that overlap by `overlap` of a
+    tile, the last row and column aligned with the image's far edges (so no
+    tile reaches outside the image, and the image's borders get the same
+    zero-padded context as in a whole-image prediction). Tiles are predicted
+    `batch_size` at a time and blended: each tile's output is weighted by a
+    Gaussian window (σ = tile / 8, as in nnU-Net) that trusts tile centres
+    over tile edges, and the weighted sum is divided by the summed weights.
+    An image smaller than a tile is predicted in one tile of its own size.
+
+    Memory holds the image, a float32 `(height, width, classes)` sum and a
+    `(height, width)` weight map, plus one batch of tiles through the model:
+    it grows with the tile and batch size, not with the image the way a
+    whole-image `model.predict` does (whose activations are several times
+    the image per layer).
+
+    Args:
+        model: a fully convolutional Keras model whose output has its input's
+            height and width, such as `UNet`.
+        image: array `(height, width, channels)`, as the model expects its
+            inputs (e.g. float32 in [0, 255] for a `UNet(rescale=1 / 255)`).
+        tile_size: int or `(height, width)`, the size of the tiles; a size
+            the model trained on is best.
+        overlap: float in [0, 1), the fraction of a tile shared with the next
+            one. Defaults to 0.25.
+        batch_size: int, tiles per model call. Defaults to 8.
+        blend: `"gaussian"` (the default) or `"constant"` (plain averaging).
+        verbose: `"auto"`, 0 or 1: 1 shows a progress bar over the batches;
+            `"auto"` shows it for more than one batch.
+
+    Returns:
+        A float32 numpy array `(height, width, channels_out)`: the model's
+        output (probabilities for a softmax `UNet`) for the whole image.
+        `seglayers.callbacks.mask_visualizer.predicted_ids` or an arg-max
+        over the last axis gives class ids.
+
+    Example:
+
+    >>> import seglayers
+    >>> model = seglayers.UNet(3, filters=4, depth=2)
+    >>> image = np.random.default_rng(0).uniform(size=(50, 70, 3))
+    >>> predict_tiled(model, image, tile_size=32, verbose=0).shape
+    (50, 70, 3)
+    """
+    import keras
+
+    image = np.asarray(keras.ops.convert_to_numpy(image))
+    if image.ndim != 3:
+        raise ValueError(
+            "`image` must be one image `(height, width, channels)`; call "
+            "`predict_tiled` once per image of a batch. "
+            f"Received: image of shape {image.shape}"
+        )
+    tile_height, tile_width = _tile_size(tile_size)
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)):
+        raise TypeError(f"`overlap` must be a float in [0, 1). Received: {overlap!r}")
+    if not 0 <= overlap < 1:
+        raise ValueError(
+            "`overlap` must be in [0, 1), e.g. 0.25 (a quarter of a tile "
+            f"shared with its neighbour). Received: overlap={overlap!r}"
+        )
+    check_positive_int("batch_size", batch_size)
+    check_choice("blend", blend, BLENDS)
+    check_choice("verbose", verbose, ("auto", 0, 1))
+
+    height, width = image.shape[:2]
+    tile_height, tile_width = min(tile_height, height), min(tile_width, width)
+    tops = _starts(height, tile_height, overlap)
+    lefts = _starts(width, tile_width, overlap)
+    corners = [(top, left) for top in tops for left in lefts]
+    window = _window(tile_height, tile_width, blend)
+
+    num_batches = -(-len(corners) // batch_size)
+    if verbose == "auto":
+        verbose = int(num_batches > 1)
+    progress = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
+    total = weights = None
+    tiles = np.zeros(
+        (batch_size, tile_height, tile_width, image.shape[-1]), image.dtype
+    )
+    for batch_start in range(0, len(corners), batch_size):
+        batch = corners[batch_start : batch_start + batch_size]
+        # Always full batches (the rest zeros), so the model compiles once.
+        for i, (top, left) in enumerate(batch):
+            tiles[i] = image[top : top + tile_height, left : left + tile_width]
+        tiles[len(batch) :] = 0
+        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(tiles))
+        if outputs.shape[1:3] != (tile_height, tile_width):
+            raise ValueError(
+                "`predict_tiled` needs a model whose output has its input's "
+                f"height and width; tiles of {(tile_height, tile_width)} gave "
+                f"outputs of {outputs.shape[1:3]}."
+            )
+        if total is None:
+            total = np.zeros((height, width, outputs.shape[-1]), np.float32)
+            weights = np.zeros((height, width, 1), np.float32)
+        for output, (top, left) in zip(outputs, batch):
+            rows, cols = slice(top, top + tile_height), slice(left, left + tile_width)
+            total[rows, cols] += output * window
+            weights[rows, cols] += window
+        if progress is not None:
+            progress.add(1)
+    total /= weights
+    return total
+
+
+def _tile_size(tile_size):
+    pair = tile_size
+    if isinstance(tile_size, int) and not isinstance(tile_size, bool):
+        pair = (tile_size, tile_size)
+    if (
+        not isinstance(pair, (list, tuple))
+        or len(pair) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in pair)
+        or min(pair) < 1
+    ):
+        raise ValueError(
+            "`tile_size` must be a positive int or a pair `(height, width)`, "
+            f"e.g. 256. Received: tile_size={tile_size!r}"
+        )
+    return tuple(pair)
+
+
+def _starts(size, tile, overlap):
+    """Tile offsets along one axis: every `stride`, the last at the far edge."""
+    stride = max(1, tile - int(round(overlap * tile)))
+    starts = list(range(0, size - tile, stride)) + [size - tile]
+    return starts
+
+
+def _window(height, width, blend):
+    """The `(height, width, 1)` weights of one tile's pixels."""
+    if blend == "constant":
+        return np.ones((height, width, 1), np.float32)
+
+    def gaussian(n):
+        x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+        return np.exp(-0.5 * (x / (n / 8)) ** 2)
+
+    window = np.outer(gaussian(height), gaussian(width))
+    # Tile edges get little weight, never none: the image's own edges and
+    # corners are covered by tile edges only.
+    window = np.maximum(window / window.max(), 1e-4)
+    return window[..., None].astype(np.float32)

@@ -1,0 +1,155 @@
+"""Pluggable encoders for `UNet`: feature pyramids from other Keras models.
+
+An encoder is anything that turns an image into feature maps at strides 2,
+4, 8, 16 and 32 (some may be missing). Three kinds are understood:
+
+- a name from `ENCODERS` (`"resnet50"`, ...): the `keras.applications`
+  model, built with `include_top=False` and `weights=None` unless asked;
+- a one-output `keras.Model` (any `keras.applications` model, or your own
+  CNN): for every stride the last layer whose output has that stride is
+  taken, found by running the model's graph symbolically on a 256×256 probe;
+- a model whose outputs already are the pyramid: a keras-hub backbone with
+  `pyramid_outputs` (`{"P1": ..., "P5": ...}`), or a `keras.Model` with
+  several outputs, each at a different power-of-two stride.
+
+Whatever is given becomes one functional `keras.Model` that returns the
+features at the strides `UNet` uses, shallow to deep; it shares its layers
+(and weights) with the model given, and it is what `UNet` saves.
+"""
+
+import keras
+from keras import ops
+
+# name: (the `keras.applications` function, the input preprocessing it
+# expects for pretrained weights, from images in [0, 255]).
+ENCODERS = {
+    "resnet50": ("ResNet50", "caffe"),
+    "resnet101": ("ResNet101", "caffe"),
+    "resnet50v2": ("ResNet50V2", "tf"),
+    "resnet101v2": ("ResNet101V2", "tf"),
+    "efficientnetv2b0": ("EfficientNetV2B0", None),
+    "efficientnetv2b1": ("EfficientNetV2B1", None),
+    "efficientnetv2s": ("EfficientNetV2S", None),
+    "mobilenetv3small": ("MobileNetV3Small", None),
+    "mobilenetv3large": ("MobileNetV3Large", None),
+    "convnexttiny": ("ConvNeXtTiny", None),
+    "convnextsmall": ("ConvNeXtSmall", None),
+}
+
+# How `keras.applications.*.preprocess_input` maps [0, 255] RGB images;
+# `None`: the model has its own preprocessing layers and takes [0, 255].
+PREPROCESSINGS = ("caffe", "tf", "torch", None)
+
+_PROBE_SIZE = 256
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+def build_encoder(name, weights=None):
+    """The `keras.applications` model for `name`, without its classifier.
+
+    Returns `(model, preprocessing)`. `weights=None` (random) by default;
+    `"imagenet"` downloads the pretrained weights when called.
+    """
+    if name not in ENCODERS:
+        raise ValueError(
+            f"Unknown encoder name {name!r}. Known names: "
+            f"{', '.join(sorted(ENCODERS))}; or pass a Keras model (e.g. "
+            "keras.applications.Xception(include_top=False, weights=None)). "
+            f"Received: encoder={name!r}"
+        )
+    function, preprocessing = ENCODERS[name]
+    model = getattr(keras.applications, function)(
+        include_top=False, weights=weights, input_shape=(None, None, 3)
+    )
+    return model, preprocessing
+
+
+def feature_pyramid(encoder, depth):
+    """A functional model giving `encoder`'s features at strides 2 .. 2**depth.
+
+    Returns `(model, strides)`: the model's outputs, shallow to deep, are at
+    `strides` (a subset of 2, 4, ..., 2**depth that always holds 2**depth).
+    """
+    if not isinstance(encoder, keras.Model) or not getattr(encoder, "inputs", None):
+        raise TypeError(
+            "`encoder` must be a name such as 'resnet50' or a functional "
+            "`keras.Model` (e.g. a keras.applications model built with "
+            "include_top=False, or a keras-hub backbone). "
+            f"Received: encoder={encoder!r}"
+        )
+    if len(encoder.inputs) != 1 or len(encoder.inputs[0].shape) != 4:
+        raise ValueError(
+            "`encoder` must take one image input (batch, height, width, "
+            f"channels). Received: an encoder with inputs {encoder.inputs}"
+        )
+    pyramid = getattr(encoder, "pyramid_outputs", None)
+    if pyramid:  # keras-hub: {"P1": stride 2, ..., "P5": stride 32}
+        candidates = [pyramid[key] for key in sorted(pyramid, key=lambda k: int(k[1:]))]
+    elif len(encoder.outputs) > 1:
+        candidates = list(encoder.outputs)
+    else:
+        candidates = _layer_outputs(encoder)
+    by_stride = _by_stride(encoder, candidates)
+    bottom = 2**depth
+    if bottom not in by_stride:
+        found = sorted(by_stride)
+        raise ValueError(
+            f"`UNet` with depth={depth} needs the encoder's features at stride "
+            f"{bottom}, but this encoder has features at strides {found}. Use "
+            f"depth={max(found).bit_length() - 1} or an encoder that reaches "
+            f"stride {bottom}."
+        )
+    strides = [s for s in sorted(by_stride) if 2 <= s <= bottom]
+    features = [by_stride[s] for s in strides]
+    if len(features) == len(encoder.outputs) and all(
+        a is b for a, b in zip(features, encoder.outputs)
+    ):
+        return encoder, strides  # already this pyramid (e.g. a loaded UNet's)
+    model = keras.Model(encoder.inputs, features, name=f"{encoder.name}_pyramid")
+    return model, strides
+
+
+def _layer_outputs(encoder):
+    """The single 4-D outputs of `encoder`'s layers, in graph order."""
+    outputs = []
+    for layer in encoder.layers:
+        if len(layer._inbound_nodes) != 1:  # shared layers: ambiguous
+            continue
+        output = layer.output
+        if not isinstance(output, (list, tuple)) and len(output.shape) == 4:
+            outputs.append(output)
+    return outputs
+
+
+def _by_stride(encoder, candidates):
+    """{stride: the last of `candidates` at that stride}, strides 2 to 32."""
+    probe = keras.Model(encoder.inputs, candidates)
+    channels = encoder.inputs[0].shape[-1]
+    specs = probe.compute_output_spec(
+        keras.KerasTensor((1, _PROBE_SIZE, _PROBE_SIZE, channels))
+    )
+    by_stride = {}
+    for tensor, spec in zip(candidates, specs):
+        height, width = spec.shape[1:3]
+        if height and height == width and _PROBE_SIZE % height == 0:
+            stride = _PROBE_SIZE // height
+            if stride in (2, 4, 8, 16, 32):
+                by_stride[stride] = tensor
+    return by_stride
+
+
+def preprocess(x, preprocessing):
+    """Maps [0, 255] RGB images as the encoder's pretrained weights expect."""
+    if preprocessing is None:
+        return x
+    if preprocessing == "tf":
+        return x / 127.5 - 1.0
+    if preprocessing == "torch":
+        mean = ops.convert_to_tensor(_TORCH_MEAN, dtype=x.dtype)
+        std = ops.convert_to_tensor(_TORCH_STD, dtype=x.dtype)
+        return (x / 255.0 - mean) / std
+    # "caffe": RGB to BGR, minus the ImageNet mean.
+    mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=x.dtype)
+    return ops.flip(x, axis=-1) - mean

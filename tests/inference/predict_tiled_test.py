@@ -1,0 +1,92 @@
+import keras
+import numpy as np
+import pytest
+
+from seglayers import UNet, predict_tiled
+from seglayers.inference.predict_tiled import _starts, _window
+
+
+def _image(height, width, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(size=(height, width, channels)).astype("float32")
+
+
+def _pointwise_model(channels=3):
+    return keras.Sequential(
+        [keras.Input((None, None, channels)), keras.layers.Conv2D(2, 1)]
+    )
+
+
+@pytest.mark.parametrize(
+    "size, tile, overlap",
+    [((50, 70), 32, 0.25), ((33, 17), (16, 8), 0.5), ((20, 12), 64, 0.25)],
+    ids=["odd", "rectangular-tiles", "image-smaller-than-a-tile"],
+)
+def test_a_pointwise_model_gives_the_whole_image_prediction(size, tile, overlap):
+    model = _pointwise_model()
+    image = _image(*size)
+    whole = model.predict(image[None], verbose=0)[0]
+    tiled = predict_tiled(model, image, tile, overlap=overlap, batch_size=3, verbose=0)
+    assert tiled.shape == size + (2,) and tiled.dtype == np.float32
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_a_unet_in_tiles_matches_the_whole_image():
+    keras.utils.set_random_seed(0)
+    model = UNet(3, filters=4, depth=2)
+    image = _image(96, 80)
+    whole = model.predict(image[None], verbose=0)[0]
+    errors = {}
+    for blend in ("gaussian", "constant"):
+        tiled = predict_tiled(model, image, 64, overlap=0.5, blend=blend, verbose=0)
+        np.testing.assert_allclose(tiled.sum(-1), 1, atol=1e-5)  # still softmax
+        errors[blend] = np.abs(tiled - whole).mean()
+    # Tile edges see zero padding where the whole image has context; the
+    # Gaussian window trusts tile centres, so its blend is the closer one.
+    assert errors["gaussian"] < 0.002
+    assert errors["gaussian"] < errors["constant"]
+
+
+def test_tiles_cover_the_image_and_end_at_its_edge():
+    assert _starts(100, 32, 0.25) == [0, 24, 48, 68]
+    assert _starts(32, 32, 0.5) == [0]
+    assert _starts(33, 32, 0.0) == [0, 1]
+    window = _window(16, 16, "gaussian")[..., 0]
+    assert window.max() == 1 and window.min() > 0
+    assert window[8, 8] > window[0, 8] > window[0, 0]
+
+
+def test_shows_progress(capsys):
+    predict_tiled(_pointwise_model(), _image(40, 40), 16, batch_size=2, verbose=1)
+    assert "batch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            {"image": np.zeros((1, 8, 8, 3))},
+            ValueError,
+            r"`image` must be one image `\(height, width, channels\)`.*"
+            r"Received: image of shape \(1, 8, 8, 3\)",
+        ),
+        ({"tile_size": 0}, ValueError, r"`tile_size` must be a positive int.*=0"),
+        ({"tile_size": (8,)}, ValueError, r"Received: tile_size=\(8,\)"),
+        ({"overlap": 1.0}, ValueError, r"`overlap` must be in \[0, 1\).*overlap=1.0"),
+        ({"overlap": "half"}, TypeError, r"`overlap` must be a float"),
+        ({"batch_size": 0}, ValueError, r"batch_size=0"),
+        ({"blend": "linear"}, ValueError, r"`blend` must be one of 'gaussian' or"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    arguments = {"image": np.zeros((8, 8, 3)), "tile_size": 4, **kwargs}
+    with pytest.raises(error, match=match):
+        predict_tiled(_pointwise_model(), **arguments)
+
+
+def test_a_model_that_changes_the_size_is_refused():
+    model = keras.Sequential(
+        [keras.Input((None, None, 3)), keras.layers.Conv2D(2, 3, padding="valid")]
+    )
+    with pytest.raises(ValueError, match=r"output has its input's height and width"):
+        predict_tiled(model, _image(16, 16), 8, verbose=0)

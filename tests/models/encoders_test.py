@@ -1,0 +1,205 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from seglayers import DiceCrossEntropyLoss, UNet
+from seglayers.models import encoders
+from tests.harness import assert_saved_model_predicts_the_same
+
+APPLICATIONS = [
+    "resnet50",
+    "resnet50v2",
+    "efficientnetv2b0",
+    "mobilenetv3small",
+    "mobilenetv3large",
+    "convnexttiny",
+]
+
+
+def _images(n=2, size=(64, 64), seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, size=(n, *size, 3)).astype("float32")
+
+
+def _masks(n=2, size=(64, 64), num_classes=3, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, num_classes, size=(n, *size, 1)).astype("int32")
+
+
+# keras.applications models are large: on TensorFlow, running them eagerly
+# skips minutes of tracing.
+ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
+
+
+def _predict(model, images):
+    return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+def _train_one_step(model, images, masks):
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=DiceCrossEntropyLoss(),
+        run_eagerly=ON_TENSORFLOW,
+    )
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    logs = model.train_on_batch(images, masks, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    return before, after
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_keras_applications_encoder(name, tmp_path):
+    if not ON_TENSORFLOW:
+        pytest.skip(
+            "each keras.applications model compiles for a minute or more on a "
+            "JAX CPU; they all run on TensorFlow, and the small encoders below "
+            "cover the same code here"
+        )
+    model = UNet(3, encoder=name, filters=4)
+    images, masks = _images(), _masks()
+    assert _predict(model, images).shape == (2, 64, 64, 3)
+    before, after = _train_one_step(model, images, masks)
+    assert any(not np.array_equal(b, a) for b, a in zip(before, after))
+    expected = _predict(model, images)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(_predict(loaded, images), expected, atol=1e-6)
+    assert isinstance(loaded.encoder, keras.Model)
+    assert _as_json(loaded.get_config()) == _as_json(model.get_config())
+
+
+def _as_json(config):
+    return json.loads(json.dumps(config))  # tuples and lists alike
+
+
+def _small_cnn(channels=3, strides=5, name="small_cnn"):
+    """A functional CNN with features at strides 2 .. 2**strides."""
+    inputs = keras.Input((None, None, channels))
+    x = inputs
+    for level in range(strides):
+        x = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU(name=f"stride_{2 ** (level + 1)}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def test_the_pyramid_takes_the_last_layer_at_each_stride():
+    pyramid, strides = encoders.feature_pyramid(_small_cnn(), depth=5)
+    assert strides == [2, 4, 8, 16, 32]
+    names = [t._keras_history.operation.name for t in pyramid.outputs]
+    assert names == ["stride_2", "stride_4", "stride_8", "stride_16", "stride_32"]
+    # A model that already returns its pyramid is used as it is.
+    assert encoders.feature_pyramid(pyramid, depth=5) == (pyramid, strides)
+    shallower, strides = encoders.feature_pyramid(_small_cnn(), depth=3)
+    assert strides == [2, 4, 8] and len(shallower.outputs) == 3
+
+
+def test_a_model_as_encoder_gives_the_input_size(tmp_path):
+    size = (70, 45)  # not a multiple of 32: the encoder rounds sizes up
+    model = UNet(3, encoder=_small_cnn(), filters=4, attention=True)
+    images = _images(size=size)
+    assert model.predict(images, verbose=0).shape == (2, *size, 3)
+    # The stride-1 level has no skip, so no attention gate either.
+    assert model.decoder_blocks[-1].attention_gate is None
+    assert model.decoder_blocks[0].attention_gate is not None
+    assert_saved_model_predicts_the_same(model, images, tmp_path)
+
+
+def test_config_round_trip_keeps_the_encoder():
+    model = UNet(3, encoder=_small_cnn(), filters=4, dropout=0.1)
+    config = model.get_config()
+    json.dumps(config)
+    assert config["encoder"]["class_name"] == "Functional"
+    revived = UNet.from_config(config)
+    assert revived.get_config() == config
+    for m in (model, revived):
+        m.build((None, None, None, 3))
+    assert revived.count_params() == model.count_params()
+
+
+def test_frozen_encoder_keeps_weights_and_batch_statistics():
+    encoder = _small_cnn()
+    model = UNet(3, encoder=encoder, filters=4, encoder_trainable=False)
+    encoder_weights = [keras.ops.convert_to_numpy(w) for w in encoder.weights]
+    _, _ = _train_one_step(model, _images(), _masks())
+    # Kernels and the moving mean/variance of BatchNormalization alike.
+    for before, after in zip(encoder_weights, encoder.weights):
+        np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(after))
+    assert not model.encoder.trainable
+    assert model.trainable_weights  # the decoder still trains
+    assert not any(w is e for w in model.trainable_weights for e in encoder.weights)
+
+
+def test_encoder_without_stride_2_features():
+    # Like ConvNeXt and keras-hub's ResNet: a stride-4 stem.
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 4, strides=4)(inputs)
+    for _ in range(3):
+        x = keras.layers.Conv2D(4, 2, strides=2)(x)
+    model = UNet(2, encoder=keras.Model(inputs, x), filters=4)
+    assert sorted(model._skip_levels) == [2, 3, 4]
+    assert tuple(model(_images()).shape) == (2, 64, 64, 2)
+
+
+def test_keras_hub_backbone_pyramid_outputs(tmp_path):
+    if not ON_TENSORFLOW:
+        pytest.skip("compiles for most of a minute on a JAX CPU; runs on TensorFlow")
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 16, 16, 16],
+        stackwise_num_blocks=[1, 1, 1, 1],
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block",
+        image_shape=(None, None, 3),
+    )
+    assert sorted(backbone.pyramid_outputs) == ["P2", "P3", "P4", "P5"]
+    model = UNet(3, encoder=backbone, filters=4)
+    assert sorted(model._skip_levels) == [2, 3, 4]
+    images, masks = _images(), _masks()
+    assert model.predict(images, verbose=0).shape == (2, 64, 64, 3)
+    _train_one_step(model, images, masks)
+    expected = _predict(model, images)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(_predict(loaded, images), expected, atol=1e-6)
+
+
+def test_encoder_too_shallow_for_the_depth():
+    with pytest.raises(
+        ValueError,
+        match=r"needs the encoder's features at stride 32, but this encoder "
+        r"has features at strides \[2, 4, 8, 16\]\. Use depth=4",
+    ):
+        UNet(2, encoder=_small_cnn(strides=4))
+
+
+def test_wrong_channels_for_the_encoder():
+    model = UNet(2, encoder=_small_cnn(), filters=4)
+    with pytest.raises(ValueError, match=r"built for 3 input channels"):
+        model(np.zeros((1, 32, 32, 1), "float32"))
+
+
+@pytest.mark.parametrize(
+    "mode, reference",
+    [
+        ("caffe", keras.applications.resnet50.preprocess_input),
+        ("tf", keras.applications.resnet_v2.preprocess_input),
+    ],
+)
+def test_preprocessing_matches_keras_applications(mode, reference):
+    images = _images(size=(8, 8))
+    ours = keras.ops.convert_to_numpy(encoders.preprocess(images, mode))
+    np.testing.assert_allclose(ours, reference(images.copy()), atol=1e-4)
+
+
+def test_named_encoders_apply_their_preprocessing():
+    assert UNet(2, encoder=_small_cnn()).encoder_preprocessing is None
+    model = UNet(2, encoder=_small_cnn(), encoder_preprocessing="torch")
+    assert model.get_config()["encoder_preprocessing"] == "torch"
+    assert encoders.ENCODERS["resnet50"][1] == "caffe"
