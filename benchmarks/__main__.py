@@ -21,6 +21,8 @@ MODULES = [
     "training_throughput",
     "input_pipeline",
     "data_generation",
+    "scaling",
+    "tiled_prediction",
 ]
 BACKENDS = ["tensorflow", "jax"]
 

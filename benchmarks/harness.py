@@ -77,3 +77,52 @@ def row(question, backend, what, ours, baseline, unit, per_call=1.0, higher=True
         "spread": spread,
         "repeats": ours["repeats"],
     }
+
+
+_MEMORY_CHILD = """
+import resource, sys
+setup, work = sys.argv[1], sys.argv[2]
+namespace = {}
+exec(setup, namespace)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+exec(work, namespace)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("PEAK_KB", before, after)
+"""
+
+
+def extra_peak_memory_mb(setup, work, backend):
+    """How far `work` raises the peak resident set above `setup`'s.
+
+    Returns `{"mb": ...}`, plus `"seconds"` if `work` prints a line
+    `SECONDS <float>`.
+
+    Both are Python source run in a fresh process (peak memory is a
+    process-lifetime figure): `setup` imports and builds what `work` uses, so
+    the figure is what `work` itself needs at its peak (Linux `ru_maxrss`).
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, setup, work],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+    )
+    measured = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("SECONDS "):
+            measured["seconds"] = float(line.split()[1])
+        if line.startswith("PEAK_KB "):
+            before, after = (int(v) for v in line.split()[1:])
+            measured["mb"] = (after - before) / 1024
+    if "mb" not in measured:
+        sys.stderr.write(result.stderr[-3000:])
+        raise RuntimeError("memory measurement failed")
+    return measured
