@@ -169,9 +169,14 @@ class MaskVisualizer(keras.callbacks.Callback):
         return render_grid(images, masks, predictions, palette, self.class_names)
 
     def _draw(self, filename, step):
-        if not _is_chief() or self._samples is None:
+        if self._samples is None:
             return
+        # Every worker predicts: under MultiWorkerMirroredStrategy `predict`
+        # is a collective operation that hangs or fails unless all take part.
+        # Only the chief writes.
         picture = self.render()
+        if not _is_chief():
+            return
         try:
             save_png(picture, os.path.join(self.output_dir, filename))
             if self.log_dir is not None:

@@ -1,3 +1,4 @@
 from seglayers.data.directory import segmentation_dataset_from_directory
+from seglayers.data.multi_worker import MultiWorkerMirroredStrategy
 
-__all__ = ["segmentation_dataset_from_directory"]
+__all__ = ["MultiWorkerMirroredStrategy", "segmentation_dataset_from_directory"]
