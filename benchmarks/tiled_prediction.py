@@ -3,13 +3,13 @@
 A 4,096×4,096 RGB image (1,024² with --quick) through a `UNet(2, filters=8,
 depth=3)`: `seglayers.predict_tiled` in 256×256 tiles (overlap 0.25, batch
 4, Gaussian blend) against `model.predict` on the whole image at once. Each
-runs in a fresh process, and the row is the extra peak resident memory the
-prediction needed above the image and the model (Linux `ru_maxrss`). The
+runs in a fresh process, and the row is the peak resident memory of that
+process (Linux `VmHWM`: imports, model, the image and the prediction). The
 second row is the time of one prediction each (tiles recompute the overlap:
 about 1.8× the pixels).
 """
 
-from benchmarks.harness import extra_peak_memory_mb, row, summarize
+from benchmarks.harness import peak_memory_mb, row, summarize
 
 _SETUP = """
 import time
@@ -40,17 +40,17 @@ def run(backend, quick=False):
         return []  # the memory story is the same on every backend
     size = 1024 if quick else 4096
     setup = _SETUP.format(size=size)
-    tiled = extra_peak_memory_mb(setup, _TILED, backend)
-    whole = extra_peak_memory_mb(setup, _WHOLE, backend)
+    tiled = peak_memory_mb(setup, _TILED, backend)
+    whole = peak_memory_mb(setup, _WHOLE, backend)
     what = f"UNet(2, filters=8, depth=3), one {size}² image"
     return [
         row(
             "tiled prediction",
             backend,
-            f"{what}: extra peak RSS, predict_tiled (256² tiles, batch 4) vs "
+            f"{what}: process peak RSS, predict_tiled (256² tiles, batch 4) vs "
             "whole-image predict",
-            summarize([tiled["mb"]]),
-            summarize([whole["mb"]]),
+            summarize([tiled["peak_mb"]]),
+            summarize([whole["peak_mb"]]),
             "MB",
             higher=False,
         ),

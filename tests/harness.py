@@ -17,6 +17,23 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
+
+# Keras 3.15's PyTorch backend computes `sparse_categorical_crossentropy` of
+# probabilities (a softmax output, `from_logits=False`) by moving the class
+# axis with `movedim` and passing that non-contiguous view to
+# `torch.nn.functional.nll_loss`, whose CPU backward (torch 2.13) raises
+# "grad_input must be contiguous" -- for any model, e.g. one
+# `Conv2D(3, 1, activation="softmax")`. Logits take `cross_entropy` and
+# train, and so do seglayers' own losses. Tests that train a softmax output
+# with Keras's loss are expected to fail there, and only there.
+TORCH_SOFTMAX_SCCE = pytest.mark.xfail(
+    keras.backend.backend() == "torch",
+    raises=RuntimeError,
+    strict=True,
+    reason="Keras torch backend: sparse_categorical_crossentropy on "
+    "probabilities fails in backward ('grad_input must be contiguous')",
+)
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

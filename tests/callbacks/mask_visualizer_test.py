@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglayers import MaskVisualizer, UNet
+from seglayers import DiceCrossEntropyLoss, MaskVisualizer, UNet
 from seglayers.callbacks.mask_visualizer import predicted_ids
 
 
@@ -21,11 +21,12 @@ def _model(output_activation="auto"):
     model = UNet(
         3, filters=4, depth=2, rescale=1 / 255, output_activation=output_activation
     )
+    # seglayers' loss, not Keras's: the callback is under test, and Keras's
+    # softmax cross-entropy cannot train on the PyTorch backend
+    # (tests/harness.py, TORCH_SOFTMAX_SCCE).
     model.compile(
         keras.optimizers.Adam(0.05),
-        keras.losses.SparseCategoricalCrossentropy(
-            from_logits=output_activation is None, ignore_class=255
-        ),
+        DiceCrossEntropyLoss(from_logits=output_activation is None, ignore_class=255),
     )
     return model
 

@@ -4,7 +4,11 @@ import pytest
 
 from seglayers import ConvBlock, DecoderBlock, EncoderBlock
 from seglayers.layers.decoder_block import match_spatial_size
-from tests.harness import assert_saved_model_predicts_the_same, run_layer_test
+from tests.harness import (
+    TORCH_SOFTMAX_SCCE,
+    assert_saved_model_predicts_the_same,
+    run_layer_test,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,6 +97,7 @@ def test_bad_arguments(kwargs, match):
         DecoderBlock(4, **kwargs)
 
 
+@TORCH_SOFTMAX_SCCE
 def test_blocks_compose_a_custom_network(tmp_path):
     """The documented composition: a two-level U-Net with a residual middle."""
     inputs = keras.Input((None, None, 3))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from seglayers import MeanIoU
-from tests.harness import _check_config
+from tests.harness import TORCH_SOFTMAX_SCCE, _check_config
 from tests.metrics.helpers import numpy_confusion, numpy_scores, random_segmentation
 
 
@@ -123,6 +123,7 @@ def test_counts_stay_exact_past_float32_precision():
     assert (high * 2**20 + low)[0] == 17 * (2**20 + 1)  # > 2**24, odd
 
 
+@TORCH_SOFTMAX_SCCE
 def test_class_names_put_per_class_values_in_the_logs():
     rng = np.random.default_rng(4)
     images = rng.uniform(size=(8, 8, 8, 3)).astype("float32")

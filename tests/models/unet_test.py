@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import keras
@@ -6,6 +7,7 @@ import pytest
 
 from seglayers import UNet
 from tests.harness import (
+    TORCH_SOFTMAX_SCCE,
     _check_config,
     assert_saved_model_predicts_the_same,
     load_in_fresh_process,
@@ -27,6 +29,12 @@ EVERY_OPTION = {
     "output_activation": None,
     "rescale": 1 / 255,
 }
+# Trained with keras.losses.SparseCategoricalCrossentropy: on probabilities
+# (the default softmax head) for TINY, on logits for EVERY_OPTION.
+TRAINED_WITH_KERAS_LOSS = [
+    pytest.param(TINY, id="default", marks=TORCH_SOFTMAX_SCCE),
+    pytest.param(EVERY_OPTION, id="every-option"),
+]
 
 
 def _data(n=4, size=32, channels=3, num_classes=3, seed=0):
@@ -234,9 +242,7 @@ def test_dropout_sits_at_the_end_of_the_contracting_path():
     assert all(block.dropout == 0.0 for block in model.decoder_blocks)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
-)
+@pytest.mark.parametrize("kwargs", TRAINED_WITH_KERAS_LOSS)
 def test_trains(kwargs):
     model = UNet(**kwargs)
     images, masks = _data()
@@ -252,9 +258,7 @@ def test_trains(kwargs):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize(
-    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
-)
+@pytest.mark.parametrize("kwargs", TRAINED_WITH_KERAS_LOSS)
 def test_mixed_precision(policy, kwargs):
     keras.config.set_dtype_policy(policy)
     model = UNet(**kwargs)
@@ -286,9 +290,7 @@ def _fit_one_step(kwargs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
-)
+@pytest.mark.parametrize("kwargs", TRAINED_WITH_KERAS_LOSS)
 def test_save_and_load_in_a_fresh_process(kwargs, tmp_path):
     model, images = _fit_one_step(kwargs)
     path = tmp_path / "m.keras"
@@ -321,8 +323,13 @@ np.save(sys.argv[3], model.predict(images, verbose=0))
 
 
 @pytest.mark.slow
-def test_a_file_saved_on_another_backend_loads_here(tmp_path):
-    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+@pytest.mark.parametrize("other", ["tensorflow", "jax", "torch"])
+def test_a_file_saved_on_another_backend_loads_here(other, tmp_path):
+    # Run on every backend, this is the 3 × 3 matrix of save here, load there.
+    if other == keras.backend.backend():
+        pytest.skip("the same backend: test_save_and_load_in_a_fresh_process")
+    if importlib.util.find_spec(other) is None:
+        pytest.skip(f"{other} is not installed (`pip install {other}`)")
     path, images_path, expected_path = (
         tmp_path / "m.keras",
         tmp_path / "x.npy",
