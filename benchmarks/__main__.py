@@ -59,10 +59,11 @@ def format_table(rows):
         "| --- | --- | --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for r in rows:
+        digits = 2 if r["unit"] == "exponent" else 1
         lines.append(
-            f"| {r['question']} | {r['backend']} | {r['what']} | {r['ours']:.1f} | "
-            f"{r['baseline']:.1f} | {r['unit']} | **{r['ratio']:.2f}×** | "
-            f"+{100 * r['spread']:.0f}% |"
+            f"| {r['question']} | {r['backend']} | {r['what']} | "
+            f"{r['ours']:.{digits}f} | {r['baseline']:.{digits}f} | {r['unit']} | "
+            f"**{r['ratio']:.2f}×** | +{100 * r['spread']:.0f}% |"
         )
     return "\n".join(lines)
 

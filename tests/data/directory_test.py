@@ -148,12 +148,11 @@ def test_one_hot_and_dict_output(tmp_path):
     assert (masks[:, :2].sum(-1) == 0).all()  # ignored rows
 
 
-def test_joint_augmentation_keeps_ids(tmp_path):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("Keras layers run inside tf.data on the TensorFlow backend")
-    _write_pairs(tmp_path)
-    dataset = segmentation_dataset_from_directory(
-        tmp_path,
+def _dict_dataset(root):
+    """One batch of six 20×24 pairs as `{"images", "segmentation_masks"}`."""
+    _write_pairs(root)
+    return segmentation_dataset_from_directory(
+        root,
         image_size=(20, 24),
         num_classes=3,
         ignore_class=255,
@@ -161,6 +160,12 @@ def test_joint_augmentation_keeps_ids(tmp_path):
         shuffle=False,
         batch_size=6,
     )
+
+
+def test_joint_augmentation_keeps_ids(tmp_path):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("Keras layers run inside tf.data on the TensorFlow backend")
+    dataset = _dict_dataset(tmp_path)
     # Keras's augmentation layers take the dict and move images and masks
     # together; masks are transformed with nearest neighbour.
     flip = keras.layers.RandomFlip("horizontal_and_vertical", seed=1)
@@ -279,16 +284,7 @@ def test_keras_cv_augmentation_keeps_ids(tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("keras-cv layers run inside tf.data on the TensorFlow backend")
     keras_cv = pytest.importorskip("keras_cv")
-    _write_pairs(tmp_path)
-    dataset = segmentation_dataset_from_directory(
-        tmp_path,
-        image_size=(20, 24),
-        num_classes=3,
-        ignore_class=255,
-        as_dict=True,
-        shuffle=False,
-        batch_size=6,
-    )
+    dataset = _dict_dataset(tmp_path)
     # keras-cv's layers read the same dict and move masks with the images.
     flip = keras_cv.layers.RandomFlip("horizontal_and_vertical", seed=3)
     plain = next(iter(dataset))
