@@ -70,7 +70,7 @@ def run(backend, quick=False):
         return lambda: model.fit(images, masks, batch_size=BATCH, epochs=1, verbose=0)
 
     ours_time, theirs_time = time_pair(
-        fit(ours), fit(theirs), repeats=3 if quick else 7, warmup=1
+        fit(ours), fit(theirs), repeats=3 if quick else 5, warmup=1
     )
     return [
         row(
