@@ -10,23 +10,9 @@ import pytest
 from seglayers import cli
 from tests.harness import PROJECT_ROOT
 
-TINY = [
-    "--num-samples",
-    "24",
-    "--image-size",
-    "32",
-    "32",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "8",
-    "--filters",
-    "4",
-    "--depth",
-    "2",
-    "--verbose",
-    "0",
-]
+# A tiny model on 32×32 images, quietly.
+SMALL = ["--image-size", "32", "32", "--filters", "4", "--depth", "2", "--verbose", "0"]
+TINY = ["--num-samples", "24", "--epochs", "2", "--batch-size", "8", *SMALL]
 
 
 def test_train_writes_the_run_folder(tmp_path, capsys):
@@ -121,23 +107,7 @@ def _folder(root, n=8, size=32, max_id=3):
     return root
 
 
-FOLDER_TRAIN = [
-    "--num-classes",
-    "3",
-    "--image-size",
-    "32",
-    "32",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "4",
-    "--filters",
-    "4",
-    "--depth",
-    "2",
-    "--verbose",
-    "0",
-]
+FOLDER_TRAIN = ["--num-classes", "3", "--epochs", "1", "--batch-size", "4", *SMALL]
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data loader")

@@ -23,15 +23,16 @@ def predict_tiled(
     tile reaches outside the image, and the image's borders get the same
     zero-padded context as in a whole-image prediction). Tiles are predicted
     `batch_size` at a time and blended: each tile's output is weighted by a
-    Gaussian window (σ = tile / 8, as in nnU-Net) that trusts tile centres
-    over tile edges, and the weighted sum is divided by the summed weights.
+    Gaussian window (σ = tile / 8 along each axis, as in nnU-Net) that trusts
+    tile centres over tile edges, and the weighted sum is divided by the
+    summed weights.
     An image smaller than a tile is predicted in one tile of its own size.
 
-    Memory holds the image, a float32 `(height, width, classes)` sum and a
-    `(height, width)` weight map, plus one batch of tiles through the model:
-    it grows with the tile and batch size, not with the image the way a
-    whole-image `model.predict` does (whose activations are several times
-    the image per layer).
+    Memory holds the image and the float32 `(height, width, classes)` result,
+    plus one batch of tiles through the model: the network's activations
+    grow with the tile and batch size only, not with the image as in a
+    whole-image `model.predict` (whose activations are several times the
+    image per layer).
 
     Args:
         model: a fully convolutional Keras model whose output has its input's
@@ -63,7 +64,9 @@ def predict_tiled(
     """
     import keras
 
-    image = np.asarray(keras.ops.convert_to_numpy(image))
+    # Numpy stays as it is: no copy of an image that may be large.
+    image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
+    image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(
             "`image` must be one image `(height, width, channels)`; call "
@@ -87,13 +90,18 @@ def predict_tiled(
     tops = _starts(height, tile_height, overlap)
     lefts = _starts(width, tile_width, overlap)
     corners = [(top, left) for top in tops for left in lefts]
-    window = _window(tile_height, tile_width, blend)
+    # The window is separable (rows × columns) and the tiles form a grid, so
+    # the summed weights are the product of two 1-D sums: no full-size
+    # weight map to keep or update per tile.
+    row_window = _window(tile_height, blend)
+    col_window = _window(tile_width, blend)
+    window = np.outer(row_window, col_window)[..., None]
 
     num_batches = -(-len(corners) // batch_size)
     if verbose == "auto":
         verbose = int(num_batches > 1)
     progress = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
-    total = weights = None
+    total = None
     tiles = np.zeros(
         (batch_size, tile_height, tile_width, image.shape[-1]), image.dtype
     )
@@ -112,14 +120,14 @@ def predict_tiled(
             )
         if total is None:
             total = np.zeros((height, width, outputs.shape[-1]), np.float32)
-            weights = np.zeros((height, width, 1), np.float32)
         for output, (top, left) in zip(outputs, batch):
             rows, cols = slice(top, top + tile_height), slice(left, left + tile_width)
             total[rows, cols] += output * window
-            weights[rows, cols] += window
         if progress is not None:
             progress.add(1)
-    total /= weights
+    total /= np.outer(
+        _coverage(height, tops, row_window), _coverage(width, lefts, col_window)
+    )[..., None]
     return total
 
 
@@ -143,21 +151,23 @@ def _tile_size(tile_size):
 def _starts(size, tile, overlap):
     """Tile offsets along one axis: every `stride`, the last at the far edge."""
     stride = max(1, tile - int(round(overlap * tile)))
-    starts = list(range(0, size - tile, stride)) + [size - tile]
-    return starts
+    return list(range(0, size - tile, stride)) + [size - tile]
 
 
-def _window(height, width, blend):
-    """The `(height, width, 1)` weights of one tile's pixels."""
+def _window(n, blend):
+    """The weights of a tile's `n` rows (or columns), float32."""
     if blend == "constant":
-        return np.ones((height, width, 1), np.float32)
-
-    def gaussian(n):
-        x = np.arange(n, dtype=np.float64) - (n - 1) / 2
-        return np.exp(-0.5 * (x / (n / 8)) ** 2)
-
-    window = np.outer(gaussian(height), gaussian(width))
+        return np.ones(n, np.float32)
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    window = np.exp(-0.5 * (x / (n / 8)) ** 2)
     # Tile edges get little weight, never none: the image's own edges and
     # corners are covered by tile edges only.
-    window = np.maximum(window / window.max(), 1e-4)
-    return window[..., None].astype(np.float32)
+    return np.maximum(window / window.max(), 1e-2).astype(np.float32)
+
+
+def _coverage(size, starts, window):
+    """The summed window weight of every pixel along one axis."""
+    summed = np.zeros(size, np.float32)
+    for start in starts:
+        summed[start : start + len(window)] += window
+    return summed

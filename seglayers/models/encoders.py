@@ -112,11 +112,10 @@ def feature_pyramid(encoder, depth):
 
 
 def _layer_outputs(encoder):
-    """The single 4-D outputs of `encoder`'s layers, in graph order."""
+    """The single 4-D outputs of `encoder`'s layers, in graph order (a
+    shared layer's first call)."""
     outputs = []
     for layer in encoder.layers:
-        if len(layer._inbound_nodes) != 1:  # shared layers: ambiguous
-            continue
         output = layer.output
         if not isinstance(output, (list, tuple)) and len(output.shape) == 4:
             outputs.append(output)
