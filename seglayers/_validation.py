@@ -84,3 +84,58 @@ def check_ignore_class(value):
             f"Received: ignore_class={value!r}"
         )
     return value
+
+
+def check_ignore_not_a_class(ignore_class, num_classes):
+    """Raises if `ignore_class` is also a class id: that class would be
+    dropped from training and from every count without a word."""
+    classes = max(num_classes, 2)  # One sigmoid channel: ids 0 and 1.
+    if ignore_class is not None and 0 <= ignore_class < classes:
+        raise ValueError(
+            f"`ignore_class`={ignore_class} is also a class id (ids run over "
+            f"[0, {classes}) for num_classes={num_classes}), so that class would "
+            "never be learned or counted. Set `ignore_class` to the id of "
+            "unlabelled pixels only, outside the class ids (often 255). "
+            f"Received: ignore_class={ignore_class}, num_classes={num_classes}"
+        )
+    return ignore_class
+
+
+def concrete_value(tensor):
+    """`tensor` as a numpy array when it holds values (eager), else `None`.
+
+    Inside a traced function (`tf.function`, `jax.jit`, `fit`) there are no
+    values to check; callers then turn bad input into NaN instead of raising.
+    """
+    try:
+        return keras.ops.convert_to_numpy(tensor)
+    except Exception:  # A symbolic tf.Tensor or a JAX tracer: traced code.
+        return None
+
+
+def check_sample_weight(sample_weight, pixels):
+    """`sample_weight` broadcast to `pixels`'s shape `(batch, ..., H, W)`.
+
+    Accepts one weight per sample `(batch,)`, per pixel `(batch, ..., H, W)`
+    or `(batch, ..., H, W, 1)`, or anything in between (leading axes line
+    up, as in Keras). Keras's own `broadcast_to` lines up trailing axes, which
+    would read a `(batch,)` weight as one weight per column.
+    """
+    ops = keras.ops
+    weight = ops.convert_to_tensor(sample_weight)
+    received = tuple(weight.shape)
+    rank, shape = len(pixels.shape), tuple(pixels.shape)
+    if len(weight.shape) == rank + 1 and weight.shape[-1] == 1:
+        weight = weight[..., 0]
+    wshape = tuple(weight.shape)
+    if len(wshape) > rank or any(
+        w is not None and p is not None and w not in (1, p)
+        for w, p in zip(wshape, shape)
+    ):
+        raise ValueError(
+            "`sample_weight` must hold one weight per sample, shape "
+            f"{shape[:1]}, or one per pixel, shape {shape} or {shape + (1,)}. "
+            f"Received: sample_weight shape {received}"
+        )
+    weight = ops.reshape(weight, ops.shape(weight) + (1,) * (rank - len(wshape)))
+    return ops.broadcast_to(weight, ops.shape(pixels))

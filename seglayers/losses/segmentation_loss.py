@@ -7,7 +7,16 @@ outputs and 512×512 sums neither overflow nor lose the small terms.
 import keras
 from keras import ops
 
-from seglayers._validation import check_bool, check_ignore_class
+from seglayers._validation import (
+    check_bool,
+    check_ignore_class,
+    check_ignore_not_a_class,
+    check_sample_weight,
+    concrete_value,
+)
+
+# Probabilities may exceed [0, 1] by rounding (float16 softmax), logits by far.
+_PROBABILITY_SLACK = 1e-3
 
 
 def check_class_weights(class_weights):
@@ -30,14 +39,27 @@ class SegmentationLoss(keras.losses.Loss):
     `y_pred` holds `C` channels of logits (`from_logits=True`) or
     probabilities; one channel means binary segmentation with a sigmoid, read
     as two classes (background, foreground). `y_true` holds class ids
-    `(..., H, W)` / `(..., H, W, 1)`, or is one-hot `(..., H, W, C)`. Pixels
-    whose id is `ignore_class`, whose id lies outside `[0, C)`, or whose
-    one-hot row is all zeros (as `OneHotMask` writes for ignored pixels)
-    carry no loss.
+    `(..., H, W)` / `(..., H, W, 1)`, or is one-hot `(..., H, W, C)` (two
+    channels for one sigmoid channel, as `MeanIoU(1)` reads it). Pixels
+    whose id is `ignore_class` or whose one-hot row is all zeros (as
+    `OneHotMask` writes for ignored pixels) carry no loss.
 
     The loss is one value for the whole batch (Dice is a batch statistic),
-    so a `sample_weight` only scales it by its mean; weigh pixels with
-    `class_weights` and leave them out with `ignore_class`.
+    so `reduction` must leave it whole: `"none"` is refused. A
+    `sample_weight` of one weight per sample `(batch,)` or per pixel
+    `(batch, H, W)` / `(batch, H, W, 1)` weighs the pixels inside the loss
+    (a sample of weight 0 adds nothing, one of weight 2 counts twice).
+
+    Inputs with no honest loss raise a `ValueError` when their values are
+    at hand (eager calls) and give NaN in traced code (`fit`), where values
+    are unknown until run, so `keras.callbacks.TerminateOnNaN` stops the
+    run: a class id in `y_true` outside `[0, C)` that is not
+    `ignore_class`, or a fractional id; `y_pred` outside [0, 1] with
+    `from_logits=False` (logits); `y_pred` whose every pixel is a
+    probability distribution with `from_logits=True` (softmax outputs, C >
+    1). A NaN in `y_pred` gives NaN. An empty batch gives 0. An
+    `ignore_class` that is also a class id (`0 <= ignore_class < C`) raises
+    at the first call.
     """
 
     def __init__(
@@ -49,12 +71,31 @@ class SegmentationLoss(keras.losses.Loss):
         reduction="sum_over_batch_size",
         dtype=None,
     ):
+        if reduction in (None, "none"):
+            raise ValueError(
+                f"`{type(self).__name__}` gives one value for the whole batch "
+                "(Dice is a batch statistic, and ignored pixels are left out of "
+                "the batch mean), so it cannot give one value per sample. Use "
+                "reduction='sum_over_batch_size' (the default); weigh samples "
+                f"with `sample_weight`. Received: reduction={reduction!r}"
+            )
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         check_bool("from_logits", from_logits)
         check_ignore_class(ignore_class)
         self.from_logits = from_logits
         self.ignore_class = ignore_class
         self.class_weights = check_class_weights(class_weights)
+        self._sample_weight = None  # Set by __call__ for `prepare`.
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras multiplies the values `call` returns by `sample_weight`; a
+        # batch statistic cannot be weighed after the fact, so the weights
+        # go to the pixels in `prepare` instead.
+        self._sample_weight = sample_weight
+        try:
+            return super().__call__(y_true, y_pred)
+        finally:
+            self._sample_weight = None
 
     def call(self, y_true, y_pred):
         # Keras's `reduce_values` passes a 0-d loss through without
@@ -72,7 +113,10 @@ class SegmentationLoss(keras.losses.Loss):
         """Returns `(target, log_probs, probs, valid)`, all float32.
 
         `target`, `log_probs` and `probs` are `(..., H, W, C)` (C >= 2);
-        `valid` is `(..., H, W)`, 1 where the pixel carries a loss.
+        `valid` is `(..., H, W)`: the weight of each pixel (0 where it carries
+        no loss, `sample_weight` elsewhere), and NaN everywhere when the
+        inputs have no honest loss (see the class docstring), so that every
+        loss built on it is NaN.
         """
         y_pred = ops.cast(y_pred, "float32")
         channels = y_pred.shape[-1]
@@ -81,41 +125,85 @@ class SegmentationLoss(keras.losses.Loss):
                 f"`{type(self).__name__}` needs the number of channels of "
                 f"`y_pred`. Received: y_pred shape {tuple(y_pred.shape)}"
             )
-        log_probs = _log_probabilities(y_pred, self.from_logits)
-        classes = log_probs.shape[-1]
-        target, valid = self._target(y_true, y_pred, classes)
+        classes = max(channels, 2)
+        check_ignore_not_a_class(self.ignore_class, channels)
         if self.class_weights is not None and len(self.class_weights) != classes:
             raise ValueError(
                 f"`class_weights` has {len(self.class_weights)} values but the "
                 f"predictions have {classes} classes. Give one weight per class."
                 f" Received: class_weights={self.class_weights}"
             )
+        log_probs = _log_probabilities(y_pred, self.from_logits)
+        target, valid, bad_ids = self._target(y_true, y_pred, classes)
+        invalid = bad_ids | self._wrong_scores(y_pred) | ops.any(ops.isnan(y_pred))
+        if self._sample_weight is not None:
+            valid = valid * ops.cast(
+                check_sample_weight(self._sample_weight, valid), "float32"
+            )
+        valid = ops.where(invalid, float("nan"), valid)
         return target, log_probs, ops.exp(log_probs), valid
 
+    def _wrong_scores(self, y_pred):
+        """True if `y_pred` cannot be what `from_logits` says (see above)."""
+        if not self.from_logits:
+            outside = (y_pred < -_PROBABILITY_SLACK) | (y_pred > 1 + _PROBABILITY_SLACK)
+            wrong = ops.any(outside)
+            if concrete_value(wrong):
+                raise ValueError(
+                    f"`{type(self).__name__}`: `y_pred` has values outside [0, 1] "
+                    f"(from {_extreme(y_pred, ops.min)} to "
+                    f"{_extreme(y_pred, ops.max)}): these are logits, not "
+                    "probabilities. Pass from_logits=True, or end the model with "
+                    "a softmax (sigmoid for one channel). Received: "
+                    "from_logits=False"
+                )
+            return wrong
+        if y_pred.shape[-1] == 1:
+            return ops.convert_to_tensor(False)  # A sigmoid logit may be in [0, 1].
+        in_unit = (y_pred >= 0) & (y_pred <= 1)
+        sums_to_one = ops.abs(ops.sum(y_pred, axis=-1) - 1) <= _PROBABILITY_SLACK
+        wrong = ops.all(in_unit) & ops.all(sums_to_one) & (ops.size(sums_to_one) > 0)
+        if concrete_value(wrong):
+            raise ValueError(
+                f"`{type(self).__name__}`: every pixel of `y_pred` is a "
+                "probability distribution (values in [0, 1] summing to 1): these "
+                "are softmax outputs, not logits. Pass from_logits=False, or "
+                "remove the model's final softmax. Received: from_logits=True"
+            )
+        return wrong
+
     def _target(self, y_true, y_pred, classes):
+        """`(target, valid, bad_ids)`: one-hot float32 targets, 1/0 per pixel,
+        and whether any id is neither a class nor `ignore_class`."""
         y_true = ops.convert_to_tensor(y_true)
         rank, pred_rank = len(y_true.shape), len(y_pred.shape)
-        one_hot = (
-            rank == pred_rank
-            and y_true.shape[-1] == y_pred.shape[-1]
-            and y_pred.shape[-1] > 1
-        )
-        if one_hot:
+        if rank == pred_rank and y_true.shape[-1] == classes:
+            # One-hot (two channels against one sigmoid channel, as in MeanIoU).
             target = ops.cast(y_true, "float32")
             valid = ops.cast(ops.sum(target, axis=-1) > 0, "float32")
-        else:
-            if rank == pred_rank and y_true.shape[-1] == 1:
-                y_true = y_true[..., 0]
-            elif rank != pred_rank - 1:
-                raise _mismatch(self, y_true, y_pred)
-            ids = ops.cast(ops.round(ops.cast(y_true, "float32")), "int32")
-            valid = (ids >= 0) & (ids < classes)
-            if self.ignore_class is not None:
-                valid = valid & (ids != self.ignore_class)
-            target = ops.one_hot(ops.where(valid, ids, 0), classes, dtype="float32")
-            valid = ops.cast(valid, "float32")
+            _check_spatial(self, target, y_pred, y_true)
+            return target, valid, ops.convert_to_tensor(False)
+        if rank == pred_rank and y_true.shape[-1] == 1:
+            y_true = y_true[..., 0]
+        elif rank != pred_rank - 1:
+            raise _mismatch(self, y_true, y_pred)
+        values = ops.cast(y_true, "float32")
+        ids = ops.cast(ops.where(ops.isnan(values), -1, values), "int32")
+        valid = (ids >= 0) & (ids < classes) & (ops.round(values) == values)
+        ignored = ops.zeros_like(valid)
+        if self.ignore_class is not None:
+            ignored = values == self.ignore_class
+            valid = valid & ~ignored
+        bad = ~valid & ~ignored
+        bad_ids = ops.any(bad)
+        if concrete_value(bad_ids):
+            _raise_bad_ids(
+                self, ops.convert_to_numpy(values)[ops.convert_to_numpy(bad)], classes
+            )
+        target = ops.one_hot(ops.where(valid, ids, 0), classes, dtype="float32")
+        valid = ops.cast(valid, "float32")
         _check_spatial(self, target, y_pred, y_true)
-        return target * valid[..., None], valid
+        return target * valid[..., None], valid, bad_ids
 
     def pixel_weights(self, target, valid):
         """`valid`, times the class weight of each pixel's true class."""
@@ -150,6 +238,22 @@ def _log_probabilities(y_pred, from_logits):
     if from_logits:
         return ops.log_softmax(y_pred, axis=-1)
     return ops.log(ops.clip(y_pred, 1e-7, 1.0))
+
+
+def _extreme(values, reduce):
+    return f"{float(ops.convert_to_numpy(reduce(values))):g}"
+
+
+def _raise_bad_ids(loss, bad_values, classes):
+    shown = sorted(set(bad_values.tolist()))
+    raise ValueError(
+        f"`{type(loss).__name__}`: `y_true` holds values that are neither a "
+        f"class id in [0, {classes}) (the channels of `y_pred`) nor "
+        f"`ignore_class`: {shown[:5]}. Set `ignore_class` to the id of "
+        "unlabelled pixels (e.g. 255), give the model one output channel per "
+        "class, or resize masks with nearest-neighbour interpolation. "
+        f"Received: ignore_class={loss.ignore_class}"
+    )
 
 
 def _mismatch(loss, y_true, y_pred):

@@ -1,16 +1,35 @@
 """The streaming confusion matrix every seglayers metric is a view of.
 
 Counting: pixel `(true, pred)` adds one to bin `true * num_classes + pred`
-of a histogram. The op depends on the backend, as measured in
-`benchmarks/metric_update.py`: `bincount` on TensorFlow (about 8× faster
-than `unsorted_segment_sum` on CPU, and Keras's own `MeanIoU` uses a
-scatter), `segment_sum` on JAX (`keras.ops.bincount` cannot be compiled
-there, and `segment_sum` is as fast as `jnp.bincount`), `bincount` elsewhere.
+of a histogram, with `keras.ops.segment_sum` on every backend, because it
+is the one counting op that compiles under XLA everywhere: Keras's
+`compile()` turns `jit_compile` on for TensorFlow whenever a GPU is visible,
+and `keras.ops.bincount` has a data-dependent output size that XLA refuses
+("DenseBincount ... must be a compile-time constant"; under `jax.jit` it
+cannot be traced at all). A metric cannot tell whether it is being
+compiled, so there is one path. Measured on 16×256×256 ids, 443 bins, on
+the 2-core CPU of `benchmarks/` (ms per histogram; TF graph / TF XLA /
+JAX jit): `bincount` 1.3-3.9 / fails / fails; `segment_sum` into one
+histogram 33-39 / 1.7 / 1.2; a one-hot matmul 112 / 133 / 271;
+`segment_sum` with each sixteenth of the pixels counted into its own copy
+of the bins, then summed, 6.0 / 1.6 / 1.3. TensorFlow's CPU kernel for
+unsorted segment sums is that much faster when consecutive pixels write to
+their own block of bins; XLA and JAX do not mind. That last one is used.
+The whole update (`benchmarks/metric_update.py`, same machine, same
+process) then costs 4.7-5.2 ms from class ids on TensorFlow, against 2.5-2.7
+with `bincount` and 32 for `keras.metrics.MeanIoU`; from logits 39 against
+34 and 87 (JAX: 1.2-1.6 ms from ids, unchanged; 7.0 from logits against
+5.8 before the NaN check, and 42 for Keras).
 
 Counts are exact integers: float32 counts stop at 2**24 (16.7 M pixels, a
 few batches) and JAX has no int64 by default, so each cell is kept as two
 int32 variables, `high * 2**20 + low`, good for 2**51 pixels. All state is
 counts, summed across replicas by `tf.distribute` and `keras.distribution`.
+
+Inputs that have no honest count never become one: ids outside the classes,
+NaN predictions and (in traced code) sample weights other than 0 and 1 are
+tallied in bins of their own, reported when `result()` is read eagerly, and
+the last make the result NaN.
 """
 
 import warnings
@@ -18,22 +37,43 @@ import warnings
 import keras
 from keras import ops
 
-from seglayers._validation import check_choice, check_ignore_class, check_positive_int
+from seglayers._validation import (
+    check_choice,
+    check_ignore_class,
+    check_ignore_not_a_class,
+    check_positive_int,
+    check_sample_weight,
+    concrete_value,
+)
 
 Y_PRED_FORMATS = ("auto", "scores", "ids")
 
 _LOW_BITS = 20
 _LOW_LIMIT = 2**_LOW_BITS
+_MAX_BLOCKS = 16
+# Bins after the size * size cells.
+_OUT_OF_RANGE, _IGNORED, _BAD_WEIGHT = 0, 1, 2
+_MAX_BLOCK_BINS = 2**16
 
 
 def count_bins(indices, length):
-    """Histogram of int32 `indices` (any shape) in `[0, length)`: int32."""
+    """Histogram of int32 `indices` (any shape) in `[0, length)`: int32.
+
+    XLA-safe (static output size). Pixels are split into up to 16 runs,
+    each counted into its own copy of the bins: 6× faster on TensorFlow's
+    CPU kernel than one histogram, see the module docstring.
+    """
     indices = ops.reshape(indices, (-1,))
-    if keras.backend.backend() == "jax":
-        return ops.segment_sum(
-            ops.ones_like(indices), indices, num_segments=length, sorted=False
-        )
-    return ops.cast(ops.bincount(indices, minlength=length), "int32")
+    blocks = max(1, min(_MAX_BLOCKS, _MAX_BLOCK_BINS // length))
+    if blocks > 1:
+        count = ops.shape(indices)[0]
+        run = ops.maximum((count + blocks - 1) // blocks, 1)
+        block = ops.arange(count, dtype="int32") // run
+        indices = indices + block * length
+    counts = ops.segment_sum(
+        ops.ones_like(indices), indices, num_segments=blocks * length, sorted=False
+    )
+    return ops.sum(ops.reshape(counts, (blocks, length)), axis=0)
 
 
 def class_argmax(scores):
@@ -49,6 +89,8 @@ def class_argmax(scores):
     - TensorFlow: the first index reaching the maximum, via a max and a
       weighted max: 34 ms, not 60 (TensorFlow's int argmax is slow on CPU).
     """
+    if 0 in scores.shape:  # An empty batch: Keras refuses the max of nothing.
+        return ops.zeros(scores.shape[:-1], "int32")
     if keras.backend.backend() == "tensorflow":
         classes = scores.shape[-1]
         best = ops.max(scores, axis=-1, keepdims=True)
@@ -77,14 +119,21 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     - `y_true`: class ids `(..., H, W)` or `(..., H, W, 1)`, or one-hot
       `(..., H, W, num_classes)`, whose all-zero rows (as `OneHotMask` makes
       for ignored pixels) count nowhere.
-    - `sample_weight`: optional, broadcastable to the pixels; a weight of 0
-      leaves the pixel out, any other weight counts it once (the state holds
-      exact integer counts).
+    - `sample_weight`: optional, one weight per sample `(batch,)` or per
+      pixel `(batch, H, W)` / `(batch, H, W, 1)`; 0 leaves the pixel out, 1
+      counts it. The state holds exact pixel counts, so other weights are
+      refused (`ValueError` when the values are at hand; in traced code,
+      such as `weighted_metrics` in `fit`, they make the result NaN). Weigh
+      classes in the loss instead.
 
     Pixels whose true class is `ignore_class` count nowhere. A true or
-    predicted id outside `[0, num_classes)` that is not `ignore_class` is not
+    predicted id outside `[0, num_classes)` that is not `ignore_class`, a
+    float id that is not a whole number, and a NaN prediction are not
     counted as any class either; such pixels are tallied in
     `out_of_range_count`, and reading `result()` eagerly warns about them.
+    One sigmoid channel with a `threshold` between 0 and 1 must hold
+    probabilities: values outside [0, 1] (logits) raise a `ValueError`
+    naming `threshold`, or in traced code count as out of range.
     """
 
     def __init__(
@@ -99,13 +148,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     ):
         super().__init__(name=name, dtype=dtype)
         check_positive_int("num_classes", num_classes)
-        check_ignore_class(ignore_class)
-        if ignore_class is not None and 0 <= ignore_class < num_classes:
-            warnings.warn(
-                f"`ignore_class`={ignore_class} is also a valid class id "
-                f"(num_classes={num_classes}); that class will never be counted.",
-                stacklevel=2,
-            )
+        check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
         # Binary segmentation with one sigmoid channel is two classes.
         self._matrix_size = max(num_classes, 2)
         if class_names is not None:
@@ -130,8 +173,9 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         self.y_pred_format = y_pred_format
 
         size = self._matrix_size
-        # One histogram: size * size cells, then out-of-range, then ignored.
-        self._length = size * size + 2
+        # One histogram: size * size cells, then the bins of _OUT_OF_RANGE,
+        # _IGNORED and _BAD_WEIGHT (offsets from size * size).
+        self._length = size * size + 3
         self.counts_low = self.add_variable(
             (self._length,), "zeros", dtype="int32", name="counts_low"
         )
@@ -151,20 +195,31 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         return floating and channels == self.num_classes
 
     def _predicted_ids(self, y_pred):
-        if self._scores_format(y_pred):
-            channels = y_pred.shape[-1]
-            if channels == 1:
-                return ops.cast(y_pred[..., 0] > self.threshold, "int32")
-            if channels != self.num_classes:
-                raise ValueError(
-                    f"`y_pred` scores need {self.num_classes} channels (one per "
-                    f"class) or 1 for binary. Received: y_pred shape "
-                    f"{tuple(y_pred.shape)}"
-                )
-            return class_argmax(y_pred)
-        if y_pred.shape[-1] == 1:
-            y_pred = y_pred[..., 0]
-        return _as_int_ids(y_pred)
+        """Predicted class ids; -1 (out of range) where there is no class."""
+        if not self._scores_format(y_pred):
+            if y_pred.shape[-1] == 1:
+                y_pred = y_pred[..., 0]
+            return _as_int_ids(y_pred)
+        channels = y_pred.shape[-1]
+        if channels == 1:
+            return self._thresholded_ids(y_pred[..., 0])
+        if channels != self.num_classes:
+            raise ValueError(
+                f"`y_pred` scores need {self.num_classes} channels (one per "
+                f"class) or 1 for binary. Received: y_pred shape "
+                f"{tuple(y_pred.shape)}"
+            )
+        return _without_nan_rows(y_pred, class_argmax(y_pred))
+
+    def _thresholded_ids(self, scores):
+        unknown = ops.isnan(scores)
+        if 0 < self.threshold < 1:
+            # A probability threshold applied to logits is silently wrong.
+            outside = (scores < 0) | (scores > 1)
+            _raise_on_logits(concrete_value(ops.any(outside)), scores, self)
+            unknown = unknown | outside
+        ids = ops.cast(scores > self.threshold, "int32")
+        return ops.where(unknown, -1, ids)
 
     def _true_ids(self, y_true, pred_ids):
         """True class ids shaped like `pred_ids`, and where they are ignored."""
@@ -200,15 +255,15 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         true, ignored = self._true_ids(y_true, pred)
         _check_same_shape(true, pred, y_true, y_pred)
         size = self._matrix_size
-        if sample_weight is not None:
-            weight = ops.convert_to_tensor(sample_weight)
-            if len(weight.shape) == len(true.shape) + 1 and weight.shape[-1] == 1:
-                weight = weight[..., 0]
-            weight = ops.broadcast_to(weight, ops.shape(true))
-            ignored = ops.logical_or(ignored, weight == 0)
         in_range = (true >= 0) & (true < size) & (pred >= 0) & (pred < size)
-        bins = ops.where(in_range, true * size + pred, size * size)
-        bins = ops.where(ignored, size * size + 1, bins)
+        bins = ops.where(in_range, true * size + pred, size * size + _OUT_OF_RANGE)
+        bins = ops.where(ignored, size * size + _IGNORED, bins)
+        if sample_weight is not None:
+            weight = check_sample_weight(sample_weight, true)
+            bad = (weight != 0) & (weight != 1)
+            _raise_on_weights(concrete_value(ops.any(bad)), weight)
+            bins = ops.where(weight == 0, size * size + _IGNORED, bins)
+            bins = ops.where(bad, size * size + _BAD_WEIGHT, bins)
         self._add(count_bins(bins, self._length))
 
     def _add(self, counts):
@@ -224,28 +279,48 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         )
 
     def confusion_matrix(self):
-        """The `(n, n)` float32 matrix of counts; rows true, columns predicted."""
+        """The `(n, n)` float32 matrix of counts; rows true, columns predicted.
+
+        All NaN once a pixel had a sample weight other than 0 or 1 (traced
+        code; eagerly that is a `ValueError`): there is no honest count.
+        """
         size = self._matrix_size
-        return ops.reshape(self._totals()[: size * size], (size, size))
+        totals = self._totals()
+        matrix = ops.reshape(totals[: size * size], (size, size))
+        bad_weights = totals[size * size + _BAD_WEIGHT] > 0
+        return ops.where(bad_weights, float("nan"), matrix)
 
     @property
     def out_of_range_count(self):
-        """Pixels with an id outside `[0, num_classes)`, not counted (int)."""
+        """Pixels not counted for want of a class (int): an id outside
+        `[0, num_classes)` that is not `ignore_class`, a float id that is not
+        whole, a NaN prediction, or logits read with a probability threshold.
+        """
         totals = ops.convert_to_numpy(self._totals())
-        return int(totals[-2])
+        return int(totals[self._matrix_size**2 + _OUT_OF_RANGE])
 
     def _warn_out_of_range(self):
-        try:
-            count = self.out_of_range_count
-        except Exception:  # Inside a traced function: no value to report.
+        totals = concrete_value(self._totals())
+        if totals is None:  # Inside a traced function: no value to report.
             return
+        size = self._matrix_size
+        count = int(totals[size * size + _OUT_OF_RANGE])
         if count:
             warnings.warn(
-                f"{self.name}: {count} pixels had a class id outside [0, "
-                f"{self._matrix_size}) that is not `ignore_class`="
-                f"{self.ignore_class}; they were not counted. Check "
-                "`num_classes`, or set `ignore_class` to the id of unlabelled "
-                "pixels.",
+                f"{self.name}: {count} pixels had no class: a class id outside "
+                f"[0, {size}) that is not `ignore_class`={self.ignore_class}, a "
+                "fractional id, or a NaN prediction; they were not counted. "
+                "Check `num_classes` and the model's outputs, or set "
+                "`ignore_class` to the id of unlabelled pixels.",
+                stacklevel=3,
+            )
+        count = int(totals[size * size + _BAD_WEIGHT])
+        if count:
+            warnings.warn(
+                f"{self.name}: {count} pixels had a `sample_weight` other than 0 "
+                "or 1, so the result is NaN: the metric counts pixels, it cannot "
+                "weigh them. Pass 0/1 weights (a mask), or put the metric in "
+                "`metrics=`, not `weighted_metrics=`.",
                 stacklevel=3,
             )
 
@@ -273,9 +348,54 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 
 
 def _as_int_ids(ids):
-    if "float" in keras.backend.standardize_dtype(ids.dtype):
-        ids = ops.round(ids)
-    return ops.cast(ids, "int32")
+    """int32 ids; -1 (out of range) for a float that is not a whole number
+    (a mask resized with interpolation) or NaN."""
+    if "float" not in keras.backend.standardize_dtype(ids.dtype):
+        return ops.cast(ids, "int32")
+    whole = ops.round(ids)
+    # NaN != NaN, so NaN is not whole either.
+    return ops.where(whole == ids, ops.cast(whole, "int32"), -1)
+
+
+def _without_nan_rows(scores, ids):
+    """`ids`, with -1 (out of range) where a row of `scores` holds a NaN.
+
+    The arg-max of a NaN row would be some class (XLA's max skips NaN). Rows
+    are only searched when the sum of all scores is NaN: one reduction costs
+    a third of a row-wise `isnan` on TensorFlow CPU (3.6 ms, not 9, on the
+    60 ms arg-max of 16×256×256×21 logits), and the same on JAX.
+    """
+
+    def mark_nan_rows():
+        return ops.where(ops.any(ops.isnan(scores), axis=-1), -1, ids)
+
+    return ops.cond(ops.isnan(ops.sum(scores)), mark_nan_rows, lambda: ids)
+
+
+def _raise_on_logits(any_outside, scores, metric):
+    if not any_outside:  # False, or None in traced code.
+        return
+    values = ops.convert_to_numpy(scores)
+    raise ValueError(
+        f"`{type(metric).__name__}`: `y_pred` has one channel with values "
+        f"outside [0, 1] (from {values.min():g} to {values.max():g}), so it "
+        f"holds logits, but `threshold`={metric.threshold} is a probability. "
+        "Pass threshold=0 for logits, or end the model with a sigmoid. "
+        f"Received: threshold={metric.threshold}"
+    )
+
+
+def _raise_on_weights(any_bad, weight):
+    if not any_bad:  # False, or None in traced code.
+        return
+    values = ops.convert_to_numpy(weight)
+    bad = values[(values != 0) & (values != 1)]
+    raise ValueError(
+        "`sample_weight` must be 0 (leave the pixel out) or 1 (count it): the "
+        "metric counts pixels exactly and cannot weigh them. Weigh classes in "
+        "the loss (`class_weights`), or pass 0/1 masks. Received: "
+        f"sample_weight with values such as {sorted(set(bad.tolist()))[:5]}"
+    )
 
 
 def _check_same_shape(true, pred, y_true, y_pred):

@@ -1,0 +1,164 @@
+"""What every seglayers loss shares: weights, and no plausible number from
+a broken input (a clear error eagerly, NaN in traced code)."""
+
+import keras
+import numpy as np
+import pytest
+
+from seglayers import DiceCrossEntropyLoss, DiceLoss, FocalLoss
+from tests.losses.helpers import random_case, softmax
+
+LOSSES = [DiceLoss, DiceCrossEntropyLoss, FocalLoss]
+
+
+def _value(loss, y_true, y_pred, **kwargs):
+    return float(keras.ops.convert_to_numpy(loss(y_true, y_pred, **kwargs)))
+
+
+def _traced_value(loss, y_true, y_pred):
+    """The loss inside `evaluate`'s compiled step, as in `fit`."""
+    model = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
+    model.compile(loss=loss)
+    return model.evaluate(y_pred, y_true, verbose=0)
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+@pytest.mark.parametrize("reduction", ["none", None])
+def test_reduction_none_is_refused(loss_class, reduction):
+    with pytest.raises(
+        ValueError,
+        match=r"one value for the whole batch.*cannot give one value per sample.*"
+        rf"Received: reduction={reduction!r}",
+    ):
+        loss_class(reduction=reduction)
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+def test_ignore_class_that_is_also_a_class_is_refused_at_the_first_call(loss_class):
+    loss = loss_class(ignore_class=1)  # the number of classes is not known yet
+    y_true, logits = random_case(0, classes=3)
+    with pytest.raises(
+        ValueError,
+        match=r"`ignore_class`=1 is also a class id.*Received: ignore_class=1",
+    ):
+        loss(y_true, softmax(logits))
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+def test_ids_outside_the_classes_are_an_error_eagerly_and_nan_when_traced(
+    loss_class,
+):
+    y_true, logits = random_case(1, classes=3)
+    y_true[0, 0, 0] = 7
+    probs = softmax(logits).astype("float32")
+    with pytest.raises(
+        ValueError,
+        match=r"neither a class id in \[0, 3\).*nor `ignore_class`: \[7\.0\].*"
+        r"Received: ignore_class=None",
+    ):
+        loss_class()(y_true, probs)
+    assert np.isnan(_traced_value(loss_class(), y_true, probs))
+    # With ignore_class=255, 255 is fine and 7 is still wrong.
+    y_true[0, 0, 1] = 255
+    with pytest.raises(ValueError, match=r"\[7\.0\].*Received: ignore_class=255"):
+        loss_class(ignore_class=255)(y_true, probs)
+
+
+def test_fractional_ids_are_an_error():
+    y_true, logits = random_case(2, classes=3)
+    y_true = y_true.astype("float32")
+    y_true[0, 0, 0] = 0.5  # a mask resized with interpolation
+    with pytest.raises(ValueError, match=r"nearest-neighbour.*ignore_class=None"):
+        DiceLoss(from_logits=True)(y_true, logits)
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_nan_predictions_give_nan(loss_class, from_logits):
+    y_true, logits = random_case(3, classes=3)
+    y_pred = (logits if from_logits else softmax(logits)).astype("float32")
+    y_pred[1, 2, 3, 0] = np.nan
+    assert np.isnan(_value(loss_class(from_logits=from_logits), y_true, y_pred))
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_logits_read_as_probabilities_are_an_error_eagerly_and_nan_when_traced(
+    loss_class, channels
+):
+    y_true, logits = random_case(4, classes=max(channels, 2))
+    logits = logits[..., :channels] * 3
+    with pytest.raises(
+        ValueError,
+        match=r"values outside \[0, 1\].*these are logits.*Pass from_logits=True.*"
+        r"Received: from_logits=False",
+    ):
+        loss_class()(y_true, logits)
+    assert np.isnan(_traced_value(loss_class(), y_true, logits))
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+def test_probabilities_read_as_logits_are_an_error_eagerly_and_nan_when_traced(
+    loss_class,
+):
+    y_true, logits = random_case(5, classes=3)
+    probs = softmax(logits).astype("float32")
+    with pytest.raises(
+        ValueError,
+        match=r"every pixel of `y_pred` is a probability distribution.*"
+        r"Pass from_logits=False.*Received: from_logits=True",
+    ):
+        loss_class(from_logits=True)(y_true, probs)
+    assert np.isnan(_traced_value(loss_class(from_logits=True), y_true, probs))
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_an_empty_batch_gives_zero(loss_class, channels):
+    y_true = np.zeros((0, 8, 8), "int32")
+    y_pred = np.full((0, 8, 8, channels), 0.5, "float32")
+    assert _value(loss_class(), y_true, y_pred) == 0.0
+    assert _value(loss_class(), y_true, y_pred, sample_weight=np.ones((0,))) == 0.0
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+def test_one_hot_target_against_one_sigmoid_channel(loss_class):
+    rng = np.random.default_rng(6)
+    ids = rng.integers(0, 2, size=(2, 8, 8))
+    probs = rng.uniform(0.01, 0.99, size=(2, 8, 8, 1)).astype("float32")
+    one_hot = np.eye(2, dtype="float32")[ids]
+    assert _value(loss_class(), one_hot, probs) == pytest.approx(
+        _value(loss_class(), ids, probs), abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+@pytest.mark.parametrize("shape", [(3,), (3, 8, 8), (3, 8, 8, 1)])
+def test_sample_weight_weighs_samples(loss_class, shape):
+    y_true, logits = random_case(7, batch=3, classes=3, ignore_class=255)
+    loss = loss_class(from_logits=True, ignore_class=255)
+    weight = np.ones(shape, "float32")
+    weight[0], weight[1] = 2.0, 0.0  # twice the first sample, not the second
+    repeated = [0, 0, 2]
+    expected = _value(loss, y_true[repeated], logits[repeated])
+    assert _value(loss, y_true, logits, sample_weight=weight) == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+def test_sample_weight_in_fit_and_evaluate():
+    y_true, logits = random_case(8, batch=4, classes=3)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Identity()])
+    model.compile(loss=DiceCrossEntropyLoss(from_logits=True))
+    weight = np.array([1.0, 0.0, 1.0, 0.0])
+    weighted = model.evaluate(logits, y_true, sample_weight=weight, verbose=0)
+    kept = [0, 2]
+    assert weighted == pytest.approx(
+        model.evaluate(logits[kept], y_true[kept], verbose=0), rel=1e-5
+    )
+
+
+def test_sample_weight_of_another_shape_is_refused():
+    y_true, logits = random_case(9, batch=2, classes=3)
+    with pytest.raises(ValueError, match=r"Received: sample_weight shape \(8,\)"):
+        FocalLoss(from_logits=True)(y_true, logits, sample_weight=np.ones((8,)))

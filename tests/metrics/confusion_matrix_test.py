@@ -1,0 +1,261 @@
+"""What every confusion-matrix metric shares: XLA, weights and bad inputs."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import seglayers
+from seglayers import MeanIoU
+from seglayers.metrics.confusion_matrix import count_bins
+from tests.metrics.helpers import numpy_confusion, random_segmentation
+
+
+def _matrix(metric):
+    return keras.ops.convert_to_numpy(metric.confusion_matrix())
+
+
+_LOSSES = {
+    "dice": seglayers.DiceLoss,
+    "dice_ce": seglayers.DiceCrossEntropyLoss,
+    "focal": seglayers.FocalLoss,
+}
+
+
+def _compiled_run(jit_compile, weights=None):
+    """fit one epoch, then evaluate, of a tiny softmax model with every
+    seglayers loss (one per output) and every metric."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(8, 16, 16, 3)).astype("float32")
+    masks = rng.integers(0, 3, size=(8, 16, 16, 1))
+    masks[:, :2] = 255
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    probs = keras.layers.Conv2D(3, 1, activation="softmax")(inputs)
+    outputs = {name: keras.layers.Identity(name=name)(probs) for name in _LOSSES}
+    model = keras.Model(inputs, outputs)
+    if weights is not None:
+        model.set_weights(weights)
+    model.compile(
+        "adam",
+        loss={name: loss(ignore_class=255) for name, loss in _LOSSES.items()},
+        metrics={
+            "dice": [
+                seglayers.MeanIoU(3, ignore_class=255),
+                seglayers.IoU(3, ignore_class=255, class_names=["a", "b", "c"]),
+                seglayers.MeanDice(3, ignore_class=255),
+                seglayers.PixelAccuracy(3, ignore_class=255),
+            ]
+        },
+        jit_compile=jit_compile,
+    )
+    targets = {name: masks for name in _LOSSES}
+    initial = model.get_weights()
+    history = model.fit(
+        images, targets, batch_size=4, epochs=1, shuffle=False, verbose=0
+    ).history
+    model.set_weights(initial)  # evaluate what both runs start from
+    result = model.evaluate(images, targets, batch_size=4, return_dict=True, verbose=0)
+    return initial, {k: v[0] for k, v in history.items()}, result
+
+
+@pytest.mark.slow
+def test_every_metric_and_loss_compiles_under_xla_with_the_same_numbers():
+    # Keras turns jit_compile on for TensorFlow whenever a GPU is visible;
+    # bincount, the obvious way to count, does not compile there.
+    weights, plain_fit, plain = _compiled_run(jit_compile=False)
+    _, xla_fit, xla = _compiled_run(jit_compile=True, weights=weights)
+    assert sorted(xla) == sorted(plain)
+    assert sum("loss" in key for key in plain) == 4  # the total, then one each
+    assert sum("iou" in key for key in plain) == 4  # mean_iou, iou/a, b, c
+    for key in plain:
+        if "loss" in key:
+            assert xla[key] == pytest.approx(plain[key], rel=1e-5), key
+            assert xla_fit[key] == pytest.approx(plain_fit[key], rel=1e-4), key
+        else:  # the same weights, so the same pixel counts
+            assert xla[key] == plain[key], key
+            assert xla_fit[key] == pytest.approx(plain_fit[key], rel=1e-3), key
+        assert np.isfinite(plain[key]), key
+
+
+def test_count_bins_equals_numpy_for_any_length():
+    rng = np.random.default_rng(1)
+    for length, size in ((2, 7), (443, 16 * 16 * 3), (70000, 1000), (5, 0)):
+        indices = rng.integers(0, length, size=(size,)).astype("int32")
+        actual = keras.ops.convert_to_numpy(count_bins(indices, length))
+        np.testing.assert_array_equal(actual, np.bincount(indices, minlength=length))
+
+
+@pytest.mark.parametrize(
+    "weight_shape", [(2,), (2, 8, 8), (2, 8, 8, 1)], ids=["B", "BHW", "BHW1"]
+)
+def test_sample_weight_per_sample_or_per_pixel(weight_shape):
+    # 8 columns and a batch of 2: a (B,) weight read against trailing axes
+    # would fail; a batch of 8 would silently weigh columns.
+    y_true, logits = random_segmentation(2, batch=2, size=8, num_classes=3)
+    weight = np.zeros(weight_shape, "float32")
+    weight[1] = 1.0  # the second sample only
+    metric = MeanIoU(3)
+    metric.update_state(y_true, logits, sample_weight=weight)
+    expected = numpy_confusion(y_true[1], logits[1].argmax(-1), 3)
+    np.testing.assert_array_equal(_matrix(metric), expected)
+
+
+def test_per_sample_weight_when_the_batch_equals_the_width():
+    y_true, logits = random_segmentation(3, batch=8, size=8, num_classes=3)
+    weight = np.array([1, 0, 0, 0, 0, 0, 0, 1], "float32")
+    metric = MeanIoU(3)
+    metric.update_state(y_true, logits, sample_weight=weight)
+    keep = weight.astype(bool)
+    expected = numpy_confusion(y_true[keep], logits[keep].argmax(-1), 3)
+    np.testing.assert_array_equal(_matrix(metric), expected)
+
+
+def test_sample_weight_of_another_shape_is_refused():
+    y_true, logits = random_segmentation(3, batch=2, size=8, num_classes=3)
+    with pytest.raises(
+        ValueError,
+        match=r"one weight per sample, shape \(2,\), or one per pixel.*"
+        r"Received: sample_weight shape \(3,\)",
+    ):
+        MeanIoU(3).update_state(y_true, logits, sample_weight=np.ones((3,)))
+
+
+def test_fractional_sample_weight_is_refused_eagerly():
+    y_true, logits = random_segmentation(3, batch=2, size=8, num_classes=3)
+    with pytest.raises(
+        ValueError,
+        match=r"`sample_weight` must be 0 \(leave the pixel out\) or 1.*"
+        r"Received: sample_weight with values such as \[0.5\]",
+    ):
+        MeanIoU(3).update_state(y_true, logits, sample_weight=np.array([1.0, 0.5]))
+
+
+def test_fractional_sample_weight_in_weighted_metrics_gives_nan():
+    y_true, logits = random_segmentation(4, batch=4, size=8, num_classes=3)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Identity()])
+    metric = MeanIoU(3)
+    model.compile(loss=seglayers.DiceLoss(), weighted_metrics=[metric])
+    weight = np.array([1.0, 0.5, 1.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # checked below
+        result = model.evaluate(
+            logits, y_true, sample_weight=weight, return_dict=True, verbose=0
+        )
+    assert np.isnan(result["mean_iou"])
+    with pytest.warns(UserWarning, match=r"other than 0 or 1, so the result is NaN"):
+        assert np.isnan(float(metric.result()))
+
+
+def test_nan_predictions_are_counted_nowhere_and_reported():
+    y_true, logits = random_segmentation(5, batch=2, size=8, num_classes=3)
+    logits[0, 0, :3, 1] = np.nan  # three pixels, one NaN channel each
+    metric = MeanIoU(3)
+    metric.update_state(y_true, logits)
+    labelled = np.ones(y_true.shape, bool)
+    labelled[0, 0, :3] = False
+    expected = numpy_confusion(y_true[labelled], logits.argmax(-1)[labelled], 3)
+    np.testing.assert_array_equal(_matrix(metric), expected)
+    assert metric.out_of_range_count == 3
+    with pytest.warns(UserWarning, match=r"3 pixels had no class.*NaN prediction"):
+        metric.result()
+
+
+def test_nan_predictions_inside_fit_are_counted_nowhere():
+    y_true, logits = random_segmentation(5, batch=4, size=8, num_classes=3)
+    logits[1, 2, 3] = np.nan
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Identity()])
+    metric = MeanIoU(3)
+    model.compile(loss=seglayers.DiceLoss(from_logits=True), metrics=[metric])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # checked below
+        model.evaluate(logits, y_true, batch_size=2, verbose=0)
+    labelled = ~np.isnan(logits).any(-1)
+    expected = numpy_confusion(y_true[labelled], logits.argmax(-1)[labelled], 3)
+    np.testing.assert_array_equal(_matrix(metric), expected)
+    assert metric.out_of_range_count == 1
+    with pytest.warns(UserWarning, match=r"1 pixels had no class"):
+        metric.result()
+
+
+def test_sigmoid_logits_with_a_probability_threshold_are_refused():
+    rng = np.random.default_rng(6)
+    y_true = rng.integers(0, 2, size=(2, 8, 8, 1))
+    logits = rng.normal(scale=3.0, size=(2, 8, 8, 1)).astype("float32")
+    with pytest.raises(
+        ValueError,
+        match=r"outside \[0, 1\].*holds logits, but `threshold`=0.5.*"
+        r"Pass threshold=0 for logits.*Received: threshold=0.5",
+    ):
+        MeanIoU(1).update_state(y_true, logits)
+    MeanIoU(1, threshold=0.0).update_state(y_true, logits)  # what it should be
+
+
+def test_fractional_ids_are_not_rounded_into_a_class():
+    metric = MeanIoU(3)
+    metric.update_state(np.array([0.0, 1.0, 0.5, 2.0]), np.array([0, 1, 1, 2]))
+    np.testing.assert_array_equal(np.diag(_matrix(metric)), [1, 1, 1])
+    assert metric.out_of_range_count == 1
+
+
+def test_empty_batch_leaves_the_state_unchanged():
+    y_true, logits = random_segmentation(7, batch=2, size=8, num_classes=3)
+    metric = MeanIoU(3)
+    metric.update_state(y_true, logits)
+    before = _matrix(metric)
+    metric.update_state(y_true[:0], logits[:0])
+    metric.update_state(y_true[:0], logits[:0], sample_weight=np.ones((0,)))
+    np.testing.assert_array_equal(_matrix(metric), before)
+
+
+def test_one_hot_target_against_one_sigmoid_channel():
+    rng = np.random.default_rng(8)
+    ids = rng.integers(0, 2, size=(2, 8, 8))
+    probs = rng.uniform(size=(2, 8, 8, 1)).astype("float32")
+    from_ids, from_one_hot = MeanIoU(1), MeanIoU(1)
+    from_ids.update_state(ids, probs)
+    from_one_hot.update_state(np.eye(2, dtype="float32")[ids], probs)
+    np.testing.assert_array_equal(_matrix(from_one_hot), _matrix(from_ids))
+
+
+def _bincount_compile_error():
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.errors.InvalidArgumentError
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.errors.ConcretizationTypeError
+    return None
+
+
+@pytest.mark.skipif(_bincount_compile_error() is None, reason="TF and JAX only")
+@pytest.mark.xfail(
+    strict=True,
+    raises=_bincount_compile_error(),
+    reason="Keras 3.15: keras.ops.bincount(x, minlength=n) has a data-dependent "
+    "size, so XLA (TensorFlow) and jax.jit refuse it; count_bins uses "
+    "segment_sum. Fails the day Keras makes a given minlength compile.",
+)
+def test_plain_keras_bincount_does_not_compile():
+    # Class ids computed in the step, as a metric gets them (TensorFlow's XLA
+    # would specialise on an int argument's values and compile).
+    scores = np.random.default_rng(9).normal(size=(5, 4)).astype("float32")
+
+    def histogram(x):
+        return keras.ops.bincount(keras.ops.argmax(x, axis=-1), minlength=4)
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(histogram, jit_compile=True)
+    else:
+        import jax
+
+        compiled = jax.jit(histogram)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(compiled(keras.ops.convert_to_tensor(scores))),
+        np.bincount(scores.argmax(-1), minlength=4),
+    )
