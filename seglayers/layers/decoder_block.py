@@ -34,7 +34,72 @@ def match_spatial_size(x, reference):
         x = x[:, :height, :width, :]
         x_shape = ops.shape(x)
         pad_h, pad_w = height - x_shape[1], width - x_shape[2]
+        x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        # TensorFlow's Pad with paddings known only at run time forgets every
+        # static dimension, the channels too. The graph still runs, but the
+        # TFLite converter then cannot lower the next Conv2D to a built-in op
+        # ("'tf.Conv2D' op is neither a custom op nor a flex op"). A reshape
+        # to the same shape states the channel count again.
+        channels = x_shape[3]
+        if isinstance(channels, int):
+            x = ops.reshape(x, (x_shape[0], height, width, channels))
+        return x
     return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+
+def _previous(x, axis):
+    """`x` moved one step forward along `axis`: at each index the previous
+    row or column, the first one repeated.
+
+    Concatenated and then sliced at `x`'s own size, so the size stays
+    plainly `x`'s, also as a symbolic size in JAX's shape-polymorphic export.
+    """
+    head = (slice(None),) * axis
+    size = ops.shape(x)[axis]
+    edge = x[head + (slice(0, 1),)]
+    return ops.concatenate([edge, x], axis)[head + (slice(0, size),)]
+
+
+def _next(x, axis):
+    """At each index the next row or column along `axis`, the last repeated.
+    (Flipped, as a slice ending at the last row has a start JAX cannot
+    resolve for symbolic sizes.)"""
+    return ops.flip(_previous(ops.flip(x, axis), axis), axis)
+
+
+def upsample_bilinear_2x(x):
+    """2× bilinear upsampling of channels-last `x`, as `keras.ops.image.resize`
+    with `interpolation="bilinear"` computes it (half-pixel centres, edges
+    clamped), for sizes known only at run time too.
+
+    Works around Keras 3.15.1: `ops.image.resize` checks `size[0] <= 0` as a
+    Python bool (keras/src/ops/image.py), so a size known only at run time,
+    a tensor in a TensorFlow graph, raises `OperatorNotAllowedInGraphError`.
+    `UpSampling2D(interpolation="bilinear")` computes its size from
+    `ops.shape`, and `predict` retraces with unknown height and width the
+    second time it sees a new size, so it fails there. At a factor of 2
+    every output pixel is 3/4 of its own input pixel and 1/4 of the
+    neighbour on its side, which plain `keras.ops` express at any size.
+    """
+    for axis in (1, 2):
+        near = 0.75 * x
+        before = near + 0.25 * _previous(x, axis)
+        after = near + 0.25 * _next(x, axis)
+        # Interleave: output row 2i is `before[i]`, row 2i + 1 `after[i]`.
+        x = ops.stack([before, after], axis=axis + 1)
+        shape = ops.shape(x)
+        merged = shape[:axis] + (shape[axis] * 2,) + shape[axis + 2 :]
+        x = ops.reshape(x, merged)
+    return x
+
+
+class _BilinearUpSampling2D(keras.layers.UpSampling2D):
+    """`UpSampling2D(2, interpolation="bilinear")` that works at sizes known
+    only at run time (see `upsample_bilinear_2x`). Weightless, and built by
+    `DecoderBlock` itself, so saved files are unchanged."""
+
+    def call(self, inputs):
+        return upsample_bilinear_2x(inputs)
 
 
 @register
@@ -124,6 +189,10 @@ class DecoderBlock(keras.layers.Layer):
                 kernel_initializer="he_normal",
                 dtype=self.dtype_policy,
                 name="upsample",
+            )
+        elif upsampling == "bilinear":
+            self.upsample = _BilinearUpSampling2D(
+                2, interpolation="bilinear", dtype=self.dtype_policy, name="upsample"
             )
         else:
             self.upsample = keras.layers.UpSampling2D(

@@ -7,7 +7,8 @@ An encoder is anything that turns an image into feature maps at strides 2,
   model, built with `include_top=False` and `weights=None` unless asked;
 - a one-output `keras.Model` (any `keras.applications` model, or your own
   CNN): for every stride the last layer whose output has that stride is
-  taken, found by running the model's graph symbolically on a 256×256 probe;
+  taken, found by running the model's graph symbolically on a probe of the
+  model's own input size (256×256 where it takes any size);
 - a model whose outputs already are the pyramid: a keras-hub backbone with
   `pyramid_outputs` (`{"P1": ..., "P5": ...}`), or a `keras.Model` with
   several outputs, each at a different power-of-two stride.
@@ -85,13 +86,15 @@ def feature_pyramid(encoder, depth):
             f"channels). Received: an encoder with inputs {encoder.inputs}"
         )
     pyramid = getattr(encoder, "pyramid_outputs", None)
+    in_graph_order = False
     if pyramid:  # keras-hub: {"P1": stride 2, ..., "P5": stride 32}
         candidates = [pyramid[key] for key in sorted(pyramid, key=lambda k: int(k[1:]))]
     elif len(encoder.outputs) > 1:
         candidates = list(encoder.outputs)
     else:
         candidates = _layer_outputs(encoder)
-    by_stride = _by_stride(encoder, candidates)
+        in_graph_order = True
+    by_stride = _by_stride(encoder, candidates, in_graph_order)
     bottom = 2**depth
     if bottom not in by_stride:
         found = sorted(by_stride)
@@ -122,21 +125,56 @@ def _layer_outputs(encoder):
     return outputs
 
 
-def _by_stride(encoder, candidates):
-    """{stride: the last of `candidates` at that stride}, strides 2 to 32."""
+def input_size(encoder):
+    """The `(height, width)` that `encoder` was built for, each `None` where
+    it takes any size (as with `input_shape=(None, None, 3)`)."""
+    height, width = encoder.inputs[0].shape[1:3]
+    return (height, width)
+
+
+def _by_stride(encoder, candidates, in_graph_order=False):
+    """{stride: the last of `candidates` at that stride}, strides 2 to 32.
+
+    With `in_graph_order` (a model's layers, input to output) a candidate
+    at a stride below one already reached is passed over: deep in a small
+    fixed-size model a padding layer's output can have the size of a
+    shallower stride (2×2 at stride 32, padded to 4×4 in ResNet50V2 at 64).
+    """
     probe = keras.Model(encoder.inputs, candidates)
     channels = encoder.inputs[0].shape[-1]
-    specs = probe.compute_output_spec(
-        keras.KerasTensor((1, _PROBE_SIZE, _PROBE_SIZE, channels))
-    )
+    # A model built with a fixed `input_shape` (the usual way to build a
+    # keras.applications model) accepts only that size, so it is probed at
+    # that size; free dimensions at 256, which every stride up to 32 divides.
+    size = tuple(s if s is not None else _PROBE_SIZE for s in input_size(encoder))
+    specs = probe.compute_output_spec(keras.KerasTensor((1, *size, channels)))
     by_stride = {}
     for tensor, spec in zip(candidates, specs):
-        height, width = spec.shape[1:3]
-        if height and height == width and _PROBE_SIZE % height == 0:
-            stride = _PROBE_SIZE // height
-            if stride in (2, 4, 8, 16, 32):
-                by_stride[stride] = tensor
+        strides = {_stride(n, s) for n, s in zip(size, spec.shape[1:3])}
+        if len(strides) != 1 or None in strides:
+            continue
+        stride = strides.pop()
+        if in_graph_order and by_stride and stride < max(by_stride):
+            continue
+        by_stride[stride] = tensor
     return by_stride
+
+
+def _stride(size, feature_size):
+    """The power-of-two stride (2 to 32) that takes `size` to
+    `feature_size`, or `None`.
+
+    Padding rounds the feature size up ("same": 224 -> 7 at stride 32, 70
+    -> 3) or, without padding, down, so a stride fits when `feature_size`
+    is `size / stride` rounded either way; rounding up is tried first, as
+    the two can disagree (a 40-pixel input gives 2 both as 40 / 32 rounded
+    up and as 40 / 16 rounded down).
+    """
+    for round_up in (True, False):
+        for stride in (2, 4, 8, 16, 32):
+            expected = -(-size // stride) if round_up else size // stride
+            if feature_size == expected:
+                return stride
+    return None
 
 
 def preprocess(x, preprocessing):

@@ -1,9 +1,11 @@
 import copy
 
 import keras
+from keras import ops
 
 from seglayers._api import register
 from seglayers._validation import check_bool, check_choice, check_positive_int
+from seglayers.inference.export import export_arguments
 from seglayers.layers.conv_block import ConvBlock
 from seglayers.layers.decoder_block import DecoderBlock, match_spatial_size
 from seglayers.layers.encoder_block import EncoderBlock
@@ -93,7 +95,9 @@ class UNet(keras.Model):
             upsamples back to the input size (levels the encoder lacks, such
             as stride 2 in ConvNeXt, get no skip). `unet.encoder` is then the
             functional model giving those features, sharing the layers and
-            weights of the model passed.
+            weights of the model passed. An encoder built for a fixed size
+            (`input_shape=(224, 224, 3)`) makes a `UNet` for that size only;
+            build it with `input_shape=(None, None, 3)` for any size.
         encoder_weights: for an encoder given by name, `None` (random, the
             default) or `"imagenet"` (downloaded by `keras.applications` at
             construction). Saved models restore their own weights instead.
@@ -297,8 +301,14 @@ class UNet(keras.Model):
                 "channels. Convert the images (e.g. grayscale to RGB) or build "
                 f"a new model for {shape[-1]} channels."
             )
+        if self.encoder is not None:
+            self._check_encoder_input_size(shape)
         minimum = 2**self.depth
-        too_small = [size for size in shape[1:3] if size is not None and size < minimum]
+        # Only sizes known as ints: JAX's shape-polymorphic export traces with
+        # symbolic sizes, which cannot be compared with a number.
+        too_small = [
+            size for size in shape[1:3] if isinstance(size, int) and size < minimum
+        ]
         if too_small:
             raise ValueError(
                 f"`UNet` with depth={self.depth} halves the input {self.depth} "
@@ -307,6 +317,28 @@ class UNet(keras.Model):
                 f"least ({minimum}, {minimum}), or use a smaller `depth`."
             )
         return shape
+
+    def _check_encoder_input_size(self, shape):
+        """Raises if the encoder was built for a fixed size that `shape`
+        does not have, before Keras's input-spec error names an internal
+        model."""
+        built_for = encoders.input_size(self.encoder)
+        # Sizes not known as ints (None, or JAX export's symbolic sizes) are
+        # left to Keras.
+        if all(
+            fixed is None or not isinstance(size, int) or size == fixed
+            for fixed, size in zip(built_for, shape[1:3])
+        ):
+            return
+        shown = tuple("any" if size is None else size for size in built_for)
+        shown = f"({shown[0]}, {shown[1]})"
+        raise ValueError(
+            f"This `UNet`'s encoder was built for images of (height, width) "
+            f"{shown}, its `input_shape`, and takes no other size. Received: "
+            f"input shape {shape}. Resize the images to {shown}, or build the "
+            "encoder for any size, e.g. keras.applications.MobileNetV3Small("
+            "input_shape=(None, None, 3), include_top=False)."
+        )
 
     def build(self, input_shape):
         shape = self._check_input_shape(input_shape)
@@ -350,6 +382,10 @@ class UNet(keras.Model):
                 skips.append(skip)
             x = self.bottleneck(x, training=training)
         else:
+            # A tensor, not numpy: Keras's loading calls the model on numpy
+            # arrays on JAX, and a functional encoder then warns that the
+            # structure of its inputs does not match (tests/compatibility_test.py).
+            x = ops.convert_to_tensor(x)
             x = encoders.preprocess(x, self.encoder_preprocessing)
             # A frozen encoder also keeps its batch statistics.
             *skips, x = self.encoder(
@@ -369,6 +405,46 @@ class UNet(keras.Model):
     def compute_output_shape(self, input_shape):
         shape = self._check_input_shape(input_shape)
         return shape[:-1] + (self.num_classes,)
+
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=None,
+        input_signature=None,
+        **kwargs,
+    ):
+        """Exports the model for serving, as `keras.Model.export` does, but by
+        default for inputs of any batch size, height and width
+        (`(None, None, None, channels)`), not only the size it was trained on;
+        and with `format="litert"`, with built-in TFLite ops only. Pass
+        `input_signature` (or, for TFLite, `target_spec`) to choose otherwise.
+        """
+        input_signature, kwargs = export_arguments(
+            self, format, input_signature, kwargs
+        )
+        return super().export(
+            filepath,
+            format=format,
+            verbose=verbose,
+            input_signature=input_signature,
+            **kwargs,
+        )
+
+    def save(self, filepath, *args, **kwargs):
+        # Keras 3.15's legacy HDF5 format writes a subclassed model to a file
+        # that it cannot load back ("Unknown layer: 'UNet'", then "Layer count
+        # mismatch"), so refuse before writing it. (`ModelCheckpoint` calls
+        # this too; `keras.saving.save_model(model, "m.h5")` does not.)
+        if str(filepath).endswith((".h5", ".hdf5")):
+            raise ValueError(
+                "`UNet` cannot be saved as HDF5: Keras's legacy .h5 format writes "
+                "the file but cannot load it back. Save as .keras "
+                "(`model.save('model.keras')`), or the weights alone "
+                "(`model.save_weights('model.weights.h5')`). "
+                f"Received: filepath={str(filepath)!r}"
+            )
+        return super().save(filepath, *args, **kwargs)
 
     def get_config(self):
         config = super().get_config()

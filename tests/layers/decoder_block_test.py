@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from seglayers import ConvBlock, DecoderBlock, EncoderBlock
-from seglayers.layers.decoder_block import match_spatial_size
+from seglayers import ConvBlock, DecoderBlock, EncoderBlock, UNet
+from seglayers.layers.decoder_block import match_spatial_size, upsample_bilinear_2x
 from tests.harness import (
     TORCH_SOFTMAX_SCCE,
     assert_saved_model_predicts_the_same,
@@ -116,3 +116,58 @@ def test_blocks_compose_a_custom_network(tmp_path):
     assert np.isfinite(history.history["loss"]).all()
     assert model.predict(images, verbose=0).shape == (4, 20, 20, 3)
     assert_saved_model_predicts_the_same(model, images, tmp_dir=tmp_path)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (8, 8), (7, 4)])
+def test_bilinear_upsampling_is_keras_resize(size):
+    # The same numbers as `ops.image.resize` (and so as the `UpSampling2D`
+    # that seglayers used before), so saved models predict as they did.
+    x = np.random.default_rng(0).normal(size=(2, *size, 3)).astype("float32")
+    expected = keras.ops.image.resize(
+        x, (2 * size[0], 2 * size[1]), interpolation="bilinear"
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(upsample_bilinear_2x(x)),
+        keras.ops.convert_to_numpy(expected),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("upsampling", ["transpose", "bilinear", "nearest"])
+def test_every_upsampling_predicts_at_new_sizes_in_one_process(upsampling):
+    # On TensorFlow, `predict` retraces with unknown height and width the
+    # second time it sees a new size: the case plain bilinear fails.
+    model = UNet(3, filters=4, depth=2, upsampling=upsampling)
+    rng = np.random.default_rng(0)
+    for size in [(32, 32), (40, 40), (37, 45)]:
+        images = rng.uniform(size=(2, *size, 3)).astype("float32")
+        predicted = model.predict(images, verbose=0)
+        assert predicted.shape == (2, *size, 3)
+        np.testing.assert_allclose(
+            predicted, keras.ops.convert_to_numpy(model(images)), atol=1e-5
+        )
+
+
+def _graph_bool_error():
+    if keras.backend.backend() != "tensorflow":
+        return Exception
+    import tensorflow as tf
+
+    return tf.errors.OperatorNotAllowedInGraphError
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="a TensorFlow graph bug"
+)
+@pytest.mark.xfail(strict=True, raises=_graph_bool_error())
+def test_plain_keras_bilinear_upsampling_fails_at_a_second_size():
+    # Why DecoderBlock upsamples with `upsample_bilinear_2x`: Keras 3.15.1's
+    # `ops.image.resize` checks `size[0] <= 0` as a Python bool, which a size
+    # known only at run time cannot give. When this passes, the workaround
+    # can go.
+    image = keras.Input((None, None, 3))
+    model = keras.Model(
+        image, keras.layers.UpSampling2D(2, interpolation="bilinear")(image)
+    )
+    for size in [(8, 8), (10, 10)]:
+        model.predict(np.ones((1, *size, 3), "float32"), verbose=0)

@@ -6,6 +6,7 @@ import pytest
 
 from seglayers import DiceCrossEntropyLoss, UNet
 from seglayers.models import encoders
+from tests.harness import assert_saved_model_predicts_the_same
 
 APPLICATIONS = [
     "resnet50",
@@ -75,12 +76,17 @@ def _as_json(config):
     return json.loads(json.dumps(config))  # tuples and lists alike
 
 
-def _small_cnn(channels=3, strides=5, name="small_cnn"):
-    """A functional CNN with features at strides 2 .. 2**strides."""
-    inputs = keras.Input((None, None, channels))
+def _small_cnn(
+    channels=3, strides=5, name="small_cnn", input_size=(None, None), padding="same"
+):
+    """A functional CNN with features at strides 2 .. 2**strides, for inputs
+    of `input_size` (any size by default)."""
+    inputs = keras.Input((*input_size, channels))
     x = inputs
+    # A 2x2 kernel without padding floors sizes; 3x3 with padding rounds up.
+    kernel_size = 3 if padding == "same" else 2
     for level in range(strides):
-        x = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)
+        x = keras.layers.Conv2D(4, kernel_size, strides=2, padding=padding)(x)
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU(name=f"stride_{2 ** (level + 1)}")(x)
     return keras.Model(inputs, x, name=name)
@@ -109,6 +115,108 @@ def test_a_model_as_encoder_gives_the_input_size(tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     np.testing.assert_allclose(_predict(loaded, images), expected, atol=1e-6)
+
+
+def _pyramid_names(pyramid):
+    return [t._keras_history.operation.name for t in pyramid.outputs]
+
+
+STRIDE_NAMES = ["stride_2", "stride_4", "stride_8", "stride_16", "stride_32"]
+
+
+@pytest.mark.parametrize(
+    "size, padding",
+    [
+        ((64, 64), "same"),
+        ((224, 224), "same"),  # 7 at stride 32, as in ResNet50 at 224
+        ((70, 45), "same"),  # 70 / 32 and 45 / 32 rounded up: 3 and 2
+        ((65, 97), "valid"),  # rounded down: 2 and 3
+    ],
+)
+def test_an_encoder_built_for_one_size_is_probed_at_that_size(size, padding):
+    encoder = _small_cnn(input_size=size, padding=padding)
+    pyramid, strides = encoders.feature_pyramid(encoder, depth=5)
+    assert strides == [2, 4, 8, 16, 32]
+    assert _pyramid_names(pyramid) == STRIDE_NAMES
+    model = UNet(3, encoder=encoder, filters=4)
+    assert _predict(model, _images(n=1, size=size)).shape == (1, *size, 3)
+
+
+def test_padding_deep_in_a_fixed_size_encoder_is_not_a_shallower_stride():
+    # ResNet50V2 at 64x64: its last stage pads the 2x2 stride-32 features to
+    # 4x4, the size of the stride-16 features; those stay the skip.
+    encoder = _small_cnn(input_size=(64, 64))
+    x = keras.layers.ZeroPadding2D(1)(encoder.output)
+    x = keras.layers.Conv2D(4, 3, name="after_padding")(x)
+    pyramid, strides = encoders.feature_pyramid(keras.Model(encoder.inputs, x), depth=5)
+    assert strides == [2, 4, 8, 16, 32]
+    assert _pyramid_names(pyramid) == STRIDE_NAMES[:-1] + ["after_padding"]
+
+
+def test_a_fixed_size_encoder_rejects_other_sizes_by_name(tmp_path):
+    model = UNet(3, encoder=_small_cnn(input_size=(70, 45)), filters=4)
+    images = _images(size=(70, 45))
+    loaded = assert_saved_model_predicts_the_same(model, images, tmp_path)
+    # A new model, and one that has run: both name the size, before Keras's
+    # input-spec error would name an internal model.
+    fresh = UNet(3, encoder=_small_cnn(input_size=(70, 45)), filters=4)
+    for m in (fresh, model, loaded):
+        with pytest.raises(
+            ValueError,
+            match=r"encoder was built for images of \(height, width\) \(70, 45\), "
+            r"its `input_shape`, and takes no other size\. Received: input shape "
+            r"\(1, 64, 64, 3\)\. Resize the images to \(70, 45\)",
+        ):
+            m(_images(n=1))
+    with pytest.raises(ValueError, match=r"\(height, width\) \(70, 45\)"):
+        fresh.predict(_images(n=1, size=(45, 70)), verbose=0)
+
+
+def test_an_encoder_with_a_fixed_height_takes_any_width():
+    model = UNet(3, encoder=_small_cnn(input_size=(64, None)), filters=4)
+    for width in (40, 72):
+        assert _predict(model, _images(n=1, size=(64, width))).shape[1:3] == (
+            64,
+            width,
+        )
+    with pytest.raises(ValueError, match=r"\(height, width\) \(64, any\)"):
+        model(_images(n=1, size=(32, 40)))
+
+
+def test_resnet50_built_for_224_gives_its_pyramid():
+    if not ON_TENSORFLOW:
+        pytest.skip(
+            "keras.applications models take most of a minute to build and "
+            "compile on a JAX CPU; the small fixed-size encoders above cover "
+            "the same code there"
+        )
+    # The usual way to build them, which failed with Keras's input-spec
+    # error from a 256x256 probe.
+    resnet = keras.applications.ResNet50(
+        input_shape=(224, 224, 3), include_top=False, weights=None
+    )
+    model = UNet(2, encoder=resnet, filters=4)
+    assert [tuple(t.shape[1:3]) for t in model.encoder.outputs] == [
+        (112, 112),
+        (56, 56),
+        (28, 28),
+        (14, 14),
+        (7, 7),
+    ]
+    assert model.compute_output_shape((None, 224, 224, 3)) == (None, 224, 224, 2)
+
+
+@pytest.mark.slow
+def test_mobilenet_built_for_one_size_predicts_saves_and_loads(tmp_path):
+    if not ON_TENSORFLOW:
+        pytest.skip("builds and compiles for about a minute on a JAX CPU")
+    mobilenet = keras.applications.MobileNetV3Small(
+        input_shape=(64, 64, 3), include_top=False, weights=None
+    )
+    model = UNet(3, encoder=mobilenet, filters=4)
+    images = _images()
+    assert _predict(model, images).shape == (2, 64, 64, 3)
+    assert_saved_model_predicts_the_same(model, images, tmp_path)
 
 
 def test_config_round_trip_keeps_the_encoder():

@@ -345,3 +345,12 @@ def test_a_file_saved_on_another_backend_loads_here(other, tmp_path):
     np.testing.assert_allclose(
         model.predict(images, verbose=0), np.load(expected_path), rtol=1e-4, atol=1e-4
     )
+
+
+def test_saving_as_hdf5_is_refused_before_writing(tmp_path):
+    model = UNet(num_classes=2, filters=4, depth=2)
+    model.build((None, 32, 32, 3))
+    for name in ("model.h5", "model.hdf5"):
+        with pytest.raises(ValueError, match=r"cannot be saved as HDF5.*\.keras"):
+            model.save(tmp_path / name)
+        assert not (tmp_path / name).exists()

@@ -1,0 +1,128 @@
+"""Exporting seglayers models for serving, at any height and width.
+
+Keras's `Model.export` takes a subclassed model's input signature from the
+shape it was first built or called with, so a `UNet` trained on 64×64
+batches exports a SavedModel, TFLite or ONNX file that accepts only 64×64.
+Every seglayers model is fully convolutional, so `UNet.export` asks for
+`(None, None, None, channels)` instead, through `export_arguments`.
+
+TensorFlow is imported here only for a TFLite export, the one that needs
+its constants.
+"""
+
+import keras
+
+# `seglayers export --format` → `Model.export(format=...)`.
+FORMATS = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
+
+
+def any_size_signature(model):
+    """The input signature of any batch size, height and width: a list of one
+    `keras.InputSpec((None, None, None, channels))`, or with the height and
+    width of an encoder built for a fixed size."""
+    if not model.built or model.input_channels is None:
+        raise ValueError(
+            f"`{type(model).__name__}.export` needs a built model, to know its "
+            "input channels: train it, call it on a batch or call "
+            "`model.build((None, None, None, channels))` first. "
+            f"Received: a model with built={model.built}"
+        )
+    height, width = None, None
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None:
+        # An encoder built for one size (`input_shape=(224, 224, 3)`) takes
+        # only that size; the signature says so instead of failing at serving.
+        height, width = tuple(encoder.inputs[0].shape)[1:3]
+    shape = (None, height, width, model.input_channels)
+    return [keras.InputSpec(shape=shape, dtype=model.input_dtype)]
+
+
+def export_arguments(model, format, input_signature=None, kwargs=None):
+    """`(input_signature, kwargs)` for `keras.Model.export`, with seglayers'
+    defaults where the caller gave none.
+
+    - `input_signature`: any batch size, height and width.
+    - `format="tf_saved_model"` on JAX: no gradient in the SavedModel (see
+      below).
+    - `format="litert"` on TensorFlow: built-in TFLite ops only. Keras's
+      default also allows TensorFlow ("Flex") ops, whose file then needs the
+      Flex delegate to run; seglayers models need none, so a Flex op would
+      only ever be a regression, and is better refused at conversion.
+    """
+    kwargs = dict(kwargs or {})
+    if input_signature is None:
+        input_signature = any_size_signature(model)
+    if (
+        format == "tf_saved_model"
+        and keras.backend.backend() == "jax"
+        and "jax2tf_kwargs" not in kwargs
+    ):
+        # JAX 0.10.2 (Keras 3.15.1's jax2tf export): with unknown height and
+        # width, the gradient of a stride-2 `Conv2DTranspose` after a pooling
+        # comes out with a symbolic shape JAX does not see as equal to the
+        # forward one ("Expected cotangent type float32[batch,floordiv(a - 2,
+        # 2) + 1,...] but got ..."), and writing the SavedModel fails.
+        # Serving needs no gradient, so none is saved.
+        kwargs["jax2tf_kwargs"] = {"with_gradient": False}
+    if (
+        format == "litert"
+        and keras.backend.backend() == "tensorflow"
+        and "target_spec" not in kwargs
+    ):
+        import tensorflow as tf
+
+        kwargs["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
+    return input_signature, kwargs
+
+
+def load_exported(path, format):
+    """A function from a NumPy batch to the NumPy predictions of the file
+    `model.export(path, format=format)` wrote, run by that format's own
+    runtime, without Keras or seglayers: a SavedModel's `serve` endpoint
+    (TensorFlow), the LiteRT interpreter (`ai-edge-litert`) or ONNX Runtime.
+    For checking an export against `model.predict`, and for timing it.
+
+    Args:
+        path: str, the exported SavedModel folder, `.tflite` or `.onnx` file.
+        format: `"tf_saved_model"`, `"litert"` or `"onnx"`, as given to
+            `export`.
+    """
+    import numpy as np
+
+    if format == "tf_saved_model":
+        import tensorflow as tf
+
+        # The loaded object owns the variables: keep it, not just `serve`.
+        loaded = tf.saved_model.load(path)
+        return lambda images: loaded.serve(np.asarray(images, "float32")).numpy()
+    if format == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=path)
+        interpreter.allocate_tensors()
+        (inputs,) = interpreter.get_input_details()
+        (outputs,) = interpreter.get_output_details()
+
+        def run(images):
+            images = np.asarray(images, "float32")
+            # An any-size model: size the tensors for a new shape.
+            if tuple(interpreter.get_input_details()[0]["shape"]) != images.shape:
+                interpreter.resize_tensor_input(inputs["index"], images.shape)
+                interpreter.allocate_tensors()
+            interpreter.set_tensor(inputs["index"], images)
+            interpreter.invoke()
+            return interpreter.get_tensor(outputs["index"])
+
+        return run
+    if format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda images: session.run(None, {name: np.asarray(images, "float32")})[
+            0
+        ]
+    raise ValueError(
+        '`format` must be "tf_saved_model", "litert" or "onnx", as given to '
+        f"`export`. Received: format={format!r}"
+    )
