@@ -8,6 +8,8 @@ A thin front end over the public API:
   mean IoU, per-class IoU and Dice, and pixel accuracy;
 - `seglayers predict MODEL IMAGE_OR_DIR... --output DIR` writes a class-id
   mask and a colour overlay per image, at the image's own size.
+- `seglayers export MODEL OUT --format savedmodel|tflite|onnx` writes a
+  model for serving that takes images of any height and width.
 
 Every error the user can cause ends in one line on stderr and exit status 2,
 and nothing half-written is left in an output folder.
@@ -20,8 +22,9 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
+
+from seglayers._files import atomic_file, make_staging_dir
 
 
 class UsageError(Exception):
@@ -131,6 +134,20 @@ def _parser():
     predict.add_argument(
         "--overwrite", action="store_true", help="replace existing files in DIR"
     )
+    export = commands.add_parser(
+        "export",
+        help="export a saved model for serving at any image size",
+        description="Loads MODEL (.keras) and writes OUT: a TensorFlow "
+        "SavedModel folder, a .tflite file (built-in TFLite ops only) or an "
+        ".onnx file, each taking images of any height and width "
+        "(onnx needs: pip install 'seglayers[export]').",
+    )
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("output", metavar="OUT")
+    export.add_argument(
+        "--format", choices=("savedmodel", "tflite", "onnx"), default="savedmodel"
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace OUT")
     return parser
 
 
@@ -159,6 +176,9 @@ def _check_train_args(args):
             )
     elif args.num_classes is None:
         raise UsageError("--data needs --num-classes, the number of classes.")
+    if args.data is None and args.num_classes is None:
+        args.num_classes = 4  # The shapes: background, circle, square, triangle.
+    _check_ignore_class(args)
     output = args.output or os.path.join(
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
@@ -174,14 +194,57 @@ def _check_train_args(args):
     return output
 
 
+# The library's arguments that the command line sets, and their flags.
+_FLAGS = {
+    "num_classes": "--num-classes",
+    "ignore_class": "--ignore-class",
+    "image_size": "--image-size",
+    "batch_size": "--batch-size",
+    "validation_split": "--validation-split",
+    "num_samples": "--num-samples",
+    "filters": "--filters",
+    "depth": "--depth",
+    "seed": "--seed",
+}
+
+
+def _as_flags(text):
+    """`ignore_class`=1 and ignore_class=1 become --ignore-class 1: the user
+    typed flags, and the library's messages name its arguments."""
+    names = "|".join(_FLAGS)
+
+    def flag(match, then=""):
+        return _FLAGS[match.group(1)] + then
+
+    text = re.sub(rf"`({names})`\s*=\s*", lambda m: flag(m, " "), text)
+    text = re.sub(rf"(?<![\w.`-])({names})=", lambda m: flag(m, " "), text)
+    return re.sub(rf"`({names})`", flag, text)
+
+
+def _check_ignore_class(args):
+    if args.num_classes is not None and args.num_classes < 1:
+        raise UsageError(
+            f"--num-classes must be at least 1 (1: binary masks, ids 0 and 1); "
+            f"got {args.num_classes}."
+        )
+    classes = max(args.num_classes or 2, 2)
+    if args.ignore_class is not None and 0 <= args.ignore_class < classes:
+        raise UsageError(
+            f"--ignore-class {args.ignore_class} is also a class id (0 to "
+            f"{classes - 1}), so that class would never be learned or counted; "
+            "give the id of unlabelled pixels only (often 255)."
+        )
+
+
 def _library_error(error):
-    """One line from an error raised in seglayers or in a tf.data pipeline."""
+    """One line from an error raised in seglayers or in a tf.data pipeline,
+    naming the flags rather than the library's arguments."""
     text = str(error)
     # Errors raised inside tf.data (e.g. a bad mask) arrive wrapped, with the
     # original `ValueError: ...` line somewhere in the text.
     found = re.search(r"ValueError: (.+)", text)
     line = found.group(1) if found else text.strip().splitlines()[0]
-    return UsageError(line.strip())
+    return UsageError(_as_flags(line.strip()))
 
 
 def _load_data(args):
@@ -202,7 +265,8 @@ def _load_data(args):
             )
         except ValueError as error:
             raise _library_error(error) from None
-        return train, val, [str(i) for i in range(args.num_classes)]
+        # One sigmoid channel (--num-classes 1) is two classes, 0 and 1.
+        return train, val, [str(i) for i in range(max(args.num_classes, 2))]
 
     from seglayers.datasets import shapes
 
@@ -212,7 +276,7 @@ def _load_data(args):
             args.num_samples, tuple(args.image_size), args.num_classes, args.seed
         )
     except ValueError as error:
-        raise UsageError(str(error).split(". Received")[0] + ".") from None
+        raise _library_error(error) from None
     split = len(images) - int(len(images) * args.validation_split)
     return (
         (images[:split], masks[:split]),
@@ -245,7 +309,7 @@ def train(args):
         model.build((None, None, None, 3))
         model.compute_output_shape((None, *args.image_size, 3))  # checks the size
     except (ValueError, TypeError) as error:
-        raise UsageError(str(error)) from None
+        raise _library_error(error) from None
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=seglayers.DiceCrossEntropyLoss(ignore_class=args.ignore_class),
@@ -273,8 +337,13 @@ def train(args):
     # Everything is written to a temporary folder beside the run folder and
     # moved into place at the end: a failed run leaves nothing half-written.
     parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".seglayers-run-", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"Cannot create the folder of --output {output}: {error.strerror}."
+        ) from None
+    staging = make_staging_dir(parent, ".seglayers-run-")
     csv_logger = keras.callbacks.CSVLogger(os.path.join(staging, "history.csv"))
     try:
         start = time.perf_counter()
@@ -381,6 +450,8 @@ def evaluate(args):
             f"{args.model} predicts {model.num_classes} classes; got "
             f"--num-classes {num_classes}."
         )
+    args.num_classes = num_classes
+    _check_ignore_class(args)
     import seglayers
 
     try:
@@ -453,6 +524,11 @@ def predict(args):
         raise UsageError(
             f"--tile-overlap must be in [0, 1), e.g. 0.25; got {args.tile_overlap}."
         )
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise UsageError(
+            f"--output {args.output} is a file; give a folder for the masks "
+            "and overlays."
+        )
     model = _load_model(args.model)
     files = _image_files(args.inputs)
     images = [_read_image(path) for path in files]  # all checked before writing
@@ -496,12 +572,60 @@ def predict(args):
             mask = np.asarray(mask)
         results.append((mask, overlay(image, mask, palette)))
     # Written only once every prediction is made, each file atomically.
-    os.makedirs(args.output, exist_ok=True)
-    for name, (mask, picture) in zip(names, results):
-        # A 2-D uint8 array is saved as a single-channel ("L") PNG of ids.
-        save_png(mask.astype(np.uint8), os.path.join(args.output, f"{name}_mask.png"))
-        save_png(picture, os.path.join(args.output, f"{name}_overlay.png"))
+    try:
+        os.makedirs(args.output, exist_ok=True)
+        for name, (mask, picture) in zip(names, results):
+            # A 2-D uint8 array is saved as a single-channel ("L") PNG of ids.
+            save_png(
+                mask.astype(np.uint8), os.path.join(args.output, f"{name}_mask.png")
+            )
+            save_png(picture, os.path.join(args.output, f"{name}_overlay.png"))
+    except OSError as error:
+        raise UsageError(
+            f"Cannot write to --output {args.output}: {error.strerror}."
+        ) from None
     print(f"Wrote {len(names)} masks and overlays to {args.output}/")
+    return 0
+
+
+def export(args):
+    output = args.output.rstrip("/") or args.output
+    if os.path.lexists(output) and not args.overwrite:
+        raise UsageError(f"{output} exists; choose another OUT or pass --overwrite.")
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent):
+        raise UsageError(f"No such folder for OUT: {parent}.")
+    model = _load_model(args.model)
+    from seglayers.inference.export import FORMATS, any_size_signature
+
+    # Exported into a temporary folder beside OUT, then moved into place: a
+    # failed export leaves nothing half-written, and OUT is replaced only by
+    # a complete one.
+    staging = make_staging_dir(parent, ".seglayers-export-")
+    try:
+        staged = os.path.join(staging, "model")
+        if args.format != "savedmodel":
+            staged += "." + args.format  # Keras wants .tflite for LiteRT
+        try:
+            model.export(staged, format=FORMATS[args.format], verbose=False)
+        except ImportError as error:
+            raise UsageError(
+                f"--format {args.format} needs packages that are not installed "
+                f"({error}); install them with pip install 'seglayers[export]'."
+            ) from None
+        except ValueError as error:
+            # E.g. TFLite export on the JAX backend.
+            line = str(error).strip().splitlines()[0]
+            raise UsageError(f"Cannot export as {args.format}: {line}") from None
+        if os.path.isdir(output) and not os.path.islink(output):
+            shutil.rmtree(output)
+        elif os.path.lexists(output):
+            os.remove(output)
+        os.replace(staged, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shape = any_size_signature(model)[0].shape
+    print(f"Wrote {output} ({args.format}, input shape {shape}).")
     return 0
 
 
@@ -534,15 +658,10 @@ def _write_json_atomically(path, results):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"No such folder for --json: {folder}.")
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    if os.path.isdir(path):
+        raise UsageError(f"--json {path} is a folder; give a file name.")
+    with atomic_file(path) as f:
+        json.dump(results, f, indent=2)
 
 
 def print_metrics(results):
@@ -572,7 +691,12 @@ def _move_into_place(staging, output, overwrite):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        commands = {"train": train, "evaluate": evaluate, "predict": predict}
+        commands = {
+            "train": train,
+            "evaluate": evaluate,
+            "predict": predict,
+            "export": export,
+        }
         return commands[args.command](args)
     except UsageError as error:
         print(f"seglayers: error: {error}", file=sys.stderr)

@@ -79,7 +79,7 @@ def test_a_failed_run_writes_nothing(tmp_path, monkeypatch):
     [
         (["--epochs", "0"], "--epochs must be at least 1; got 0."),
         (["--validation-split", "1.5"], "--validation-split must be between 0 and 1"),
-        (["--num-classes", "7"], "`num_classes` must be 2, 3 or 4"),
+        (["--num-classes", "7"], "--num-classes must be 2, 3 or 4"),
         (["--depth", "6"], "halves the input 6 times"),
         (["--num-samples", "2"], "leaves an empty training or validation set"),
     ],
@@ -340,3 +340,207 @@ def test_predict_tiles_images_larger_than_the_model_size(tmp_path, monkeypatch):
     assert len(calls) == 1  # resized to 32×32 instead
     assert cli.main(command[:-1] + ["1.5", "--output", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--ignore-class", "1"],
+            "--ignore-class 1 is also a class id (0 to 3), so that class would "
+            "never be learned or counted",
+        ),
+        (["--image-size", "0", "4"], "--image-size"),
+        (["--num-classes", "0"], "--num-classes must be at least 1"),
+    ],
+)
+def test_messages_name_the_flags(tmp_path, capsys, args, message):
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY, *args, "--output", str(run)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert "_class" not in error[0] and "image_size" not in error[0]
+    assert not run.exists()
+
+
+def test_library_errors_name_the_flags():
+    error = cli._library_error(
+        ValueError(
+            "`ignore_class`=1 is also a class id (ids run over [0, 3) for "
+            "num_classes=3). Received: ignore_class=1, num_classes=3"
+        )
+    )
+    assert str(error) == (
+        "--ignore-class 1 is also a class id (ids run over [0, 3) for "
+        "--num-classes 3). Received: --ignore-class 1, --num-classes 3"
+    )
+
+
+def _modes(root):
+    """Permission bits of every file and folder under `root`, itself included."""
+    found = {".": os.stat(root).st_mode & 0o777}
+    for folder, folders, files in os.walk(root):
+        for name in folders + files:
+            path = os.path.join(folder, name)
+            found[os.path.relpath(path, root)] = os.stat(path).st_mode & 0o777
+    return found
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data loader")
+def test_binary_folder_end_to_end_with_the_umask(tmp_path, capsys):
+    from PIL import Image
+
+    data = _folder(tmp_path / "data", max_id=2)  # ids 0 and 1
+    run, report, out = tmp_path / "run", tmp_path / "eval.json", tmp_path / "out"
+    binary = [*FOLDER_TRAIN, "--num-classes", "1"]  # the last flag wins
+    old = os.umask(0o027)  # not the usual 0o022, nor what mkstemp gives (0o600)
+    try:
+        train = ["train", "--data", str(data), *binary, "--output", str(run)]
+        assert cli.main(train) == 0
+        printed = capsys.readouterr().out
+        model = str(run / "model.keras")
+        evaluate = ["evaluate", model, "--data", str(data), "--json", str(report)]
+        assert cli.main(evaluate + ["--image-size", "32", "32"]) == 0
+        images = str(data / "images")
+        assert cli.main(["predict", model, images, "--output", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert "Training UNet(num_classes=1" in printed
+    assert [line.split()[0] for line in printed.splitlines()[-5:-2]] == [
+        "0",
+        "1",
+        "mean",
+    ]
+    results = json.loads(report.read_text())
+    assert {"iou/0", "iou/1", "dice/1", "mean_iou"} <= set(results)
+    assert "iou/2" not in results
+    with Image.open(out / "0_mask.png") as mask:
+        assert set(np.unique(np.asarray(mask))) <= {0, 1}
+    modes = _modes(run) | {"eval.json": _modes(report)["."]} | _modes(out)
+    assert {name for name, mode in modes.items() if mode not in (0o640, 0o750)} == set()
+    assert modes["."] == modes["previews"] == 0o750
+    assert modes["previews/final.png"] == modes["0_mask.png"] == 0o640
+
+
+def test_predict_output_that_is_a_file(tmp_path, capsys):
+    model = tmp_path / "m.keras"  # never read: the output is checked first
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    image = tmp_path / "x.png"
+    code = cli.main(["predict", str(model), str(image), "--output", str(taken)])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        f"seglayers: error: --output {taken} is a file; give a folder for the "
+        "masks and overlays."
+    ]
+    assert taken.read_text() == "mine"
+
+
+def _saved_unet(path):
+    import seglayers
+
+    model = seglayers.UNet(3, filters=4, depth=2, rescale=1 / 255)
+    model.build((None, None, None, 3))
+    model.save(path)
+    return model
+
+
+@pytest.mark.slow  # an export each: 10-15 s on TensorFlow, ~1 min on JAX
+@pytest.mark.parametrize(
+    "format",
+    [
+        "savedmodel",
+        pytest.param(
+            "tflite",
+            marks=pytest.mark.skipif(
+                keras.backend.backend() != "tensorflow",
+                reason="Keras exports LiteRT only on TensorFlow (and PyTorch)",
+            ),
+        ),
+        pytest.param(
+            "onnx",
+            marks=pytest.mark.skipif(
+                keras.backend.backend() != "tensorflow",
+                reason="ONNX export on JAX needs jax2onnx, not in the extra",
+            ),
+        ),
+    ],
+)
+def test_export_writes_a_model_for_any_size(tmp_path, capsys, format):
+    from seglayers.inference.export import FORMATS, load_exported
+
+    model = _saved_unet(tmp_path / "m.keras")
+    out = tmp_path / f"exported.{format}"
+    command = ["export", str(tmp_path / "m.keras"), str(out), "--format", format]
+    assert cli.main(command) == 0
+    assert f"Wrote {out} ({format}, input shape (None, None, None, 3))" in (
+        capsys.readouterr().out
+    )
+    images = np.random.default_rng(0).uniform(0, 255, (1, 37, 53, 3))
+    np.testing.assert_allclose(
+        load_exported(str(out), FORMATS[format])(images),
+        model.predict(images.astype("float32"), verbose=0),
+        atol=1e-4,
+    )
+    # Nothing else left beside it (no staging folder).
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.keras", out.name])
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing-model", "No such model file"),
+        ("out-exists", "exists; choose another OUT or pass --overwrite"),
+        ("no-parent", "No such folder for OUT"),
+    ],
+)
+def test_export_bad_path_is_one_line_and_exit_2(tmp_path, capsys, case, message):
+    model = tmp_path / "m.keras"
+    if case != "missing-model":
+        _saved_unet(model)
+    out = tmp_path / "out"
+    if case == "out-exists":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    elif case == "no-parent":
+        out = tmp_path / "nowhere" / "out"
+    capsys.readouterr()
+    assert cli.main(["export", str(model), str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    if case == "out-exists":
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    else:
+        assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".seglayers")]
+
+
+def test_export_overwrite_replaces_out(tmp_path, capsys):
+    _saved_unet(tmp_path / "m.keras")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    assert cli.main(["export", str(tmp_path / "m.keras"), str(out), "--overwrite"]) == 0
+    assert (out / "saved_model.pb").is_file() and not (out / "old.txt").exists()
+
+
+def test_export_bad_format_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["export", "m.keras", str(tmp_path / "out"), "--format", "pt"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'pt'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="TFLite export works on TensorFlow"
+)
+def test_export_tflite_on_jax_is_one_line_and_exit_2(tmp_path, capsys):
+    _saved_unet(tmp_path / "m.keras")
+    out = tmp_path / "m.tflite"
+    command = ["export", str(tmp_path / "m.keras"), str(out), "--format", "tflite"]
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "Cannot export as tflite" in error[0], error
+    assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".seglayers")]

@@ -29,6 +29,35 @@ def predicted_ids(predictions, threshold=None):
     return (predictions[..., 0] > threshold).astype(np.int64)
 
 
+def _check_samples(images, masks):
+    """Shapes of the preview images and masks: one mask per image, same size."""
+    if len(images) != 4:
+        raise ValueError(
+            "`MaskVisualizer` needs a batch of images `(batch, H, W, channels)`. "
+            f"Received: images of shape {tuple(images)}"
+        )
+    if len(masks) < 3 or masks[0] != images[0] or masks[1:3] != images[1:3]:
+        raise ValueError(
+            "`MaskVisualizer` needs one mask per image, of the image's height "
+            "and width: `(batch, H, W)`, `(batch, H, W, 1)` or one-hot. "
+            f"Received: images of shape {tuple(images)}, masks of shape "
+            f"{tuple(masks)}"
+        )
+
+
+def _check_palette(palette):
+    valid = isinstance(palette, (list, tuple)) and all(
+        np.shape(colour) == (3,)
+        and all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in colour)
+        for colour in palette
+    )
+    if not valid:
+        raise ValueError(
+            "`palette` must be a list of `[r, g, b]` colours (ints in 0..255), "
+            f"index = class id. Received: palette={palette!r}"
+        )
+
+
 def _is_chief():
     """False on the non-chief workers of a multi-worker tf.distribute job."""
     try:
@@ -108,6 +137,10 @@ class MaskVisualizer(keras.callbacks.Callback):
                 "`tensorboard` package: `pip install tensorboard`. "
                 f"Received: log_dir={log_dir!r}"
             )
+        if num_classes is not None:
+            check_positive_int("num_classes", num_classes)
+        if palette is not None:
+            _check_palette(palette)
         self.data = data
         self.output_dir = os.fspath(output_dir)
         self.every_n_epochs = every_n_epochs
@@ -119,6 +152,10 @@ class MaskVisualizer(keras.callbacks.Callback):
         self.num_classes = num_classes
         self._samples = None
         self._warned = False
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            _check_samples(np.shape(data[0]), np.shape(data[1]))
+        if num_classes is not None:
+            self._check_classes(max(num_classes, 2))
 
     def _take_samples(self):
         images, masks = [], []
@@ -135,8 +172,16 @@ class MaskVisualizer(keras.callbacks.Callback):
                 "`MaskVisualizer` got no samples from `data`; pass a batch "
                 "`(images, masks)` or a dataset that yields at least one batch."
             )
-        images = np.concatenate(images)[: self.max_samples]
-        masks = np.concatenate(masks)[: self.max_samples]
+        try:
+            images = np.concatenate(images)[: self.max_samples]
+            masks = np.concatenate(masks)[: self.max_samples]
+        except ValueError:
+            raise ValueError(
+                "`MaskVisualizer`'s `data` gave batches of different sizes: "
+                f"images {[i.shape for i in images]}, masks "
+                f"{[m.shape for m in masks]}. Give batches of one size."
+            ) from None
+        _check_samples(images.shape, masks.shape)
         if masks.ndim == images.ndim and masks.shape[-1] > 1:
             # One-hot masks: ids, with all-zero rows as ignored pixels.
             ignored = masks.sum(-1) == 0
@@ -146,6 +191,43 @@ class MaskVisualizer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._samples is None:
             self._samples = self._take_samples()
+        self._check_classes(self._num_classes(self._output_channels()))
+
+    def _output_channels(self):
+        """The model's output channels, if its output shape says (no predict)."""
+        if self.model is None:
+            return None
+        try:
+            shape = self.model.compute_output_shape(
+                (None,) + self._samples[0].shape[1:]
+            )
+        except Exception:  # Some models cannot say; render() checks then.
+            return None
+        return shape[-1] if isinstance(shape, tuple) and shape else None
+
+    def _num_classes(self, channels):
+        if self.num_classes is not None:
+            return max(self.num_classes, 2)
+        return max(channels, 2) if channels else None
+
+    def _check_classes(self, num_classes):
+        """Every class needs a colour, and a name if names are given."""
+        if num_classes is None:
+            return
+        if self.palette is not None and len(self.palette) < num_classes:
+            raise ValueError(
+                f"`palette` has {len(self.palette)} colours for {num_classes} "
+                "classes; give one `[r, g, b]` per class (index = class id), or "
+                f"leave it None for the default palette. Received: "
+                f"palette={self.palette}"
+            )
+        if self.class_names is not None and len(self.class_names) != num_classes:
+            raise ValueError(
+                f"`class_names` has {len(self.class_names)} names for "
+                f"{num_classes} classes; give one per class, in class-id order "
+                f"(two for one sigmoid channel). Received: "
+                f"class_names={self.class_names}"
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs == 0:
@@ -159,7 +241,8 @@ class MaskVisualizer(keras.callbacks.Callback):
         images, masks = self._samples
         outputs = self.model.predict(images, verbose=0)
         predictions = predicted_ids(keras.ops.convert_to_numpy(outputs))
-        num_classes = self.num_classes or max(outputs.shape[-1], 2)
+        num_classes = self._num_classes(outputs.shape[-1])
+        self._check_classes(num_classes)
         palette = self.palette or default_palette(num_classes)
         masks = (
             np.where(masks == self.ignore_class, -1, masks)

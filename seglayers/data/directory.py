@@ -6,6 +6,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from seglayers._validation import (
+    check_ignore_class,
+    check_ignore_not_a_class,
+    check_positive_int,
+)
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # Lossy formats would invent labels at every edge, so masks are lossless.
 MASK_EXTENSIONS = (".png", ".bmp", ".gif")
@@ -39,7 +45,8 @@ def segmentation_dataset_from_directory(
         masks/   a.png  b.png ...   (PNG, BMP or GIF; lossless)
     ```
 
-    Masks are read with Pillow, so a palette-mode ("P") PNG gives its
+    Images and masks are read with Pillow (a broken file is named), and a
+    mask must have its image's size. A palette-mode ("P") PNG gives its
     palette indices, the class ids, and not the colours that
     `tf.io.decode_png` would expand them to. A single-channel mask gives its
     values; an RGB mask needs `palette` to map colours to ids. Masks are
@@ -52,8 +59,11 @@ def segmentation_dataset_from_directory(
         image_size: `(height, width)` every image and mask is resized to.
         batch_size: int, or `None` for unbatched elements. Defaults to 32.
         num_classes: int, the number of classes; mask ids are checked against
-            it. `None` skips the check (and cannot be used with `one_hot`).
-        ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255).
+            it. 1 means binary masks (ids 0 and 1) for a model with one
+            sigmoid channel. `None` skips the check (and cannot be used with
+            `one_hot`).
+        ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255);
+            it must not also be a class id.
         palette: list of `[r, g, b]` colours (index = class id) for RGB masks,
             plus optionally the colour of ignored pixels (mapped to
             `ignore_class`).
@@ -77,6 +87,9 @@ def segmentation_dataset_from_directory(
         `subset="both"`.
     """
     _check_arguments(image_size, batch_size, interpolation, validation_split, subset)
+    if num_classes is not None:
+        check_positive_int("num_classes", num_classes)
+        check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
     pairs = _find_pairs(directory)
     if palette is not None:
         palette = _palette_lookup(palette, num_classes, ignore_class)
@@ -149,11 +162,21 @@ def _check_arguments(image_size, batch_size, interpolation, validation_split, su
 
 
 def _list_files(folder, extensions):
-    return {
-        os.path.splitext(name)[0]: os.path.join(folder, name)
-        for name in sorted(os.listdir(folder))
-        if name.lower().endswith(extensions) and not name.startswith(".")
-    }
+    files = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.lower().endswith(extensions) or name.startswith("."):
+            continue
+        stem = os.path.splitext(name)[0]
+        if stem in files:
+            # Pairing is by name: keeping either file would be a guess.
+            raise ValueError(
+                f"{files[stem]} and {os.path.join(folder, name)} share the name "
+                f"{stem!r}; files are paired by name (images/a.jpg with "
+                "masks/a.png), so one of them would be dropped unseen. Rename "
+                "or remove one of the two."
+            )
+        files[stem] = os.path.join(folder, name)
+    return files
 
 
 def _find_pairs(directory):
@@ -190,22 +213,36 @@ def _find_pairs(directory):
                 f"{'/'.join(MASK_EXTENSIONS)})."
             )
     pairs = [(images[stem], masks[stem]) for stem in sorted(images)]
-    _check_images_open(pairs)
+    _check_pairs(pairs)
     return pairs
 
 
-def _check_images_open(pairs):
-    """Opens every image's header (not its pixels), so that a file that is
-    no image is named now, not met as a nameless decode error in tf.data."""
-    for image_path, _ in pairs:
-        try:
-            with Image.open(image_path):
-                pass
-        except Exception as error:
+def _image_size(path, kind):
+    """`(height, width)` from a file's header (its pixels are not read)."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except Exception as error:
+        raise ValueError(
+            f"Cannot read the {kind} {path}: {error}. Remove or replace the file."
+        ) from None
+
+
+def _check_pairs(pairs):
+    """Reads every header now, so that a file that is no image, or a mask of
+    another size than its image, is named before training starts. Both are
+    resized to `image_size` afterwards, which would hide the mismatch."""
+    for image_path, mask_path in pairs:
+        image_size = _image_size(image_path, "image")
+        mask_size = _image_size(mask_path, "mask")
+        if image_size != mask_size:
             raise ValueError(
-                f"Cannot read the image {image_path}: {error}. Remove or replace "
-                "the file."
-            ) from None
+                f"The image {image_path} is {image_size[0]}x{image_size[1]} "
+                f"(height x width) but its mask {mask_path} is "
+                f"{mask_size[0]}x{mask_size[1]}; a mask labels its image pixel "
+                "for pixel. Resize the mask to its image's size with nearest "
+                "neighbour, or fix the pair."
+            )
 
 
 def _palette_lookup(palette, num_classes, ignore_class):
@@ -214,6 +251,7 @@ def _palette_lookup(palette, num_classes, ignore_class):
 
     if num_classes is None:
         raise ValueError("`palette` needs `num_classes` (the number of colours).")
+    num_classes = max(num_classes, 2)  # Binary: two colours, ids 0 and 1.
     colours = _check_palette(palette, num_classes, ignore_class)
     codes = np.array([(r << 16) | (g << 8) | b for r, g, b in colours], np.int64)
     ids = np.arange(len(colours), dtype=np.int32)
@@ -221,6 +259,24 @@ def _palette_lookup(palette, num_classes, ignore_class):
         ids[num_classes] = ignore_class
     order = np.argsort(codes)
     return codes[order], ids[order]
+
+
+def _read_image(path):
+    """Reads an image file as uint8 RGB `(H, W, 3)`.
+
+    With Pillow rather than `tf.io.decode_image`, whose error for a broken
+    file (a PNG cut short: "Invalid PNG data, size 6210") names no file.
+    """
+    path = path.decode() if isinstance(path, bytes) else path
+    try:
+        with Image.open(path) as image:
+            image.load()
+            # convert() copies, even to the mode the image already has.
+            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    except Exception as error:
+        raise ValueError(
+            f"Cannot read the image {path}: {error}. Remove or replace the file."
+        ) from None
 
 
 def _read_mask(path, num_classes, ignore_class, palette):
@@ -264,13 +320,14 @@ def _read_mask(path, num_classes, ignore_class, palette):
         array = array[..., 0]
     array = array.astype(np.int32)
     if num_classes is not None:
-        bad = (array < 0) | (array >= num_classes)
+        classes = max(num_classes, 2)  # num_classes=1: binary, ids 0 and 1.
+        bad = (array < 0) | (array >= classes)
         if ignore_class is not None:
             bad &= array != ignore_class
         if bad.any():
             values = np.unique(array[bad])[:10].tolist()
             raise ValueError(
-                f"{path}: class ids {values} outside [0, {num_classes})"
+                f"{path}: class ids {values} outside [0, {classes})"
                 + (
                     f" and not `ignore_class`={ignore_class}"
                     if ignore_class is not None
@@ -301,18 +358,20 @@ def _make_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
 
-    def load(image_path, mask_path):
-        image = tf.io.decode_image(
-            tf.io.read_file(image_path), channels=3, expand_animations=False
+    def read(image_path, mask_path):
+        # One Python call per pair: each call waits for the GIL.
+        return (
+            _read_image(image_path),
+            _read_mask(mask_path, num_classes, ignore_class, palette),
         )
+
+    def load(image_path, mask_path):
+        image, mask = tf.numpy_function(
+            read, [image_path, mask_path], (tf.uint8, tf.int32), stateful=False
+        )
+        image.set_shape((None, None, 3))
         image = tf.image.resize(image, image_size, method=interpolation)
         image.set_shape(image_size + (3,))
-        mask = tf.numpy_function(
-            lambda p: _read_mask(p, num_classes, ignore_class, palette),
-            [mask_path],
-            tf.int32,
-            stateful=False,
-        )
         mask.set_shape((None, None, 1))
         mask = tf.image.resize(mask, image_size, method="nearest")
         mask = tf.cast(mask, tf.int32)
@@ -336,6 +395,12 @@ def _one_hot(num_classes, ignore_class):
 
     if num_classes is None:
         raise ValueError("`one_hot=True` needs `num_classes`.")
+    if num_classes == 1:
+        raise ValueError(
+            "`one_hot=True` with num_classes=1 (binary masks, one sigmoid "
+            "channel): the 0/1 ids are already the target. Leave `one_hot` "
+            "False, or use num_classes=2 for two softmax channels."
+        )
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             "`one_hot=True` runs `OneHotMask` inside tf.data, which needs the "

@@ -3,7 +3,11 @@ import numpy as np
 from keras import ops
 
 from seglayers._api import register
-from seglayers._validation import check_ignore_class, check_positive_int
+from seglayers._validation import (
+    check_ignore_class,
+    check_ignore_not_a_class,
+    check_positive_int,
+)
 
 
 def _eager_numpy(x):
@@ -26,15 +30,19 @@ class OneHotMask(keras.layers.Layer):
     `np.unique` would. Pixels labelled `ignore_class` become all-zero rows,
     which seglayers' metrics and losses leave out.
 
-    Ids outside `[0, num_classes)` that are not `ignore_class`, and colours
-    not in `palette`, are never mapped to a class. Called eagerly (a model
-    on concrete data, or `layer(mask)` outside `tf.data`), the layer raises a
-    `ValueError` naming the bad values. Inside a traced function
-    (`tf.data.Dataset.map`, a compiled model) there is nothing to raise
-    with, and such pixels become all-zero rows, like ignored pixels; the
-    metrics count them in `out_of_range_count` only if they see the ids, so
-    validate a new data set eagerly once (`segmentation_dataset_from_directory`
-    checks the ids as it loads).
+    Ids outside `[0, num_classes)` that are not `ignore_class`, fractions
+    (a float mask resized with bilinear interpolation: 0.5 is no class, and
+    is never rounded to one), and colours not in `palette` are never mapped
+    to a class. Called eagerly (a model on concrete data, or `layer(mask)`
+    outside `tf.data`), the layer raises a `ValueError` naming the bad
+    values. Inside a TensorFlow graph (`tf.data.Dataset.map`, a compiled
+    model) the graph fails when it runs, with an `InvalidArgumentError`
+    listing them. Inside `jax.jit` nothing can fail, and such pixels become
+    all-zero rows, like ignored pixels; validate a new data set eagerly once
+    (`segmentation_dataset_from_directory` checks the ids as it loads).
+
+    Masks with several channels (already one-hot, or colours without a
+    `palette`) are refused with a `ValueError` when the layer is called.
 
     `sample_weights(mask)` gives the matching per-pixel weights (0 on ignored
     pixels, optionally per-class weights) to pass as `sample_weight`, since
@@ -45,7 +53,8 @@ class OneHotMask(keras.layers.Layer):
 
     Args:
         num_classes: int, the number of classes.
-        ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255).
+        ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255);
+            not a class id.
         palette: optional list of `[r, g, b]` colours, index = class id, for
             RGB masks: `num_classes` colours, plus optionally one more, the
             colour of ignored pixels (then `ignore_class` must be set).
@@ -69,7 +78,7 @@ class OneHotMask(keras.layers.Layer):
     def __init__(self, num_classes, ignore_class=None, palette=None, **kwargs):
         super().__init__(**kwargs)
         check_positive_int("num_classes", num_classes)
-        check_ignore_class(ignore_class)
+        check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
         if palette is not None:
             palette = _check_palette(palette, num_classes, ignore_class)
         self.num_classes = num_classes
@@ -79,17 +88,14 @@ class OneHotMask(keras.layers.Layer):
 
     def call(self, inputs):
         if self.palette is not None:
-            one_hot = self._palette_one_hot(inputs)
-        else:
-            ids = self._ids(inputs)
-            self._check_ids(ids)
-            valid = self._labelled(ids) & (ids >= 0) & (ids < self.num_classes)
-            # -1 gives an all-zero row on every backend (Keras handles it for
-            # torch); an id >= num_classes would fail on torch, hence the where.
-            return ops.one_hot(
-                ops.where(valid, ids, -1), self.num_classes, dtype=self.compute_dtype
-            )
-        return ops.cast(one_hot, self.compute_dtype)
+            return ops.cast(self._palette_one_hot(inputs), self.compute_dtype)
+        ids = self._ids(inputs)
+        valid = self._labelled(ids) & (ids >= 0) & (ids < self.num_classes)
+        # -1 gives an all-zero row on every backend (Keras handles it for
+        # torch); an id >= num_classes would fail on torch, hence the where.
+        return ops.one_hot(
+            ops.where(valid, ids, -1), self.num_classes, dtype=self.compute_dtype
+        )
 
     def sample_weights(self, inputs, class_weights=None):
         """Per-pixel weights `(..., H, W)`: 0 where ignored, else 1 or the
@@ -105,22 +111,98 @@ class OneHotMask(keras.layers.Layer):
         return ops.sum(one_hot * ops.convert_to_tensor(class_weights, "float32"), -1)
 
     def _ids(self, inputs):
-        ids = ops.convert_to_tensor(inputs)
-        if ids.shape and ids.shape[-1] == 1 and len(ids.shape) >= 3:
-            ids = ids[..., 0]
-        if "float" in keras.backend.standardize_dtype(ids.dtype):
-            ids = ops.round(ids)
-        return ops.cast(ids, "int32")
+        """int32 ids `(..., H, W)`; -1 where a float value is no whole id."""
+        values = ops.convert_to_tensor(inputs)
+        self._check_shape(tuple(values.shape))
+        if len(values.shape) >= 3 and values.shape[-1] == 1:
+            values = values[..., 0]
+        floating = "float" in keras.backend.standardize_dtype(values.dtype)
+        if not floating:
+            values = ops.cast(values, "int32")  # uint8 cannot hold 255 + 1.
+        values = self._check_values(values)
+        if floating:
+            # Never rounded: 0.5 is a mask resized with bilinear
+            # interpolation, and the nearest id would be a plausible wrong one.
+            values = ops.where(ops.floor(values) == values, values, -1)
+        return ops.cast(values, "int32")
 
     def _labelled(self, ids):
         if self.ignore_class is None:
             return ops.ones_like(ids, dtype="bool")
         return ids != self.ignore_class
 
-    def _check_ids(self, ids):
-        values = _eager_numpy(ids)
-        if values is None:
+    def _check_shape(self, shape):
+        """Refuses masks with several channels: one-hot, colour or unknown."""
+        if len(shape) < 3 or shape[-1] in (None, 1):
             return
+        channels = shape[-1]
+        if len(shape) == 3 and channels not in (3, 4, self.num_classes):
+            return  # Ids `(batch, H, W)`.
+        if channels == self.num_classes:
+            what = (
+                "as many as num_classes, so it looks one-hot already. Pass "
+                "one-hot masks to seglayers' losses and metrics as they are "
+                "(all-zero rows are ignored pixels)"
+            )
+        elif channels in (3, 4):
+            what = "so it looks like a colour mask. Pass `palette` to map colours"
+        else:
+            what = "but class ids have one"
+        raise ValueError(
+            f"`OneHotMask` takes class ids `(..., H, W)` or `(..., H, W, 1)`; "
+            f"this mask has {channels} channels, {what}. Ids of shape "
+            "`(batch, H, W)` with W equal to that need a channel axis: "
+            f"`(batch, H, W, 1)`. Received: mask shape {shape}"
+        )
+
+    def _bad(self, values):
+        """True where a value is neither a class id nor `ignore_class`."""
+        bad = (values < 0) | (values >= self.num_classes)
+        if self.ignore_class is not None:
+            bad = bad & (values != self.ignore_class)
+        if "float" in keras.backend.standardize_dtype(values.dtype):
+            bad = bad | (ops.floor(values) != values)
+        return bad
+
+    def _check_values(self, values):
+        """`values`, after raising (eagerly) or failing when the graph runs
+        (TensorFlow) on any that is no class id; elsewhere they become zero
+        rows."""
+        array = _eager_numpy(values)
+        if array is not None:
+            self._raise_on_bad(array)
+            return values
+        if keras.backend.backend() != "tensorflow":
+            return values  # A jax.jit trace has no way to fail.
+        from seglayers.data.graph_checks import assert_none_bad
+
+        ignore = (
+            f" nor ignore_class={self.ignore_class}"
+            if self.ignore_class is not None
+            else ""
+        )
+        return assert_none_bad(
+            values,
+            self._bad(values),
+            f"OneHotMask(num_classes={self.num_classes}): the mask holds values "
+            f"that are no class id in [0, {self.num_classes}){ignore} (listed "
+            "after this message): ids out of range, or fractions from a mask "
+            "resized with bilinear interpolation. Resize masks with nearest "
+            "neighbour, raise "
+            "num_classes, or set ignore_class to the id of unlabelled pixels.",
+        )
+
+    def _raise_on_bad(self, values):
+        if np.issubdtype(values.dtype, np.floating):
+            fractions = np.unique(values[np.floor(values) != values])
+            if fractions.size:
+                raise ValueError(
+                    f"The mask holds values that are no whole class id: "
+                    f"{fractions[:10].tolist()}. Masks resized with bilinear (or "
+                    "bicubic, area) interpolation blend the ids of neighbouring "
+                    "pixels; resize masks with nearest neighbour "
+                    '(`interpolation="nearest"`), which keeps every id whole.'
+                )
         bad = (values < 0) | (values >= self.num_classes)
         if self.ignore_class is not None:
             bad &= values != self.ignore_class
@@ -131,11 +213,17 @@ class OneHotMask(keras.layers.Layer):
                 if self.ignore_class is not None
                 else ""
             )
+            binary = (
+                " For binary masks (ids 0 and 1) and one sigmoid channel the "
+                "ids are the target already: skip OneHotMask."
+                if self.num_classes == 1
+                else ""
+            )
             raise ValueError(
-                f"The mask holds class ids {bad_values[:10].tolist()} outside "
-                f"[0, {self.num_classes}) {ignore}for num_classes="
+                f"The mask holds class ids {bad_values[:10].astype(int).tolist()} "
+                f"outside [0, {self.num_classes}) {ignore}for num_classes="
                 f"{self.num_classes}. Raise `num_classes`, set `ignore_class` "
-                "to the id of unlabelled pixels (often 255), or fix the masks."
+                "to the id of unlabelled pixels (often 255), or fix the masks." + binary
             )
 
     def _palette_one_hot(self, inputs):

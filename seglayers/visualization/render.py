@@ -1,9 +1,9 @@
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from seglayers._files import atomic_file
 from seglayers.visualization.palette import NEUTRAL, colorize
 
 _ERROR = (255, 0, 0)
@@ -100,15 +100,8 @@ def _legend(names, palette, width):
 
 
 def save_png(array, path):
-    """Writes `array` as a PNG atomically: a temporary file, then a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            Image.fromarray(np.asarray(array, np.uint8)).save(f, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Writes `array` as a PNG atomically (a temporary file, then a rename),
+    with the permissions the umask gives, like a file written with `open`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_file(path, "wb") as f:
+        Image.fromarray(np.asarray(array, np.uint8)).save(f, format="PNG")

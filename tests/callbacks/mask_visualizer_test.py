@@ -154,3 +154,85 @@ def test_config_and_bad_arguments():
     assert callback.get_config()["class_names"] == ["a", "b"]
     with pytest.raises(ValueError, match=r"every_n_epochs=0"):
         MaskVisualizer(None, every_n_epochs=0)
+
+
+def test_uint8_images_give_the_float_picture(tmp_path):
+    images, masks = _data()
+    model = _model()
+    model.build((None, None, None, 3))
+    pictures = []
+    for batch in (images.round().astype("uint8"), images.round()):
+        callback = MaskVisualizer((batch, masks), output_dir=tmp_path)
+        callback.set_model(model)
+        callback.on_train_begin()
+        pictures.append(callback.render())
+    np.testing.assert_array_equal(pictures[0], pictures[1])
+
+
+@pytest.mark.parametrize(
+    "images, masks, match",
+    [
+        ((4, 16, 16, 3), (3, 16, 16, 1), r"one mask per image"),
+        ((4, 16, 16, 3), (4, 8, 8, 1), r"of the image's height and width"),
+        ((16, 16, 3), (16, 16, 1), r"needs a batch of images"),
+    ],
+)
+def test_mismatched_data_is_refused_at_construction(images, masks, match):
+    with pytest.raises(ValueError, match=match + r".*Received: images of shape"):
+        MaskVisualizer((np.zeros(images), np.zeros(masks)))
+
+
+def test_mismatched_dataset_is_refused_when_training_begins(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.data batches are read on the TensorFlow backend")
+    images, masks = _data()
+    dataset = tf.data.Dataset.from_tensors((images, masks[:, :8]))
+    callback = MaskVisualizer(dataset, output_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"masks of shape \(4, 8, 16, 1\)"):
+        callback.on_train_begin()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            {"palette": [[0, 0, 0], [9, 9, 9]]},
+            r"`palette` has 2 colours for 3 classes; give one `\[r, g, b\]` per "
+            r"class.*Received: palette=\[\[0, 0, 0\], \[9, 9, 9\]\]",
+        ),
+        (
+            {"class_names": ["a", "b"]},
+            r"`class_names` has 2 names for 3 classes; give one per class.*"
+            r"Received: class_names=\['a', 'b'\]",
+        ),
+    ],
+)
+def test_palette_and_names_must_cover_the_classes(tmp_path, kwargs, match):
+    images, masks = _data()
+    # Known at construction with num_classes...
+    with pytest.raises(ValueError, match=match):
+        MaskVisualizer((images, masks), num_classes=3, **kwargs)
+    # ... else when training begins, from the model's output channels.
+    callback = MaskVisualizer((images, masks), output_dir=tmp_path, **kwargs)
+    callback.set_model(_model())
+    with pytest.raises(ValueError, match=match):
+        callback.on_train_begin()
+
+
+def test_palette_must_be_colours():
+    with pytest.raises(ValueError, match=r"`palette` must be a list of `\[r, g, b\]`"):
+        MaskVisualizer(None, palette=[[0, 0], [1, 2, 300]])
+
+
+def test_previews_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        images, masks = _data()
+        callback = MaskVisualizer((images, masks), output_dir=tmp_path / "p")
+        callback.set_model(_model())
+        callback.on_train_begin()
+        callback.on_epoch_end(0)
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "p" / "epoch_001.png").st_mode & 0o777 == 0o640

@@ -313,3 +313,96 @@ def test_keras_cv_augmentation_keeps_ids(tmp_path):
         np.testing.assert_array_equal(flips[name](plain_mask), mask)
         seen.add(name)
     assert seen != {"none"}
+
+
+def test_images_are_the_files_pixels(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    images, _ = _all(
+        segmentation_dataset_from_directory(
+            tmp_path,
+            image_size=(20, 24),
+            num_classes=3,
+            ignore_class=255,
+            shuffle=False,
+        )
+    )
+    for i, image in enumerate(images):
+        with Image.open(tmp_path / "images" / f"s{i}.png") as written:
+            np.testing.assert_array_equal(image, np.asarray(written, np.float32))
+
+
+def test_duplicated_image_stems_name_both_files(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    Image.new("RGB", (24, 20)).save(tmp_path / "images" / "s0.jpg")
+    with pytest.raises(
+        ValueError,
+        match=r"images/s0\.jpg and .*images/s0\.png share the name 's0'"
+        r".*Rename or remove one of the two",
+    ):
+        segmentation_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255)
+
+
+def test_duplicated_mask_stems_name_both_files(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    Image.new("L", (24, 20)).save(tmp_path / "masks" / "s1.bmp")
+    with pytest.raises(
+        ValueError, match=r"masks/s1\.bmp and .*masks/s1\.png share the name 's1'"
+    ):
+        segmentation_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255)
+
+
+def test_mask_of_another_size_names_both_files(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    Image.new("L", (12, 10)).save(tmp_path / "masks" / "s1.png")
+    with pytest.raises(
+        ValueError,
+        match=r"The image .*images/s1\.png is 20x24 \(height x width\) but its mask "
+        r".*masks/s1\.png is 10x12; .*Resize the mask to its image's size with "
+        "nearest neighbour",
+    ):
+        segmentation_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255)
+
+
+def test_truncated_image_names_the_file_at_the_first_batch(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    path = tmp_path / "images" / "s1.png"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # The header still opens.
+    dataset = segmentation_dataset_from_directory(
+        tmp_path, image_size=(20, 24), num_classes=3, ignore_class=255
+    )
+    with pytest.raises(
+        Exception, match=r"Cannot read the image .*s1\.png: image file is truncated"
+    ):
+        _all(dataset)
+
+
+def test_ignore_class_that_is_a_class_id(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    with pytest.raises(
+        ValueError, match=r"`ignore_class`=2 is also a class id \(ids run over \[0, 3\)"
+    ):
+        segmentation_dataset_from_directory(tmp_path, num_classes=3, ignore_class=2)
+
+
+def test_binary_masks_with_num_classes_1(tmp_path):
+    written = _write_pairs(tmp_path, n=2, num_classes=2)
+    _, masks = _all(
+        segmentation_dataset_from_directory(
+            tmp_path,
+            image_size=(20, 24),
+            num_classes=1,
+            ignore_class=255,
+            shuffle=False,
+        )
+    )
+    np.testing.assert_array_equal(masks[..., 0], np.stack(written))
+    with pytest.raises(ValueError, match=r"`one_hot=True` with num_classes=1"):
+        segmentation_dataset_from_directory(tmp_path, num_classes=1, one_hot=True)
+    _write_pairs(tmp_path, n=2, num_classes=3)  # Now ids 0, 1 and 2.
+    with pytest.raises(Exception, match=r"class ids \[2\] outside \[0, 2\)"):
+        _all(
+            segmentation_dataset_from_directory(
+                tmp_path, image_size=(20, 24), num_classes=1, ignore_class=255
+            )
+        )

@@ -61,20 +61,81 @@ def test_out_of_range_ids_raise_eagerly():
         OneHotMask(3, ignore_class=255)(np.array([[0, 3, 7, -1, 255]]))
 
 
-def test_out_of_range_ids_in_a_traced_function_become_zero_rows():
-    layer = OneHotMask(3)
-    mask = np.array([[0, 3, 1, -2]], "int32")
+def _traced(layer, mask):
+    """`layer(mask)` inside tf.data (TensorFlow) or jax.jit (JAX)."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        out = next(iter(tf.data.Dataset.from_tensors(mask).map(layer))).numpy()
-    elif keras.backend.backend() == "jax":
+        return next(iter(tf.data.Dataset.from_tensors(mask).map(layer))).numpy()
+    if keras.backend.backend() == "jax":
         import jax
 
-        out = np.asarray(jax.jit(layer)(mask))
-    else:
-        pytest.skip("no traced function on this backend")
-    np.testing.assert_array_equal(out[0], [[1, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0]])
+        return np.asarray(jax.jit(layer)(mask))
+    pytest.skip("no traced function on this backend")
+
+
+@pytest.mark.parametrize(
+    "mask, found, ids",
+    [
+        (np.array([[0, 3, 1, -2]], "int32"), r"\[3 -2\]", [0, -1, 1, -1]),
+        (np.array([[0.0, 0.5, 1.0, 2.0]], "float32"), r"\[0\.5\]", [0, -1, 1, 2]),
+    ],
+    ids=["out of range", "fraction"],
+)
+def test_bad_ids_in_a_traced_function(mask, found, ids):
+    layer = OneHotMask(3)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # tf.data fails when it runs, listing the values.
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=r"OneHotMask\(num_classes=3\): the mask holds values that are "
+            r"no class id in \[0, 3\) \(listed after this message\).*" + found,
+        ):
+            _traced(layer, mask)
+        return
+    # jax.jit cannot fail: bad pixels become zero rows, never a class (a
+    # fraction is not rounded to the nearest id).
+    out = _traced(layer, mask)[0]
+    np.testing.assert_array_equal(np.where(out.any(-1), out.argmax(-1), -1), ids)
+
+
+def test_valid_ids_in_a_traced_function():
+    layer = OneHotMask(3, ignore_class=255)
+    mask = np.array([[0, 255, 2, 1]], "uint8")
+    np.testing.assert_array_equal(_traced(layer, mask), _np(layer(mask)))
+
+
+def test_fractional_masks_raise_eagerly():
+    # What a bilinear resize makes of a mask: ids blended at every edge.
+    with pytest.raises(
+        ValueError,
+        match=r"no whole class id: \[0\.25, 1\.5\]\. Masks resized with bilinear "
+        r".*resize masks with nearest neighbour",
+    ):
+        OneHotMask(3)(np.array([[[0.0], [0.25], [1.5], [2.0]]], "float32"))
+
+
+@pytest.mark.parametrize(
+    "shape, num_classes, match",
+    [
+        ((1, 4, 4, 3), 3, r"3 channels, as many as num_classes, so it looks one-hot"),
+        ((4, 4, 3), 3, r"3 channels, as many as num_classes, so it looks one-hot"),
+        ((1, 4, 4, 3), 5, r"3 channels, so it looks like a colour mask"),
+        ((1, 4, 4, 2), 5, r"2 channels, but class ids have one"),
+    ],
+)
+def test_masks_with_several_channels_are_refused(shape, num_classes, match):
+    mask = np.zeros(shape, "float32")
+    mask[..., 0] = 1  # A valid one-hot (or colour) mask, all class 0.
+    with pytest.raises(ValueError, match=match + r".*Received: mask shape"):
+        OneHotMask(num_classes)(mask)
+
+
+def test_binary_num_classes_1_says_what_to_do():
+    with pytest.raises(ValueError, match=r"For binary masks \(ids 0 and 1\)"):
+        OneHotMask(1)(np.array([[0, 1]]))
 
 
 def test_sample_weights():
@@ -121,6 +182,17 @@ def test_config():
     [
         ({"num_classes": 0}, ValueError, r"num_classes=0"),
         ({"num_classes": 3, "ignore_class": "x"}, TypeError, r"ignore_class='x'"),
+        (
+            {"num_classes": 3, "ignore_class": 1},
+            ValueError,
+            r"`ignore_class`=1 is also a class id \(ids run over \[0, 3\) for "
+            r"num_classes=3\).*Received: ignore_class=1, num_classes=3",
+        ),
+        (
+            {"num_classes": 1, "ignore_class": 1},
+            ValueError,
+            r"`ignore_class`=1 is also a class id \(ids run over \[0, 2\)",
+        ),
         (
             {"num_classes": 3, "palette": [[0, 0, 0]]},
             ValueError,

@@ -1,4 +1,7 @@
+import os
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from seglayers.visualization import (
@@ -55,3 +58,14 @@ def test_save_png_is_atomic(tmp_path):
     with Image.open(path) as image:
         assert image.size == (4, 4)
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_save_png_follows_the_umask(tmp_path, umask, mode):
+    # Staged with mkstemp (always 0600), then given what `open` would give.
+    old = os.umask(umask)
+    try:
+        save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "x.png")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "x.png").st_mode & 0o777 == mode

@@ -1,0 +1,25 @@
+"""Checks that fail inside a TensorFlow graph (tf.data, tf.function).
+
+TensorFlow lives in `seglayers/data/` only. Python cannot raise inside a
+graph, where a tensor has no value yet; `tf.debugging.Assert` fails when the
+graph runs, naming the values, so a bad mask mapped through `OneHotMask` in
+`tf.data` stops the pipeline instead of becoming silent zero rows.
+"""
+
+import tensorflow as tf
+
+
+def assert_none_bad(values, bad, message):
+    """`values` once checked: fails with `message` and up to 10 distinct bad
+    values if any element of the bool tensor `bad` is true."""
+
+    def fail():
+        found = tf.unique(tf.reshape(tf.boolean_mask(values, bad), [-1])).y[:10]
+        check = tf.debugging.Assert(False, [message, found], summarize=10)
+        with tf.control_dependencies([check]):
+            return tf.size(found)
+
+    # In a tf.cond, the bad values are gathered only when there are some.
+    checked = tf.cond(tf.reduce_any(bad), fail, lambda: tf.constant(0))
+    with tf.control_dependencies([checked]):
+        return tf.identity(values)
