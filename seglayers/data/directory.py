@@ -45,8 +45,9 @@ def segmentation_dataset_from_directory(
         masks/   a.png  b.png ...   (PNG, BMP or GIF; lossless)
     ```
 
-    Images and masks are read with Pillow (a broken file is named), and a
-    mask must have its image's size. A palette-mode ("P") PNG gives its
+    Every file's header (and a cut-short file's end) is checked up front, so
+    a broken file is named, and a mask must have its image's size. Masks are
+    read with Pillow: a palette-mode ("P") PNG gives its
     palette indices, the class ids, and not the colours that
     `tf.io.decode_png` would expand them to. A single-channel mask gives its
     values; an RGB mask needs `palette` to map colours to ids. Masks are
@@ -228,12 +229,56 @@ def _image_size(path, kind):
         ) from None
 
 
+# The last bytes of a complete file: a PNG's IEND chunk, a GIF's trailer,
+# a JPEG's end-of-image marker (which a few bytes may follow). A file that
+# ends otherwise is decoded once to confirm, so odd but valid files pass.
+_TRAILERS = {".png": b"IEND\xaeB`\x82", ".gif": b";", ".jpg": b"\xff\xd9"}
+_TRAILERS[".jpeg"] = _TRAILERS[".jpg"]
+
+
+def _looks_complete(path):
+    """Whether the file ends as a complete image does: a look at its last
+    bytes (BMP: the size its header states), not a decode."""
+    extension = os.path.splitext(path)[1].lower()
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if extension == ".bmp":
+            f.seek(2)
+            return int.from_bytes(f.read(4), "little") <= size
+        f.seek(max(size - 1024, 0))
+        tail = f.read()
+    trailer = _TRAILERS.get(extension)
+    if trailer is None:
+        return True
+    if extension in (".jpg", ".jpeg"):
+        return trailer in tail
+    return tail.endswith(trailer)
+
+
+def _check_complete(path):
+    """Names a file cut short (a copy or download interrupted): TensorFlow's
+    decoder, which reads the images in tf.data, would fail on it mid-epoch
+    without naming it ("Invalid PNG data, size 6210"). Only a file whose end
+    looks wrong is decoded, by Pillow, to confirm."""
+    if _looks_complete(path):
+        return
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as error:
+        raise ValueError(
+            f"Cannot read the image {path}: {error}. Remove or replace the file."
+        ) from None
+
+
 def _check_pairs(pairs):
-    """Reads every header now, so that a file that is no image, or a mask of
-    another size than its image, is named before training starts. Both are
-    resized to `image_size` afterwards, which would hide the mismatch."""
+    """Reads every header now, so that a file that is no image, or is cut
+    short, or a mask of another size than its image, is named before training
+    starts. Both are resized to `image_size` afterwards, which would hide a
+    size mismatch."""
     for image_path, mask_path in pairs:
         image_size = _image_size(image_path, "image")
+        _check_complete(image_path)
         mask_size = _image_size(mask_path, "mask")
         if image_size != mask_size:
             raise ValueError(
@@ -259,24 +304,6 @@ def _palette_lookup(palette, num_classes, ignore_class):
         ids[num_classes] = ignore_class
     order = np.argsort(codes)
     return codes[order], ids[order]
-
-
-def _read_image(path):
-    """Reads an image file as uint8 RGB `(H, W, 3)`.
-
-    With Pillow rather than `tf.io.decode_image`, whose error for a broken
-    file (a PNG cut short: "Invalid PNG data, size 6210") names no file.
-    """
-    path = path.decode() if isinstance(path, bytes) else path
-    try:
-        with Image.open(path) as image:
-            image.load()
-            # convert() copies, even to the mode the image already has.
-            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    except Exception as error:
-        raise ValueError(
-            f"Cannot read the image {path}: {error}. Remove or replace the file."
-        ) from None
 
 
 def _read_mask(path, num_classes, ignore_class, palette):
@@ -358,20 +385,20 @@ def _make_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
 
-    def read(image_path, mask_path):
-        # One Python call per pair: each call waits for the GIL.
-        return (
-            _read_image(image_path),
-            _read_mask(mask_path, num_classes, ignore_class, palette),
-        )
-
     def load(image_path, mask_path):
-        image, mask = tf.numpy_function(
-            read, [image_path, mask_path], (tf.uint8, tf.int32), stateful=False
+        # Images decode in TensorFlow (no GIL); `_check_pairs` has already
+        # named files that are cut short, which this decoder would not.
+        image = tf.io.decode_image(
+            tf.io.read_file(image_path), channels=3, expand_animations=False
         )
-        image.set_shape((None, None, 3))
         image = tf.image.resize(image, image_size, method=interpolation)
         image.set_shape(image_size + (3,))
+        mask = tf.numpy_function(
+            lambda p: _read_mask(p, num_classes, ignore_class, palette),
+            [mask_path],
+            tf.int32,
+            stateful=False,
+        )
         mask.set_shape((None, None, 1))
         mask = tf.image.resize(mask, image_size, method="nearest")
         mask = tf.cast(mask, tf.int32)
