@@ -10,9 +10,9 @@ from seglayers.layers.encoder_block import EncoderBlock
 from seglayers.losses.dice_cross_entropy_loss import DiceCrossEntropyLoss
 from seglayers.losses.dice_loss import DiceLoss
 from seglayers.losses.focal_loss import FocalLoss
-from seglayers.metrics.iou import IoU
 from seglayers.metrics.mean_dice import MeanDice
 from seglayers.metrics.mean_iou import MeanIoU
+from seglayers.metrics.per_class_iou import PerClassIoU
 from seglayers.metrics.pixel_accuracy import PixelAccuracy
 from seglayers.models.unet import UNet
 from seglayers.preprocessing.one_hot_mask import OneHotMask
@@ -23,6 +23,17 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # The loader imports TensorFlow; load it only when asked for, so that
     # `import seglayers` stays light on the JAX and PyTorch backends.
+    if name == "IoU":
+        import warnings
+
+        warnings.warn(
+            "`seglayers.IoU` is now `seglayers.PerClassIoU` (it returns one IoU "
+            "per class, where `keras.metrics.IoU` returns a mean). Files that "
+            "saved it load either way.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return PerClassIoU
     if name == "segmentation_dataset_from_directory":
         from seglayers.data.directory import segmentation_dataset_from_directory
 
@@ -38,11 +49,11 @@ __all__ = [
     "DiceLoss",
     "EncoderBlock",
     "FocalLoss",
-    "IoU",
     "MeanDice",
     "MaskVisualizer",
     "MeanIoU",
     "OneHotMask",
+    "PerClassIoU",
     "PixelAccuracy",
     "UNet",
     "datasets",

@@ -12,3 +12,9 @@ def register(cls):
     rename a class without keeping an alias registered under the old name.
     """
     return keras.saving.register_keras_serializable(package="seglayers")(cls)
+
+
+def register_old_name(cls, old_name):
+    """Loads files that saved `cls` under the registered name it had before
+    a rename, `seglayers>{old_name}`; new files get the new name."""
+    keras.saving.get_custom_objects()[f"seglayers>{old_name}"] = cls

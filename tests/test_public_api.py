@@ -57,3 +57,8 @@ def test_library_code_uses_no_private_keras_and_no_tensorflow():
             continue
         assert not re.search(r"^\s*(import|from) tensorflow", text, re.M), path
         assert "Lambda(" not in text, path
+
+
+def test_callbacks_are_not_registered_as_serializable():
+    # A callback holds data and paths and is never saved with a model.
+    assert keras.saving.get_registered_object("seglayers>MaskVisualizer") is None

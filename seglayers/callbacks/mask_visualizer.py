@@ -6,7 +6,6 @@ import warnings
 import keras
 import numpy as np
 
-from seglayers._api import register
 from seglayers._validation import check_ignore_class, check_positive_int
 from seglayers.visualization.palette import default_palette
 from seglayers.visualization.render import render_grid, save_png
@@ -72,7 +71,8 @@ def _is_chief():
     return task.get("type") in ("worker", None) and task.get("index", 0) == 0
 
 
-@register
+# Not registered for `.keras` loading: a callback holds data and paths, is
+# never saved with a model, and has no config to rebuild it from.
 class MaskVisualizer(keras.callbacks.Callback):
     """Writes pictures of the predicted masks while a model trains.
 

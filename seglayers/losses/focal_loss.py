@@ -21,11 +21,16 @@ class FocalLoss(SegmentationLoss):
     `class_weights`, the paper's alpha, if given). `gamma=0` is cross-entropy.
     Targets may be class ids or one-hot; see `SegmentationLoss`.
 
+    The first arguments are those of every seglayers loss, so the losses
+    are interchangeable (`FocalLoss(True)` means `from_logits=True`, as in
+    `DiceLoss(True)`); pass `gamma` by name. Up to seglayers 0.1 `gamma` came
+    first; a number in first place is refused with a message.
+
     Args:
-        gamma: float >= 0, the focusing parameter. Defaults to 2.
         from_logits: bool, whether `y_pred` holds logits. Defaults to `False`.
         ignore_class: int or `None`, the id of pixels that carry no loss.
         class_weights: optional list of per-class weights.
+        gamma: float >= 0, the focusing parameter. Defaults to 2.
         name: str. Defaults to `"focal_loss"`.
         reduction: as in `keras.losses.Loss`.
         dtype: as in `keras.losses.Loss`.
@@ -40,14 +45,21 @@ class FocalLoss(SegmentationLoss):
 
     def __init__(
         self,
-        gamma=2.0,
         from_logits=False,
         ignore_class=None,
         class_weights=None,
+        gamma=2.0,
         name="focal_loss",
         reduction="sum_over_batch_size",
         dtype=None,
     ):
+        if isinstance(from_logits, (int, float)) and not isinstance(from_logits, bool):
+            raise TypeError(
+                "`FocalLoss`'s first argument is `from_logits`, as in every "
+                "seglayers loss; pass the focusing parameter by name, e.g. "
+                f"FocalLoss(gamma={from_logits!r}). "
+                f"Received: from_logits={from_logits!r}"
+            )
         super().__init__(
             from_logits=from_logits,
             ignore_class=ignore_class,

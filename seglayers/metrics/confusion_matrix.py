@@ -146,6 +146,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         name=None,
         dtype=None,
     ):
+        _check_result_dtype(dtype)
         super().__init__(name=name, dtype=dtype)
         check_positive_int("num_classes", num_classes)
         check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
@@ -427,3 +428,18 @@ def nan_mean(values):
     total = ops.sum(ops.where(present, values, 0.0))
     count = ops.sum(ops.cast(present, "float32"))
     return safe_divide(total, count)
+
+
+def _check_result_dtype(dtype):
+    """Results are float32 ratios of exact counts, under any policy."""
+    try:
+        standard = None if dtype is None else keras.backend.standardize_dtype(dtype)
+    except (TypeError, ValueError, AttributeError):
+        standard = dtype
+    if standard not in (None, "float32"):
+        raise ValueError(
+            "seglayers metrics compute and return float32 (ratios of exact "
+            "integer counts; float16 would round them), whatever the dtype "
+            "policy. Leave `dtype` unset, or cast the result. "
+            f"Received: dtype={dtype!r}"
+        )

@@ -25,7 +25,7 @@ class MeanDice(ConfusionMatrixMetric):
             Defaults to 0.5.
         y_pred_format: `"auto"`, `"scores"` or `"ids"`. Defaults to `"auto"`.
         name: str. Defaults to `"mean_dice"`.
-        dtype: the dtype of the result.
+        dtype: `None` or `"float32"`: results are always float32.
 
     Example:
 

@@ -42,7 +42,7 @@ class MeanIoU(ConfusionMatrixMetric):
         y_pred_format: `"auto"`, `"scores"` or `"ids"`: how to read
             `y_pred`. Defaults to `"auto"`.
         name: str, the metric's name in logs. Defaults to `"mean_iou"`.
-        dtype: the dtype of the result.
+        dtype: `None` or `"float32"`: results are always float32.
 
     Example:
 

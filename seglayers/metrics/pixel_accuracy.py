@@ -19,7 +19,7 @@ class PixelAccuracy(ConfusionMatrixMetric):
             Defaults to 0.5.
         y_pred_format: `"auto"`, `"scores"` or `"ids"`. Defaults to `"auto"`.
         name: str. Defaults to `"pixel_accuracy"`.
-        dtype: the dtype of the result.
+        dtype: `None` or `"float32"`: results are always float32.
 
     Example:
 

@@ -65,3 +65,10 @@ def test_bad_gamma():
 
 def test_config():
     _check_config(FocalLoss, {"gamma": 1.5, "from_logits": True, "ignore_class": 0})
+
+
+def test_first_argument_is_from_logits_as_in_every_loss():
+    assert FocalLoss(True).from_logits is True
+    assert FocalLoss(True).gamma == 2.0
+    with pytest.raises(TypeError, match=r"pass the focusing parameter by name, e"):
+        FocalLoss(2.0)

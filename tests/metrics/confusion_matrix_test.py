@@ -43,7 +43,7 @@ def _compiled_run(jit_compile, weights=None):
         metrics={
             "dice": [
                 seglayers.MeanIoU(3, ignore_class=255),
-                seglayers.IoU(3, ignore_class=255, class_names=["a", "b", "c"]),
+                seglayers.PerClassIoU(3, ignore_class=255, class_names=["a", "b", "c"]),
                 seglayers.MeanDice(3, ignore_class=255),
                 seglayers.PixelAccuracy(3, ignore_class=255),
             ]

@@ -228,3 +228,9 @@ def test_class_argmax_equals_numpy_with_ties_and_signs():
         actual = keras.ops.convert_to_numpy(class_argmax(scores.astype(dtype)))
         np.testing.assert_array_equal(actual[1:], scores[1:].argmax(-1))
         assert actual[0] in (0, 1, 3)  # the sign of zero may break the tie
+
+
+def test_dtype_other_than_float32_is_refused():
+    assert MeanIoU(3, dtype="float32").dtype == "float32"
+    with pytest.raises(ValueError, match=r"return float32.*dtype='float16'"):
+        MeanIoU(3, dtype="float16")

@@ -1,11 +1,15 @@
-from seglayers._api import register
+from seglayers._api import register, register_old_name
 from seglayers.metrics.confusion_matrix import ConfusionMatrixMetric
 from seglayers.metrics.mean_iou import per_class_iou
 
 
 @register
-class IoU(ConfusionMatrixMetric):
+class PerClassIoU(ConfusionMatrixMetric):
     """Intersection-over-union of every class, as separate log entries.
+
+    Named `IoU` up to seglayers 0.1 (`keras.metrics.IoU` returns one mean,
+    this returns one value per class); files that saved it as `IoU` load as
+    `PerClassIoU`.
 
     Reports `{name}/{class}` for every class, e.g. `iou/road`, from one
     streaming confusion matrix (`TP / (TP + FP + FN)`); a class absent from
@@ -21,11 +25,11 @@ class IoU(ConfusionMatrixMetric):
             Defaults to 0.5.
         y_pred_format: `"auto"`, `"scores"` or `"ids"`. Defaults to `"auto"`.
         name: str, the prefix of the log keys. Defaults to `"iou"`.
-        dtype: the dtype of the result.
+        dtype: `None` or `"float32"`: results are always float32.
 
     Example:
 
-    >>> metric = IoU(num_classes=2, class_names=["sky", "tree"])
+    >>> metric = PerClassIoU(num_classes=2, class_names=["sky", "tree"])
     >>> metric.update_state(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
     >>> {k: round(float(v), 4) for k, v in metric.result().items()}
     {'iou/sky': 0.5, 'iou/tree': 0.6667}
@@ -54,3 +58,6 @@ class IoU(ConfusionMatrixMetric):
     def result(self):
         self._warn_out_of_range()
         return self._per_class_logs(self.name, per_class_iou(self.confusion_matrix()))
+
+
+register_old_name(PerClassIoU, "IoU")
