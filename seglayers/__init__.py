@@ -1,6 +1,6 @@
 """seglayers: semantic segmentation for Keras 3."""
 
-from seglayers import datasets
+from seglayers import datasets, distribute
 from seglayers.callbacks.mask_visualizer import MaskVisualizer
 from seglayers.inference.predict_tiled import predict_tiled
 from seglayers.layers.attention_gate import AttentionGate
@@ -57,6 +57,7 @@ __all__ = [
     "PixelAccuracy",
     "UNet",
     "datasets",
+    "distribute",
     "predict_tiled",
     "segmentation_dataset_from_directory",
 ]

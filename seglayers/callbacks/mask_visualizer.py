@@ -1,5 +1,4 @@
 import importlib.util
-import json
 import os
 import warnings
 
@@ -7,6 +6,7 @@ import keras
 import numpy as np
 
 from seglayers._validation import check_ignore_class, check_positive_int
+from seglayers.distribute.chief import is_chief
 from seglayers.visualization.palette import default_palette
 from seglayers.visualization.render import render_grid, save_png
 
@@ -55,20 +55,6 @@ def _check_palette(palette):
             "`palette` must be a list of `[r, g, b]` colours (ints in 0..255), "
             f"index = class id. Received: palette={palette!r}"
         )
-
-
-def _is_chief():
-    """False on the non-chief workers of a multi-worker tf.distribute job."""
-    try:
-        config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    except ValueError:
-        return True
-    task = config.get("task", {})
-    if not task:
-        return True
-    if "chief" in config.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type") in ("worker", None) and task.get("index", 0) == 0
 
 
 # Not registered for `.keras` loading: a callback holds data and paths, is
@@ -258,7 +244,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         # is a collective operation that hangs or fails unless all take part.
         # Only the chief writes.
         picture = self.render()
-        if not _is_chief():
+        if not is_chief():
             return
         try:
             save_png(picture, os.path.join(self.output_dir, filename))

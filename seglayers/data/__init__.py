@@ -1,4 +1,21 @@
 from seglayers.data.directory import segmentation_dataset_from_directory
-from seglayers.data.multi_worker import MultiWorkerMirroredStrategy
 
-__all__ = ["MultiWorkerMirroredStrategy", "segmentation_dataset_from_directory"]
+
+def __getattr__(name):
+    if name == "MultiWorkerMirroredStrategy":
+        import warnings
+
+        from seglayers.distribute.multi_worker import MultiWorkerMirroredStrategy
+
+        warnings.warn(
+            "`seglayers.data.MultiWorkerMirroredStrategy` moved to "
+            "`seglayers.distribute.MultiWorkerMirroredStrategy`; the old name "
+            "will be removed in a later release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return MultiWorkerMirroredStrategy
+    raise AttributeError(f"module 'seglayers.data' has no attribute {name!r}")
+
+
+__all__ = ["segmentation_dataset_from_directory"]

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 import seglayers
-from seglayers.data import MultiWorkerMirroredStrategy
+from seglayers.distribute import MultiWorkerMirroredStrategy
 from seglayers.datasets import shapes
 
 strategy = MultiWorkerMirroredStrategy()

@@ -121,7 +121,7 @@ def _check(result, tmp_path):
     replicated, alone = result["replicated"], result["alone"]
     # Metric state is counts, summed over replicas: exactly the same values
     # (this failed before seglayers' BatchNormalization kept the replicas'
-    # moving statistics equal, see layers/_normalization.py).
+    # moving statistics equal, see distribute/batch_normalization.py).
     for key in ("mean_iou", "iou/circle", "mean_dice", "pixel_accuracy"):
         assert replicated[key] == alone[key], key
     assert replicated["loss"] == pytest.approx(alone["loss"], rel=1e-4)
