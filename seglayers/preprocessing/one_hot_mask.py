@@ -7,15 +7,8 @@ from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
+    concrete_value,
 )
-
-
-def _eager_numpy(x):
-    """`x` as a numpy array when it has a value now; None inside a trace."""
-    try:
-        return ops.convert_to_numpy(x)
-    except Exception:  # A symbolic tensor (tf.function, tf.data, jax.jit).
-        return None
 
 
 @register
@@ -168,7 +161,7 @@ class OneHotMask(keras.layers.Layer):
         """`values`, after raising (eagerly) or failing when the graph runs
         (TensorFlow) on any that is no class id; elsewhere they become zero
         rows."""
-        array = _eager_numpy(values)
+        array = concrete_value(values)
         if array is not None:
             self._raise_on_bad(array)
             return values
@@ -237,9 +230,9 @@ class OneHotMask(keras.layers.Layer):
         # (..., H, W, 1, 3) == (K, 3) → (..., H, W, K): exact colour matches.
         matches = ops.all(colours[..., None, :] == palette, axis=-1)
         one_hot = matches[..., : self.num_classes]
-        values = _eager_numpy(colours)
+        values = concrete_value(colours)
         if values is not None:
-            unknown = ~_eager_numpy(ops.any(matches, axis=-1))
+            unknown = ~concrete_value(ops.any(matches, axis=-1))
             if unknown.any():
                 found = np.unique(values[unknown].reshape(-1, 3), axis=0)
                 raise ValueError(
