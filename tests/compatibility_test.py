@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-RELEASES = sorted(
-    name for name in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, name))
+RELEASES = sorted(  # folders with a manifest (not __pycache__ and the like)
+    name
+    for name in os.listdir(FIXTURES)
+    if os.path.isfile(os.path.join(FIXTURES, name, "manifest.json"))
 )
 
 
