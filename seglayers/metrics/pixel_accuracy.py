@@ -1,7 +1,8 @@
 from keras import ops
 
 from seglayers._api import register
-from seglayers.metrics.confusion_matrix import ConfusionMatrixMetric, safe_divide
+from seglayers.metrics._counting import safe_divide
+from seglayers.metrics.confusion_matrix import ConfusionMatrixMetric
 
 
 @register

@@ -5,38 +5,18 @@ from keras import ops
 
 from seglayers._api import register
 from seglayers._validation import check_bool, check_choice, check_positive_int
-from seglayers.inference.export import export_arguments
 from seglayers.layers.conv_block import ConvBlock
 from seglayers.layers.decoder_block import DecoderBlock, match_spatial_size
 from seglayers.layers.encoder_block import EncoderBlock
 from seglayers.models import encoders
+from seglayers.models._checks import check_input_shape, level_filters
+from seglayers.models._serving import ServingModel
 
 OUTPUT_ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
 
 
-def level_filters(filters, depth):
-    """The channels of each level, top to bottom: `depth + 1` ints.
-
-    An int is the top level's width, doubled at every level below it
-    (64, 128, 256, 512, 1024 in the paper); a list gives every level.
-    """
-    if isinstance(filters, (list, tuple)):
-        if len(filters) != depth + 1:
-            raise ValueError(
-                f"`filters` as a list needs one width per level, `depth` + 1 = "
-                f"{depth + 1} values from the top level down to the bottleneck, "
-                f"e.g. {[16 * 2**i for i in range(depth + 1)]}. "
-                f"Received: filters={list(filters)} with depth={depth}"
-            )
-        for i, width in enumerate(filters):
-            check_positive_int(f"filters[{i}]", width)
-        return list(filters)
-    check_positive_int("filters", filters)
-    return [filters * 2**level for level in range(depth + 1)]
-
-
 @register
-class UNet(keras.Model):
+class UNet(ServingModel):
     """The U-Net of Ronneberger et al. (2015) for semantic segmentation.
 
     An encoder of `depth` `EncoderBlock`s (convolutions, then 2× pooling), a
@@ -282,62 +262,8 @@ class UNet(keras.Model):
             self.input_channels = self.encoder.inputs[0].shape[-1]
 
     def _check_input_shape(self, shape):
-        shape = tuple(shape)
-        if len(shape) != 4:
-            raise ValueError(
-                "`UNet` expects channels-last images of shape "
-                "(batch, height, width, channels). "
-                f"Received: input shape {shape}"
-            )
-        if shape[-1] is None:
-            raise ValueError(
-                "`UNet` needs a known number of input channels, e.g. "
-                f"(None, None, None, 3). Received: input shape {shape}"
-            )
-        if self.input_channels is not None and shape[-1] != self.input_channels:
-            raise ValueError(
-                f"This `UNet` was built for {self.input_channels} input "
-                f"channels. Received: input shape {shape} with {shape[-1]} "
-                "channels. Convert the images (e.g. grayscale to RGB) or build "
-                f"a new model for {shape[-1]} channels."
-            )
-        if self.encoder is not None:
-            self._check_encoder_input_size(shape)
-        minimum = 2**self.depth
-        # Only sizes known as ints: JAX's shape-polymorphic export traces with
-        # symbolic sizes, which cannot be compared with a number.
-        too_small = [
-            size for size in shape[1:3] if isinstance(size, int) and size < minimum
-        ]
-        if too_small:
-            raise ValueError(
-                f"`UNet` with depth={self.depth} halves the input {self.depth} "
-                f"times, so height and width must be at least {minimum}. "
-                f"Received: input shape {shape}. Resize or pad the images to at "
-                f"least ({minimum}, {minimum}), or use a smaller `depth`."
-            )
-        return shape
-
-    def _check_encoder_input_size(self, shape):
-        """Raises if the encoder was built for a fixed size that `shape`
-        does not have, before Keras's input-spec error names an internal
-        model."""
-        built_for = encoders.input_size(self.encoder)
-        # Sizes not known as ints (None, or JAX export's symbolic sizes) are
-        # left to Keras.
-        if all(
-            fixed is None or not isinstance(size, int) or size == fixed
-            for fixed, size in zip(built_for, shape[1:3])
-        ):
-            return
-        shown = tuple("any" if size is None else size for size in built_for)
-        shown = f"({shown[0]}, {shown[1]})"
-        raise ValueError(
-            f"This `UNet`'s encoder was built for images of (height, width) "
-            f"{shown}, its `input_shape`, and takes no other size. Received: "
-            f"input shape {shape}. Resize the images to {shown}, or build the "
-            "encoder for any size, e.g. keras.applications.MobileNetV3Small("
-            "input_shape=(None, None, 3), include_top=False)."
+        return check_input_shape(
+            shape, self.input_channels, self.depth, self.encoder, type(self).__name__
         )
 
     def build(self, input_shape):
@@ -405,46 +331,6 @@ class UNet(keras.Model):
     def compute_output_shape(self, input_shape):
         shape = self._check_input_shape(input_shape)
         return shape[:-1] + (self.num_classes,)
-
-    def export(
-        self,
-        filepath,
-        format="tf_saved_model",
-        verbose=None,
-        input_signature=None,
-        **kwargs,
-    ):
-        """Exports the model for serving, as `keras.Model.export` does, but by
-        default for inputs of any batch size, height and width
-        (`(None, None, None, channels)`), not only the size it was trained on;
-        and with `format="litert"`, with built-in TFLite ops only. Pass
-        `input_signature` (or, for TFLite, `target_spec`) to choose otherwise.
-        """
-        input_signature, kwargs = export_arguments(
-            self, format, input_signature, kwargs
-        )
-        return super().export(
-            filepath,
-            format=format,
-            verbose=verbose,
-            input_signature=input_signature,
-            **kwargs,
-        )
-
-    def save(self, filepath, *args, **kwargs):
-        # Keras 3.15's legacy HDF5 format writes a subclassed model to a file
-        # that it cannot load back ("Unknown layer: 'UNet'", then "Layer count
-        # mismatch"), so refuse before writing it. (`ModelCheckpoint` calls
-        # this too; `keras.saving.save_model(model, "m.h5")` does not.)
-        if str(filepath).endswith((".h5", ".hdf5")):
-            raise ValueError(
-                "`UNet` cannot be saved as HDF5: Keras's legacy .h5 format writes "
-                "the file but cannot load it back. Save as .keras "
-                "(`model.save('model.keras')`), or the weights alone "
-                "(`model.save_weights('model.weights.h5')`). "
-                f"Received: filepath={str(filepath)!r}"
-            )
-        return super().save(filepath, *args, **kwargs)
 
     def get_config(self):
         config = super().get_config()

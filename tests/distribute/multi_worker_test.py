@@ -77,17 +77,15 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="tf.distribute needs TensorFlow"
-)
-def test_two_workers_on_loopback(tmp_path):
+def run_two_workers(script, *args, timeout=240):
+    """Runs `script` as workers 0 and 1 of one job on free loopback ports;
+    returns `[(returncode, stdout, stderr)]`. Both are killed at the end."""
     ports = ",".join(str(p) for p in _free_ports(2))
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, str(i), ports, str(tmp_path)],
+            [sys.executable, "-c", script, str(i), ports, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -96,14 +94,23 @@ def test_two_workers_on_loopback(tmp_path):
         for i in range(2)
     ]
     try:
-        results = [worker.communicate(timeout=240) for worker in workers]
+        results = [worker.communicate(timeout=timeout) for worker in workers]
     finally:
         for worker in workers:
             worker.kill()
             worker.wait()
-    for worker, (_, stderr) in zip(workers, results):
-        assert worker.returncode == 0, stderr[-3000:]
-    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+    return [(w.returncode, out, err) for w, (out, err) in zip(workers, results)]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.distribute needs TensorFlow"
+)
+def test_two_workers_on_loopback(tmp_path):
+    runs = run_two_workers(_WORKER, str(tmp_path))
+    for returncode, _, stderr in runs:
+        assert returncode == 0, stderr[-3000:]
+    reports = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in runs]
     # The same loss and metric on both: logs are reduced across workers.
     assert reports[0] == reports[1]
     assert all(np.isfinite(reports[0]["loss"]))

@@ -7,14 +7,12 @@ workaround can go. Keras 3.15.1, TensorFlow 2.21.
 """
 
 import json
-import os
 import subprocess
-import sys
 
 import keras
 import pytest
 
-from tests.distribute.multi_worker_test import _free_ports
+from tests.distribute.multi_worker_test import run_two_workers
 from tests.harness import run_in_fresh_process
 
 pytestmark = [
@@ -107,25 +105,9 @@ model.evaluate(data, verbose=0)
     "MultiWorkerMirroredStrategy)",
 )
 def test_plain_tensorflow_multi_worker_strategy_fits():
-    ports = ",".join(str(p) for p in _free_ports(2))
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _PLAIN_WORKER, str(i), ports],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for i in range(2)
-    ]
     try:
-        results = [worker.communicate(timeout=120) for worker in workers]
+        runs = run_two_workers(_PLAIN_WORKER, timeout=120)
     except subprocess.TimeoutExpired:
         pytest.fail("the two plain workers hung")  # neither fixed nor failing
-    finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait()
-    for worker, (_, stderr) in zip(workers, results):
-        assert worker.returncode == 0, stderr[-2000:]
+    for returncode, _, stderr in runs:
+        assert returncode == 0, stderr[-2000:]

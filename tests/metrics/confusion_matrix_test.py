@@ -8,7 +8,7 @@ import pytest
 
 import seglayers
 from seglayers import MeanIoU
-from seglayers.metrics.confusion_matrix import count_bins
+from seglayers.metrics._counting import count_bins
 from tests.metrics.helpers import numpy_confusion, random_segmentation
 
 

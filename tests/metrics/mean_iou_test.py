@@ -218,7 +218,7 @@ def test_runs_compiled_in_fit():
 
 
 def test_class_argmax_equals_numpy_with_ties_and_signs():
-    from seglayers.metrics.confusion_matrix import class_argmax
+    from seglayers.metrics._counting import class_argmax
 
     rng = np.random.default_rng(6)
     scores = rng.integers(-3, 4, size=(64, 7)).astype("float32")  # many ties

@@ -1,0 +1,156 @@
+"""The `seglayers` command (also `python -m seglayers`).
+
+A thin front end over the public API:
+
+- `seglayers train` builds a `UNet`, trains it on a folder data set
+  (`--data DIR`) or on the built-in shapes data set, and writes a run folder;
+- `seglayers evaluate MODEL --data DIR` prints (and with `--json` writes)
+  mean IoU, per-class IoU and Dice, and pixel accuracy;
+- `seglayers predict MODEL IMAGE_OR_DIR... --output DIR` writes a class-id
+  mask and a colour overlay per image, at the image's own size.
+- `seglayers export MODEL OUT --format savedmodel|tflite|onnx` writes a
+  model for serving that takes images of any height and width.
+
+Every error the user can cause ends in one line on stderr and exit status 2,
+and nothing half-written is left in an output folder.
+"""
+
+import argparse
+import importlib
+import sys
+
+# `_library_error` is read by the tests.
+from seglayers.cli._common import UsageError, _library_error  # noqa: F401
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="seglayers",
+        description="Semantic segmentation with Keras 3: train and evaluate a U-Net.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser(
+        "train",
+        help="train a UNet on a folder data set or the built-in shapes",
+        description="Trains a UNet on DIR/images + DIR/masks (--data), or on the "
+        "built-in shapes data set (generated, nothing is downloaded), and writes "
+        "RUN_DIR/model.keras, best.keras (the best epoch by validation mean IoU), "
+        "history.csv, metrics.json and previews/epoch_NNN.png.",
+    )
+    train.add_argument("--data", metavar="DIR", help="folder with images/ and masks/")
+    train.add_argument(
+        "--num-classes", type=int, help="classes (needed with --data; shapes: 4)"
+    )
+    train.add_argument("--ignore-class", type=int, help="id of unlabelled pixels")
+    train.add_argument(
+        "--num-samples", type=int, default=2000, help="shapes images made"
+    )
+    train.add_argument(
+        "--image-size", type=int, nargs=2, default=(64, 64), metavar=("H", "W")
+    )
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--filters", type=int, default=16)
+    train.add_argument("--depth", type=int, default=3)
+    train.add_argument("--validation-split", type=float, default=0.2)
+    train.add_argument(
+        "--output", metavar="RUN_DIR", default=None, help="default: runs/<timestamp>"
+    )
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace an existing non-empty RUN_DIR"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU",
+    )
+    train.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=(0, 1, 2),
+        help="Keras progress: 0 silent, 1 bar, 2 a line per epoch",
+    )
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure a saved model on a folder data set",
+        description="Loads MODEL (.keras), reads DIR/images + DIR/masks and "
+        "prints mean IoU, per-class IoU and Dice, and pixel accuracy.",
+    )
+    evaluate.add_argument("model", metavar="MODEL")
+    evaluate.add_argument("--data", metavar="DIR", required=True)
+    evaluate.add_argument("--num-classes", type=int, help="default: the model's")
+    evaluate.add_argument("--ignore-class", type=int)
+    evaluate.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=(64, 64),
+        metavar=("H", "W"),
+        help="size images are resized to (use the training size)",
+    )
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--json", metavar="FILE", help="also write the results")
+    predict = commands.add_parser(
+        "predict",
+        help="write predicted masks for images",
+        description="Writes, for every image (files, or the images in folders), "
+        "OUTPUT/<name>_mask.png (class ids, at the image's own size) and "
+        "OUTPUT/<name>_overlay.png (the classes in colour over the image).",
+    )
+    predict.add_argument("model", metavar="MODEL")
+    predict.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+")
+    predict.add_argument("--output", metavar="DIR", required=True)
+    predict.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=(64, 64),
+        metavar=("H", "W"),
+        help="size the model sees (use the training size); larger images are "
+        "predicted at their own size in overlapping tiles of this size",
+    )
+    predict.add_argument(
+        "--no-tiling",
+        action="store_true",
+        help="resize every image to --image-size instead of tiling large ones",
+    )
+    predict.add_argument(
+        "--tile-overlap",
+        type=float,
+        default=0.25,
+        metavar="F",
+        help="fraction of a tile shared with its neighbour (default 0.25)",
+    )
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace existing files in DIR"
+    )
+    export = commands.add_parser(
+        "export",
+        help="export a saved model for serving at any image size",
+        description="Loads MODEL (.keras) and writes OUT: a TensorFlow "
+        "SavedModel folder, a .tflite file (built-in TFLite ops only) or an "
+        ".onnx file, each taking images of any height and width "
+        "(onnx needs: pip install 'seglayers[export]').",
+    )
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("output", metavar="OUT")
+    export.add_argument(
+        "--format", choices=("savedmodel", "tflite", "onnx"), default="savedmodel"
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace OUT")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        module = importlib.import_module(f"seglayers.cli.{args.command}")
+        return getattr(module, args.command)(args)
+    except UsageError as error:
+        print(f"seglayers: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seglayers: interrupted; nothing was written.", file=sys.stderr)
+        return 130

@@ -1,0 +1,132 @@
+"""What the commands share: usage errors in one line, flag names in
+messages, loading a model, writing files atomically, the metrics table."""
+
+import json
+import os
+import re
+import shutil
+
+from seglayers._files import atomic_file
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its inputs: one line, exit 2."""
+
+
+def _check_positive(args, names):
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be at least 1; got {value}.")
+
+
+_FLAGS = {
+    "num_classes": "--num-classes",
+    "ignore_class": "--ignore-class",
+    "image_size": "--image-size",
+    "batch_size": "--batch-size",
+    "validation_split": "--validation-split",
+    "num_samples": "--num-samples",
+    "filters": "--filters",
+    "depth": "--depth",
+    "seed": "--seed",
+}
+
+
+def _as_flags(text):
+    """`ignore_class`=1 and ignore_class=1 become --ignore-class 1: the user
+    typed flags, and the library's messages name its arguments."""
+    names = "|".join(_FLAGS)
+
+    def flag(match, then=""):
+        return _FLAGS[match.group(1)] + then
+
+    text = re.sub(rf"`({names})`\s*=\s*", lambda m: flag(m, " "), text)
+    text = re.sub(rf"(?<![\w.`-])({names})=", lambda m: flag(m, " "), text)
+    return re.sub(rf"`({names})`", flag, text)
+
+
+def _check_ignore_class(args):
+    if args.num_classes is not None and args.num_classes < 1:
+        raise UsageError(
+            f"--num-classes must be at least 1 (1: binary masks, ids 0 and 1); "
+            f"got {args.num_classes}."
+        )
+    classes = max(args.num_classes or 2, 2)
+    if args.ignore_class is not None and 0 <= args.ignore_class < classes:
+        raise UsageError(
+            f"--ignore-class {args.ignore_class} is also a class id (0 to "
+            f"{classes - 1}), so that class would never be learned or counted; "
+            "give the id of unlabelled pixels only (often 255)."
+        )
+
+
+def _library_error(error):
+    """One line from an error raised in seglayers or in a tf.data pipeline,
+    naming the flags rather than the library's arguments."""
+    text = str(error)
+    # Errors raised inside tf.data (e.g. a bad mask) arrive wrapped, with the
+    # original `ValueError: ...` line somewhere in the text.
+    found = re.search(r"ValueError: (.+)", text)
+    line = found.group(1) if found else text.strip().splitlines()[0]
+    return UsageError(_as_flags(line.strip()))
+
+
+def _load_model(path):
+    import zipfile
+
+    import keras
+
+    import seglayers
+
+    if not os.path.isfile(path):
+        raise UsageError(f"No such model file: {path}.")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UsageError(
+            f"{path} is not a readable .keras model ({type(error).__name__}: "
+            f"{reason[:200]}). Pass the model.keras that `seglayers train` wrote."
+        ) from None
+    if not isinstance(model, seglayers.UNet):
+        raise UsageError(
+            f"{path} holds a {type(model).__name__}, not a seglayers UNet. Pass "
+            "the model.keras that `seglayers train` wrote."
+        )
+    return model
+
+
+def _write_json_atomically(path, results):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"No such folder for --json: {folder}.")
+    if os.path.isdir(path):
+        raise UsageError(f"--json {path} is a folder; give a file name.")
+    with atomic_file(path) as f:
+        json.dump(results, f, indent=2)
+
+
+def print_metrics(results):
+    names = [key.split("/", 1)[1] for key in results if key.startswith("iou/")]
+    width = max(len(n) for n in names + ["class"])
+    print(f"\n{'class':<{width}}  {'IoU':>6}  {'Dice':>6}")
+    for name in names:
+        print(
+            f"{name:<{width}}  {results['iou/' + name]:6.3f}  "
+            f"{results['dice/' + name]:6.3f}"
+        )
+    print(f"{'mean':<{width}}  {results['mean_iou']:6.3f}  {results['mean_dice']:6.3f}")
+    print(f"pixel accuracy: {results['pixel_accuracy']:.3f}")
+
+
+def _move_into_place(staging, output, overwrite):
+    if os.path.isdir(output):
+        if os.listdir(output) and not overwrite:
+            raise UsageError(
+                f"{output} was filled by something else during training; "
+                "nothing was written. Run again with another --output."
+            )
+        shutil.rmtree(output)
+    os.replace(staging, output)

@@ -1,0 +1,51 @@
+"""`seglayers export`: SavedModel, TFLite or ONNX for serving at any size."""
+
+import os
+import shutil
+
+from seglayers._files import make_staging_dir
+from seglayers.cli._common import (
+    UsageError,
+    _load_model,
+)
+
+
+def export(args):
+    output = args.output.rstrip("/") or args.output
+    if os.path.lexists(output) and not args.overwrite:
+        raise UsageError(f"{output} exists; choose another OUT or pass --overwrite.")
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent):
+        raise UsageError(f"No such folder for OUT: {parent}.")
+    model = _load_model(args.model)
+    from seglayers.inference.export import FORMATS, any_size_signature
+
+    # Exported into a temporary folder beside OUT, then moved into place: a
+    # failed export leaves nothing half-written, and OUT is replaced only by
+    # a complete one.
+    staging = make_staging_dir(parent, ".seglayers-export-")
+    try:
+        staged = os.path.join(staging, "model")
+        if args.format != "savedmodel":
+            staged += "." + args.format  # Keras wants .tflite for LiteRT
+        try:
+            model.export(staged, format=FORMATS[args.format], verbose=False)
+        except ImportError as error:
+            raise UsageError(
+                f"--format {args.format} needs packages that are not installed "
+                f"({error}); install them with pip install 'seglayers[export]'."
+            ) from None
+        except ValueError as error:
+            # E.g. TFLite export on the JAX backend.
+            line = str(error).strip().splitlines()[0]
+            raise UsageError(f"Cannot export as {args.format}: {line}") from None
+        if os.path.isdir(output) and not os.path.islink(output):
+            shutil.rmtree(output)
+        elif os.path.lexists(output):
+            os.remove(output)
+        os.replace(staged, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shape = any_size_signature(model)[0].shape
+    print(f"Wrote {output} ({args.format}, input shape {shape}).")
+    return 0

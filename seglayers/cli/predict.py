@@ -1,0 +1,118 @@
+"""`seglayers predict`: class-id masks and overlays at each image's size."""
+
+import os
+
+from seglayers.cli._common import (
+    UsageError,
+    _load_model,
+)
+
+
+def _image_files(inputs):
+    from seglayers.data.directory import IMAGE_EXTENSIONS
+
+    files = []
+    for path in inputs:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, name)
+                for name in os.listdir(path)
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+            )
+            if not found:
+                raise UsageError(
+                    f"{path} holds no image ({', '.join(IMAGE_EXTENSIONS)})."
+                )
+            files += found
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise UsageError(f"No such image or folder: {path}.")
+    return files
+
+
+def _read_image(path):
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as error:
+        raise UsageError(f"Cannot read the image {path}: {error}.") from None
+
+
+def predict(args):
+    import numpy as np
+    from PIL import Image
+
+    import seglayers
+    from seglayers.callbacks.mask_visualizer import predicted_ids
+    from seglayers.visualization import default_palette, overlay, save_png
+
+    if not 0 <= args.tile_overlap < 1:
+        raise UsageError(
+            f"--tile-overlap must be in [0, 1), e.g. 0.25; got {args.tile_overlap}."
+        )
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise UsageError(
+            f"--output {args.output} is a file; give a folder for the masks "
+            "and overlays."
+        )
+    model = _load_model(args.model)
+    files = _image_files(args.inputs)
+    images = [_read_image(path) for path in files]  # all checked before writing
+    names = [os.path.splitext(os.path.basename(path))[0] for path in files]
+    if len(set(names)) != len(names):
+        raise UsageError("Two inputs share a file name; predict them separately.")
+    targets = [
+        os.path.join(args.output, f"{name}_{kind}.png")
+        for name in names
+        for kind in ("mask", "overlay")
+    ]
+    existing = [t for t in targets if os.path.exists(t)]
+    if existing and not args.overwrite:
+        raise UsageError(
+            f"{existing[0]} exists; choose another --output or pass --overwrite."
+        )
+    palette = default_palette(max(model.num_classes, 2))
+    height, width = args.image_size
+    results = []
+    for image in images:
+        if not args.no_tiling and (image.shape[0] > height or image.shape[1] > width):
+            # At the image's own resolution, in tiles of the training size.
+            probabilities = seglayers.predict_tiled(
+                model,
+                image.astype("float32"),
+                (height, width),
+                overlap=args.tile_overlap,
+                verbose=0,
+            )
+            mask = predicted_ids(probabilities[None])[0].astype(np.uint8)
+        else:
+            resized = np.asarray(
+                Image.fromarray(image).resize((width, height), Image.BILINEAR),
+                "float32",
+            )
+            ids = predicted_ids(model.predict(resized[None], verbose=0))[0]
+            # Back to the image's own size with nearest neighbour: no new labels.
+            mask = Image.fromarray(ids.astype(np.uint8)).resize(
+                (image.shape[1], image.shape[0]), Image.NEAREST
+            )
+            mask = np.asarray(mask)
+        results.append((mask, overlay(image, mask, palette)))
+    # Written only once every prediction is made, each file atomically.
+    try:
+        os.makedirs(args.output, exist_ok=True)
+        for name, (mask, picture) in zip(names, results):
+            # A 2-D uint8 array is saved as a single-channel ("L") PNG of ids.
+            save_png(
+                mask.astype(np.uint8), os.path.join(args.output, f"{name}_mask.png")
+            )
+            save_png(picture, os.path.join(args.output, f"{name}_overlay.png"))
+    except OSError as error:
+        raise UsageError(
+            f"Cannot write to --output {args.output}: {error.strerror}."
+        ) from None
+    print(f"Wrote {len(names)} masks and overlays to {args.output}/")
+    return 0

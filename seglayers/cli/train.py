@@ -1,0 +1,214 @@
+"""`seglayers train`: a UNet on a folder data set or the built-in shapes."""
+
+import datetime
+import json
+import os
+import shutil
+import time
+
+from seglayers._files import make_staging_dir
+from seglayers.cli._common import (
+    UsageError,
+    _check_ignore_class,
+    _check_positive,
+    _library_error,
+    _move_into_place,
+    print_metrics,
+)
+from seglayers.cli.evaluate import measure
+
+
+def _check_train_args(args):
+    _check_positive(args, ("num_samples", "epochs", "batch_size", "filters", "depth"))
+    if not 0 < args.validation_split < 1:
+        raise UsageError(
+            f"--validation-split must be between 0 and 1, e.g. 0.2; got "
+            f"{args.validation_split}."
+        )
+    if args.data is None:
+        n_val = int(args.num_samples * args.validation_split)
+        if n_val < 1 or args.num_samples - n_val < 1:
+            raise UsageError(
+                f"--num-samples {args.num_samples} with --validation-split "
+                f"{args.validation_split} leaves an empty training or validation "
+                "set; use more samples."
+            )
+    elif args.num_classes is None:
+        raise UsageError("--data needs --num-classes, the number of classes.")
+    if args.data is None and args.num_classes is None:
+        args.num_classes = 4  # The shapes: background, circle, square, triangle.
+    _check_ignore_class(args)
+    output = args.output or os.path.join(
+        "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    )
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UsageError(
+            f"{output} exists and is not a folder; choose another --output."
+        )
+    if os.path.isdir(output) and os.listdir(output) and not args.overwrite:
+        raise UsageError(
+            f"{output} exists and is not empty; choose another --output or "
+            "pass --overwrite."
+        )
+    return output
+
+
+# The library's arguments that the command line sets, and their flags.
+
+
+def _load_data(args):
+    """`(train, validation, class_names)` from --data or the shapes set."""
+    if args.data is not None:
+        import seglayers
+
+        try:
+            train, val = seglayers.segmentation_dataset_from_directory(
+                args.data,
+                image_size=tuple(args.image_size),
+                batch_size=args.batch_size,
+                num_classes=args.num_classes,
+                ignore_class=args.ignore_class,
+                validation_split=args.validation_split,
+                subset="both",
+                seed=args.seed,
+            )
+        except ValueError as error:
+            raise _library_error(error) from None
+        # One sigmoid channel (--num-classes 1) is two classes, 0 and 1.
+        return train, val, [str(i) for i in range(max(args.num_classes, 2))]
+
+    from seglayers.datasets import shapes
+
+    args.num_classes = args.num_classes or 4
+    try:
+        images, masks = shapes.load_data(
+            args.num_samples, tuple(args.image_size), args.num_classes, args.seed
+        )
+    except ValueError as error:
+        raise _library_error(error) from None
+    split = len(images) - int(len(images) * args.validation_split)
+    return (
+        (images[:split], masks[:split]),
+        (images[split:], masks[split:]),
+        list(shapes.CLASS_NAMES[: args.num_classes]),
+    )
+
+
+def train(args):
+    output = _check_train_args(args)
+    import keras
+
+    import seglayers
+
+    if keras.backend.backend() not in ("tensorflow", "jax", "torch"):
+        raise UsageError(
+            f"The {keras.backend.backend()} backend of Keras cannot train; set "
+            "KERAS_BACKEND to tensorflow, jax or torch."
+        )
+
+    train_data, val_data, class_names = _load_data(args)
+    if args.mixed_precision:
+        on_gpu = bool(keras.distribution.list_devices("gpu"))
+        keras.config.set_dtype_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
+    keras.utils.set_random_seed(args.seed)
+    try:
+        model = seglayers.UNet(
+            args.num_classes, filters=args.filters, depth=args.depth, rescale=1 / 255
+        )
+        model.build((None, None, None, 3))
+        model.compute_output_shape((None, *args.image_size, 3))  # checks the size
+    except (ValueError, TypeError) as error:
+        raise _library_error(error) from None
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=seglayers.DiceCrossEntropyLoss(ignore_class=args.ignore_class),
+        metrics=[
+            seglayers.MeanIoU(
+                args.num_classes,
+                ignore_class=args.ignore_class,
+                class_names=class_names,
+            ),
+            seglayers.PixelAccuracy(args.num_classes, ignore_class=args.ignore_class),
+        ],
+    )
+    source = args.data or "the shapes data set"
+    print(
+        f"Training UNet(num_classes={args.num_classes}, filters={args.filters}, "
+        f"depth={args.depth}): {model.count_params():,} parameters, on {source} "
+        f"at {args.image_size[0]}x{args.image_size[1]}."
+    )
+    if isinstance(train_data, tuple):
+        fit_data = dict(x=train_data[0], y=train_data[1], batch_size=args.batch_size)
+    else:
+        # The loader shuffles; Keras warns if fit's shuffle is left on.
+        fit_data = dict(x=train_data, shuffle=False)
+
+    # Everything is written to a temporary folder beside the run folder and
+    # moved into place at the end: a failed run leaves nothing half-written.
+    parent = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"Cannot create the folder of --output {output}: {error.strerror}."
+        ) from None
+    staging = make_staging_dir(parent, ".seglayers-run-")
+    csv_logger = keras.callbacks.CSVLogger(os.path.join(staging, "history.csv"))
+    try:
+        start = time.perf_counter()
+        try:
+            model.fit(
+                **fit_data,
+                validation_data=val_data,
+                epochs=args.epochs,
+                verbose=args.verbose,
+                callbacks=[
+                    csv_logger,
+                    seglayers.MaskVisualizer(
+                        _preview_samples(val_data),
+                        output_dir=os.path.join(staging, "previews"),
+                        class_names=class_names,
+                        ignore_class=args.ignore_class,
+                        max_samples=4,
+                    ),
+                    keras.callbacks.ModelCheckpoint(
+                        os.path.join(staging, "best.keras"),
+                        monitor="val_mean_iou",
+                        mode="max",
+                        save_best_only=True,
+                    ),
+                ],
+            )
+        except Exception as error:
+            if "ValueError: " in str(error):  # A bad file met inside tf.data.
+                raise _library_error(error) from None
+            raise
+        seconds = time.perf_counter() - start
+        model.save(os.path.join(staging, "model.keras"))
+        results = measure(
+            model, val_data, class_names, args.ignore_class, args.batch_size
+        )
+        results["training_seconds"] = round(seconds, 1)
+        with open(os.path.join(staging, "metrics.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        _move_into_place(staging, output, args.overwrite)
+    except BaseException:
+        # CSVLogger closes its file only in on_train_end, which a failed fit
+        # never reaches.
+        csv_file = getattr(csv_logger, "csv_file", None)
+        if csv_file is not None and not csv_file.closed:
+            csv_file.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print_metrics(results)
+    print(
+        f"Trained in {seconds:.0f} s. Wrote {output}/: model.keras, best.keras, "
+        "history.csv, metrics.json, previews/"
+    )
+    return 0
+
+
+def _preview_samples(data):
+    if isinstance(data, tuple):
+        return data[0][:4], data[1][:4]
+    return data.take(1)

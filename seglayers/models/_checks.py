@@ -1,0 +1,88 @@
+"""Argument and input-shape checks of the seglayers models."""
+
+from seglayers._validation import check_positive_int
+from seglayers.models import encoders
+
+
+def level_filters(filters, depth):
+    """The channels of each level, top to bottom: `depth + 1` ints.
+
+    An int is the top level's width, doubled at every level below it
+    (64, 128, 256, 512, 1024 in the paper); a list gives every level.
+    """
+    if isinstance(filters, (list, tuple)):
+        if len(filters) != depth + 1:
+            raise ValueError(
+                f"`filters` as a list needs one width per level, `depth` + 1 = "
+                f"{depth + 1} values from the top level down to the bottleneck, "
+                f"e.g. {[16 * 2**i for i in range(depth + 1)]}. "
+                f"Received: filters={list(filters)} with depth={depth}"
+            )
+        for i, width in enumerate(filters):
+            check_positive_int(f"filters[{i}]", width)
+        return list(filters)
+    check_positive_int("filters", filters)
+    return [filters * 2**level for level in range(depth + 1)]
+
+
+def check_input_shape(shape, input_channels, depth, encoder, model_name):
+    """`shape` as a tuple if a model with these settings takes it, else raises
+    a `ValueError` that says what to do."""
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(
+            f"`{model_name}` expects channels-last images of shape "
+            "(batch, height, width, channels). "
+            f"Received: input shape {shape}"
+        )
+    if shape[-1] is None:
+        raise ValueError(
+            f"`{model_name}` needs a known number of input channels, e.g. "
+            f"(None, None, None, 3). Received: input shape {shape}"
+        )
+    if input_channels is not None and shape[-1] != input_channels:
+        raise ValueError(
+            f"This `{model_name}` was built for {input_channels} input "
+            f"channels. Received: input shape {shape} with {shape[-1]} "
+            "channels. Convert the images (e.g. grayscale to RGB) or build "
+            f"a new model for {shape[-1]} channels."
+        )
+    if encoder is not None:
+        _check_encoder_input_size(encoder, shape, model_name)
+    minimum = 2**depth
+    # Only sizes known as ints: JAX's shape-polymorphic export traces with
+    # symbolic sizes, which cannot be compared with a number.
+    too_small = [
+        size for size in shape[1:3] if isinstance(size, int) and size < minimum
+    ]
+    if too_small:
+        raise ValueError(
+            f"`{model_name}` with depth={depth} halves the input {depth} "
+            f"times, so height and width must be at least {minimum}. "
+            f"Received: input shape {shape}. Resize or pad the images to at "
+            f"least ({minimum}, {minimum}), or use a smaller `depth`."
+        )
+    return shape
+
+
+def _check_encoder_input_size(encoder, shape, model_name):
+    """Raises if the encoder was built for a fixed size that `shape`
+    does not have, before Keras's input-spec error names an internal
+    model."""
+    built_for = encoders.input_size(encoder)
+    # Sizes not known as ints (None, or JAX export's symbolic sizes) are
+    # left to Keras.
+    if all(
+        fixed is None or not isinstance(size, int) or size == fixed
+        for fixed, size in zip(built_for, shape[1:3])
+    ):
+        return
+    shown = tuple("any" if size is None else size for size in built_for)
+    shown = f"({shown[0]}, {shown[1]})"
+    raise ValueError(
+        f"This `{model_name}`'s encoder was built for images of (height, width) "
+        f"{shown}, its `input_shape`, and takes no other size. Received: "
+        f"input shape {shape}. Resize the images to {shown}, or build the "
+        "encoder for any size, e.g. keras.applications.MobileNetV3Small("
+        "input_shape=(None, None, 3), include_top=False)."
+    )
