@@ -14,6 +14,7 @@ from seglayers.metrics.mean_dice import MeanDice
 from seglayers.metrics.mean_iou import MeanIoU
 from seglayers.metrics.per_class_iou import PerClassIoU
 from seglayers.metrics.pixel_accuracy import PixelAccuracy
+from seglayers.models.segmentation_model import SegmentationModel
 from seglayers.models.unet import UNet
 from seglayers.preprocessing.one_hot_mask import OneHotMask
 
@@ -55,6 +56,7 @@ __all__ = [
     "OneHotMask",
     "PerClassIoU",
     "PixelAccuracy",
+    "SegmentationModel",
     "UNet",
     "datasets",
     "distribute",

@@ -10,13 +10,13 @@ from seglayers.layers.decoder_block import DecoderBlock, match_spatial_size
 from seglayers.layers.encoder_block import EncoderBlock
 from seglayers.models import encoders
 from seglayers.models._checks import check_input_shape, level_filters
-from seglayers.models._serving import ServingModel
+from seglayers.models.segmentation_model import SegmentationModel
 
 OUTPUT_ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
 
 
 @register
-class UNet(ServingModel):
+class UNet(SegmentationModel):
     """The U-Net of Ronneberger et al. (2015) for semantic segmentation.
 
     An encoder of `depth` `EncoderBlock`s (convolutions, then 2× pooling), a
