@@ -25,20 +25,39 @@ def level_filters(filters, depth):
     return [filters * 2**level for level in range(depth + 1)]
 
 
-def check_input_shape(shape, input_channels, depth, encoder, model_name):
+def check_rescale(rescale):
+    """Raises a `TypeError` unless `rescale` is a number or `None`."""
+    if rescale is not None and (
+        isinstance(rescale, bool) or not isinstance(rescale, (int, float))
+    ):
+        raise TypeError(
+            "`rescale` must be a number such as 1 / 255, or None. "
+            f"Received: rescale={rescale!r}"
+        )
+
+
+_LAYOUTS = {
+    2: "channels-last images of shape (batch, height, width, channels)",
+    3: "channels-last volumes of shape (batch, depth, height, width, channels)",
+}
+
+
+def check_input_shape(
+    shape, input_channels, depth, encoder, model_name, spatial_dims=2
+):
     """`shape` as a tuple if a model with these settings takes it, else raises
     a `ValueError` that says what to do."""
     shape = tuple(shape)
-    if len(shape) != 4:
+    if len(shape) != spatial_dims + 2:
         raise ValueError(
-            f"`{model_name}` expects channels-last images of shape "
-            "(batch, height, width, channels). "
-            f"Received: input shape {shape}"
+            f"`{model_name}` with spatial_dims={spatial_dims} expects "
+            f"{_LAYOUTS[spatial_dims]}. Received: input shape {shape}"
         )
     if shape[-1] is None:
+        example = (None,) * (spatial_dims + 1) + (3,)
         raise ValueError(
             f"`{model_name}` needs a known number of input channels, e.g. "
-            f"(None, None, None, 3). Received: input shape {shape}"
+            f"{example}. Received: input shape {shape}"
         )
     if input_channels is not None and shape[-1] != input_channels:
         raise ValueError(
@@ -53,14 +72,20 @@ def check_input_shape(shape, input_channels, depth, encoder, model_name):
     # Only sizes known as ints: JAX's shape-polymorphic export traces with
     # symbolic sizes, which cannot be compared with a number.
     too_small = [
-        size for size in shape[1:3] if isinstance(size, int) and size < minimum
+        size for size in shape[1:-1] if isinstance(size, int) and size < minimum
     ]
     if too_small:
+        names, things = (
+            ("height and width", "images")
+            if spatial_dims == 2
+            else ("depth, height and width", "volumes")
+        )
+        smallest = "(" + ", ".join([str(minimum)] * spatial_dims) + ")"
         raise ValueError(
             f"`{model_name}` with depth={depth} halves the input {depth} "
-            f"times, so height and width must be at least {minimum}. "
-            f"Received: input shape {shape}. Resize or pad the images to at "
-            f"least ({minimum}, {minimum}), or use a smaller `depth`."
+            f"times, so {names} must be at least {minimum}. "
+            f"Received: input shape {shape}. Resize or pad the {things} to at "
+            f"least {smallest}, or use a smaller `depth`."
         )
     return shape
 

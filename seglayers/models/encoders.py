@@ -1,4 +1,4 @@
-"""Pluggable encoders for `UNet`: feature pyramids from other Keras models.
+"""Pluggable encoders: feature pyramids from other Keras models.
 
 An encoder is anything that turns an image into feature maps at strides 2,
 4, 8, 16 and 32 (some may be missing). Three kinds are understood:
@@ -14,8 +14,10 @@ An encoder is anything that turns an image into feature maps at strides 2,
   several outputs, each at a different power-of-two stride.
 
 Whatever is given becomes one functional `keras.Model` that returns the
-features at the strides `UNet` uses, shallow to deep; it shares its layers
-(and weights) with the model given, and it is what `UNet` saves.
+features at the strides the model uses, shallow to deep; it shares its
+layers (and weights) with the model given, and it is what the model saves.
+`resolve` makes it; `SegmentationModel.encode` hands its outputs to the
+decoder as a dict by level (`"P3"`: stride 8).
 """
 
 import keras
@@ -65,6 +67,29 @@ def build_encoder(name, weights=None):
         include_top=False, weights=weights, input_shape=(None, None, 3)
     )
     return model, preprocessing
+
+
+def resolve(encoder, depth, weights=None):
+    """The one way an encoder becomes a feature pyramid.
+
+    `encoder` is a name from `ENCODERS`, a functional `keras.Model` or a
+    keras-hub backbone. Returns `(model, strides, preprocessing)`: a
+    functional model whose outputs, shallow to deep, are the features at
+    `strides` (powers of two up to and including `2**depth`), and the input
+    preprocessing a named encoder's pretrained weights expect (`None`
+    otherwise). Name each output with `level_name`.
+    """
+    preprocessing = None
+    if isinstance(encoder, str):
+        encoder, preprocessing = build_encoder(encoder, weights=weights)
+    model, strides = feature_pyramid(encoder, depth)
+    return model, strides, preprocessing
+
+
+def level_name(stride):
+    """The pyramid level of a stride, in keras-hub's `pyramid_outputs`
+    naming: `"P{k}"` for stride `2**k` (`"P1"`: 2, `"P5"`: 32)."""
+    return f"P{stride.bit_length() - 1}"
 
 
 def feature_pyramid(encoder, depth):

@@ -1,18 +1,12 @@
-import copy
-
 import keras
-from keras import ops
 
 from seglayers._api import register
-from seglayers._validation import check_bool, check_choice, check_positive_int
+from seglayers._validation import check_bool, check_positive_int
 from seglayers.layers.conv_block import ConvBlock
-from seglayers.layers.decoder_block import DecoderBlock, match_spatial_size
+from seglayers.layers.decoder_block import DecoderBlock
 from seglayers.layers.encoder_block import EncoderBlock
-from seglayers.models import encoders
-from seglayers.models._checks import check_input_shape, level_filters
+from seglayers.models._checks import level_filters
 from seglayers.models.segmentation_model import SegmentationModel
-
-OUTPUT_ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
 
 
 @register
@@ -139,8 +133,6 @@ class UNet(SegmentationModel):
         **kwargs,
     ):
         kwargs.setdefault("name", "unet")
-        super().__init__(**kwargs)
-        check_positive_int("num_classes", num_classes)
         own_encoder = encoder is None
         resolved_depth = depth if depth is not None else (4 if own_encoder else 5)
         check_positive_int("depth", resolved_depth)
@@ -149,36 +141,24 @@ class UNet(SegmentationModel):
                 "With an `encoder`, `depth` can be at most 5 (the features at "
                 f"stride 32 are the deepest used). Received: depth={depth}"
             )
-        default_filters = 64 if own_encoder else 16
+        super().__init__(
+            num_classes,
+            depth=resolved_depth,
+            output_activation=output_activation,
+            encoder=encoder,
+            encoder_weights=encoder_weights,
+            encoder_trainable=encoder_trainable,
+            encoder_preprocessing=encoder_preprocessing,
+            rescale=rescale,
+            **kwargs,
+        )
         widths = level_filters(
-            filters if filters is not None else default_filters, resolved_depth
+            filters if filters is not None else (64 if own_encoder else 16),
+            resolved_depth,
         )
-        check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
         check_bool("attention", attention)
-        check_bool("encoder_trainable", encoder_trainable)
-        check_choice(
-            "encoder_preprocessing",
-            encoder_preprocessing,
-            ("auto",) + encoders.PREPROCESSINGS,
-        )
-        if rescale is not None and (
-            isinstance(rescale, bool) or not isinstance(rescale, (int, float))
-        ):
-            raise TypeError(
-                "`rescale` must be a number such as 1 / 255, or None. "
-                f"Received: rescale={rescale!r}"
-            )
-        if output_activation == "auto":
-            head_activation = "softmax" if num_classes > 1 else "sigmoid"
-        else:
-            head_activation = output_activation or "linear"
 
         # === Layers ===
-        self.rescaling = None
-        if rescale is not None:
-            self.rescaling = keras.layers.Rescaling(
-                rescale, dtype=self.dtype_policy, name="rescaling"
-            )
         block_args = dict(
             num_convs=num_convs,
             normalization=normalization,
@@ -186,14 +166,9 @@ class UNet(SegmentationModel):
             residual=residual,
             dtype=self.dtype_policy,
         )
-        self.encoder = None
         self.encoder_blocks = []
         self.bottleneck = None
         self.bottom_dropout = None
-        # Decoder levels with a skip, bottom-up (a pretrained-style encoder
-        # may lack some, e.g. stride 2).
-        self._skip_levels = set(range(resolved_depth))
-        preprocessing = None
         if own_encoder:
             self.encoder_blocks = [
                 EncoderBlock(
@@ -207,44 +182,31 @@ class UNet(SegmentationModel):
             self.bottleneck = ConvBlock(
                 widths[resolved_depth], dropout=dropout, name="bottleneck", **block_args
             )
+            skip_levels = [f"P{level}" for level in range(resolved_depth)]
         else:
-            if isinstance(encoder, str):
-                encoder, preprocessing = encoders.build_encoder(
-                    encoder, weights=encoder_weights
-                )
-            self.encoder, strides = encoders.feature_pyramid(encoder, resolved_depth)
-            self.encoder.trainable = encoder_trainable
-            self._skip_levels = {s.bit_length() - 1 for s in strides[:-1]}
             if dropout:
                 self.bottom_dropout = keras.layers.Dropout(
                     dropout, dtype=self.dtype_policy, name="bottom_dropout"
                 )
-        if encoder_preprocessing != "auto":
-            preprocessing = encoder_preprocessing
+            # A pretrained-style encoder may lack some levels, e.g. stride 2.
+            skip_levels = self.encoder_levels[:-1]
         # Bottom-up, so decoder_blocks[i] works at level depth - 1 - i: it
-        # upsamples to that level, joins its skip, and brings the features to
-        # the level's width.
+        # upsamples to that level, joins its skip ("P{level}", if any), and
+        # brings the features to the level's width.
         self.decoder_blocks = [
             DecoderBlock(
                 widths[level],
                 upsampling=upsampling,
-                attention=attention and level in self._skip_levels,
+                attention=attention and f"P{level}" in skip_levels,
                 name=f"decoder_{level}",
                 **block_args,
             )
             for level in reversed(range(resolved_depth))
         ]
-        # The head computes in float32 under mixed precision, for stable
-        # softmax and losses.
-        self.head = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="head")
-        self.head_activation = keras.layers.Activation(
-            head_activation, dtype="float32", name="head_activation"
-        )
+        self.make_head()
 
         # === Config ===
-        self.num_classes = num_classes
         self.filters = filters
-        self.depth = resolved_depth
         self.num_convs = num_convs
         self.normalization = normalization
         self.activation = activation
@@ -252,93 +214,31 @@ class UNet(SegmentationModel):
         self.upsampling = upsampling
         self.attention = attention
         self.residual = residual
-        self.output_activation = output_activation
-        self.encoder_weights = encoder_weights
-        self.encoder_trainable = encoder_trainable
-        self.encoder_preprocessing = preprocessing
-        self.rescale = rescale
-        self.input_channels = None
+
+    def encode(self, x, training=None):
         if self.encoder is not None:
-            self.input_channels = self.encoder.inputs[0].shape[-1]
+            return super().encode(x, training=training)
+        # The contracting path as a pyramid: "P0" (stride 1) to "P{depth}".
+        pyramid = {}
+        for level, block in enumerate(self.encoder_blocks):
+            x, pyramid[f"P{level}"] = block(x, training=training)
+        pyramid[f"P{self.depth}"] = self.bottleneck(x, training=training)
+        return pyramid
 
-    def _check_input_shape(self, shape):
-        return check_input_shape(
-            shape, self.input_channels, self.depth, self.encoder, type(self).__name__
-        )
-
-    def build(self, input_shape):
-        shape = self._check_input_shape(input_shape)
-        self.input_channels = shape[-1]
-        if self.encoder is None:
-            skips = []
-            for block in self.encoder_blocks:
-                block.build(shape)
-                shape, skip = block.compute_output_shape(shape)
-                skips.append(skip)
-            self.bottleneck.build(shape)
-            shape = self.bottleneck.compute_output_shape(shape)
-        else:
-            *skips, shape = self.encoder.compute_output_shape(shape)
-        skips = self._skips_by_level(skips)
-        for block in self.decoder_blocks:
-            skip = skips.pop()
-            block_input = shape if skip is None else [shape, skip]
-            block.build(block_input)
-            shape = block.compute_output_shape(block_input)
-        self.head.build(shape)
-        self.built = True
-
-    def _skips_by_level(self, skips):
-        """The skips, top level first, with `None` at levels without one."""
-        skips = list(skips)
-        return [
-            skips.pop(0) if level in self._skip_levels else None
-            for level in range(self.depth)
-        ]
-
-    def call(self, inputs, training=None):
-        self._check_input_shape(inputs.shape)
-        x = inputs
-        if self.rescaling is not None:
-            x = self.rescaling(x)
-        if self.encoder is None:
-            skips = []
-            for block in self.encoder_blocks:
-                x, skip = block(x, training=training)
-                skips.append(skip)
-            x = self.bottleneck(x, training=training)
-        else:
-            # A tensor, not numpy: Keras's loading calls the model on numpy
-            # arrays on JAX, and a functional encoder then warns that the
-            # structure of its inputs does not match (tests/compatibility_test.py).
-            x = ops.convert_to_tensor(x)
-            x = encoders.preprocess(x, self.encoder_preprocessing)
-            # A frozen encoder also keeps its batch statistics.
-            *skips, x = self.encoder(
-                x, training=training if self.encoder_trainable else False
-            )
-            if self.bottom_dropout is not None:
-                x = self.bottom_dropout(x, training=training)
-        skips = self._skips_by_level(skips)
-        for block in self.decoder_blocks:
-            skip = skips.pop()
+    def decode(self, pyramid, training=None):
+        x = pyramid[f"P{self.depth}"]
+        if self.bottom_dropout is not None:
+            x = self.bottom_dropout(x, training=training)
+        for level, block in zip(reversed(range(self.depth)), self.decoder_blocks):
+            skip = pyramid.get(f"P{level}")
             x = block(x if skip is None else [x, skip], training=training)
-        if self.encoder is not None:
-            # An encoder's padding may round sizes up on the way down.
-            x = match_spatial_size(x, inputs)
-        return self.head_activation(self.head(x))
-
-    def compute_output_shape(self, input_shape):
-        shape = self._check_input_shape(input_shape)
-        return shape[:-1] + (self.num_classes,)
+        return x
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "num_classes": self.num_classes,
                 "filters": self.filters,
-                "depth": self.depth,
                 "num_convs": self.num_convs,
                 "normalization": self.normalization,
                 "activation": self.activation,
@@ -346,28 +246,6 @@ class UNet(SegmentationModel):
                 "upsampling": self.upsampling,
                 "attention": self.attention,
                 "residual": self.residual,
-                "output_activation": self.output_activation,
-                "encoder": None,
-                "encoder_weights": self.encoder_weights,
-                "encoder_trainable": self.encoder_trainable,
-                "encoder_preprocessing": self.encoder_preprocessing,
-                "rescale": self.rescale,
             }
         )
-        if self.encoder is not None:
-            # The feature model itself, so that loading rebuilds it without
-            # downloading anything; the file's weights fill it.
-            config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
-            config["encoder_weights"] = None
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("encoder"), dict):
-            # Keras's deserialization empties the dict it reads; keep the
-            # caller's config whole.
-            config["encoder"] = keras.saving.deserialize_keras_object(
-                copy.deepcopy(config["encoder"])
-            )
-        return cls(**config)

@@ -251,7 +251,7 @@ def test_encoder_without_stride_2_features():
     for _ in range(3):
         x = keras.layers.Conv2D(4, 2, strides=2)(x)
     model = UNet(2, encoder=keras.Model(inputs, x), filters=4)
-    assert sorted(model._skip_levels) == [2, 3, 4]
+    assert model.encoder_levels == ("P2", "P3", "P4", "P5")
     assert tuple(model(_images()).shape) == (2, 64, 64, 2)
 
 
@@ -270,7 +270,7 @@ def test_keras_hub_backbone_pyramid_outputs(tmp_path):
     )
     assert sorted(backbone.pyramid_outputs) == ["P2", "P3", "P4", "P5"]
     model = UNet(3, encoder=backbone, filters=4)
-    assert sorted(model._skip_levels) == [2, 3, 4]
+    assert model.encoder_levels == ("P2", "P3", "P4", "P5")
     images, masks = _images(), _masks()
     assert model.predict(images, verbose=0).shape == (2, 64, 64, 3)
     _train_one_step(model, images, masks)
