@@ -94,15 +94,16 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape):
 
     _check_config(layer_cls, init_kwargs)
 
-    # Symbolic call, with the height and width unknown too.
+    # Symbolic call, with every spatial size unknown too (any rank).
     layer = layer_cls(**init_kwargs)
     symbolic = [
-        keras.Input((None, None, shape[-1]), batch_size=shape[0])
+        keras.Input((None,) * (len(shape) - 2) + (shape[-1],), batch_size=shape[0])
         for shape in input_shapes
     ]
     outputs = _as_list(layer(symbolic if len(symbolic) > 1 else symbolic[0]))
     for output, shape in zip(outputs, expected):
-        assert tuple(output.shape) == (shape[0], None, None, shape[-1])
+        spatial = (None,) * (len(shape) - 2)
+        assert tuple(output.shape) == (shape[0], *spatial, shape[-1])
 
     # build() makes every weight; calls make none; shapes agree.
     layer = layer_cls(**init_kwargs)
@@ -223,3 +224,139 @@ def load_in_fresh_process(model_path, inputs, tmp_path, backend=None):
     )
     report = json.loads(stdout.strip().splitlines()[-1])
     return np.load(outputs_path), report
+
+
+# === Models ===
+
+_OTHER_BACKEND = {"tensorflow": "jax", "jax": "tensorflow", "torch": "tensorflow"}
+
+
+def _check_model_config(model_cls, init_kwargs):
+    """Config complete, JSON, revived into an equal config and registered;
+    keyword values kept (an encoder comes back serialized, not as given)."""
+    model = model_cls(**init_kwargs)
+    config = model.get_config()
+    json.dumps(config)
+    parameters = inspect.signature(model_cls.__init__).parameters
+    for name, parameter in parameters.items():
+        if name != "self" and parameter.kind not in (
+            parameter.VAR_KEYWORD,
+            parameter.VAR_POSITIONAL,
+        ):
+            assert name in config, f"get_config() lacks the argument {name!r}"
+    revived = model_cls.from_config(config)
+    assert type(revived) is model_cls
+    assert revived.get_config() == config
+    for name, value in init_kwargs.items():
+        if name != "encoder":
+            assert config[name] == value, name
+    registered = keras.saving.get_registered_name(model_cls)
+    assert registered == f"seglayers>{model_cls.__name__}", registered
+
+
+def _train_step(model, inputs, jit_compile=False):
+    """Compiles `model` with a seglayers loss, fits one batch; returns the
+    loss."""
+    from seglayers import DiceCrossEntropyLoss
+
+    num_classes = model.num_classes
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, max(num_classes, 2), size=inputs.shape[:-1] + (1,))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=DiceCrossEntropyLoss(from_logits=model.output_activation is None),
+        jit_compile=jit_compile,
+    )
+    history = model.fit(inputs, targets, batch_size=len(inputs), verbose=0)
+    return history.history["loss"][0]
+
+
+def run_model_test(model_cls, init_kwargs, input_shape, tmp_path):
+    """Runs every generic check on a `SegmentationModel` subclass.
+
+    `input_shape` is `(batch, *spatial, channels)` with concrete sizes, at
+    least twice the smallest the model takes (`2**model.depth`), 2-D or 3-D.
+    Checks: the config round trip; symbolic calls with free sizes; `build`
+    makes every weight; output shapes at the given and at odd sizes; the
+    too-small error; one training step that moves every trainable weight;
+    `jit_compile=True` against eager; `mixed_float16` and `mixed_bfloat16`
+    (float32 outputs); `.keras` load under `safe_mode` in a fresh process
+    and on another backend, with the same predictions.
+    """
+    batch, *spatial, channels = input_shape
+    _check_model_config(model_cls, init_kwargs)
+    inputs = random_inputs(tuple(input_shape))
+
+    # Symbolic call with every spatial size free.
+    model = model_cls(**init_kwargs)
+    free = (None,) * len(spatial)
+    symbolic = model(keras.Input(free + (channels,), batch_size=batch))
+    assert tuple(symbolic.shape) == (batch, *free, model.num_classes)
+
+    # build() makes every weight; calls at any size make none.
+    model = model_cls(**init_kwargs)
+    model.build((None, *free, channels))
+    num_weights = len(model.weights)
+    expected = (batch, *spatial, model.num_classes)
+    assert tuple(model.compute_output_shape(input_shape)) == expected
+    assert tuple(model(inputs).shape) == expected
+    odd = [size + 1 if size % 2 == 0 else size for size in spatial]
+    odd_inputs = random_inputs((1, *odd, channels))
+    assert tuple(model(odd_inputs).shape) == (1, *odd, model.num_classes)
+    assert len(model.weights) == num_weights, "a call created weights"
+
+    # Too small: the error names the smallest size.
+    minimum = 2**model.depth
+    with pytest.raises(ValueError, match=f"at least {minimum}"):
+        model(random_inputs((1, *[minimum - 1] * len(spatial), channels)))
+
+    # One training step moves every trainable weight, finitely.
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert np.isfinite(_train_step(model, inputs))
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    unmoved = [
+        w.path
+        for w, b, a in zip(model.trainable_weights, before, after)
+        if np.array_equal(b, a)
+    ]
+    assert not unmoved, f"weights a training step did not change: {unmoved}"
+
+    # XLA: the same predictions, and a compiled training step.
+    compiled = model_cls.from_config(model.get_config())
+    compiled.build((None, *free, channels))
+    compiled.set_weights(model.get_weights())
+    expected_outputs = model.predict(inputs, verbose=0)
+    compiled.compile(jit_compile=True)
+    # XLA fuses and reorders float32 sums: round-off only.
+    np.testing.assert_allclose(
+        compiled.predict(inputs, verbose=0), expected_outputs, rtol=1e-4, atol=1e-4
+    )
+    assert np.isfinite(_train_step(compiled, inputs, jit_compile=True))
+
+    # Mixed precision: half-precision blocks, a float32 head and output.
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        keras.config.set_dtype_policy(policy)
+        try:
+            half = model_cls(**init_kwargs)
+            assert np.isfinite(_train_step(half, inputs))
+            outputs = half(inputs)
+            assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
+            assert half.head.compute_dtype == "float32"
+            assert np.isfinite(keras.ops.convert_to_numpy(outputs)).all()
+        finally:
+            keras.config.set_dtype_policy("float32")
+
+    # .keras: a fresh process, then another backend, under safe_mode.
+    path = tmp_path / f"{model_cls.__name__}.keras"
+    model.save(path)
+    expected_outputs = model.predict(inputs, verbose=0)
+    outputs, report = load_in_fresh_process(path, inputs, tmp_path)
+    assert report["class"] == model_cls.__name__
+    assert report["iterations"] == 1  # the optimizer's state came along
+    compile_config = json.loads(json.dumps(model.get_compile_config(), default=str))
+    assert report["compile_config"] == compile_config
+    np.testing.assert_allclose(outputs, expected_outputs, atol=1e-6)
+    other = _OTHER_BACKEND[keras.backend.backend()]
+    outputs, _ = load_in_fresh_process(path, inputs, tmp_path, backend=other)
+    # Other convolution kernels (oneDNN, XLA): float32 round-off only.
+    np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-4, atol=1e-4)

@@ -1,5 +1,3 @@
-import importlib.util
-import json
 
 import keras
 import numpy as np
@@ -8,10 +6,7 @@ import pytest
 from seglayers import UNet
 from tests.harness import (
     TORCH_SOFTMAX_SCCE,
-    _check_config,
-    assert_saved_model_predicts_the_same,
-    load_in_fresh_process,
-    run_in_fresh_process,
+    run_model_test,
 )
 
 TINY = {"num_classes": 3, "filters": 4, "depth": 2}
@@ -52,6 +47,26 @@ def _paper_convs(model):
     ]
 
 
+BINARY = {
+    "num_classes": 1,
+    "filters": 4,
+    "depth": 3,
+    "num_convs": 1,
+    "normalization": "layer",
+    "upsampling": "nearest",
+    "rescale": 0.5,
+}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [TINY, EVERY_OPTION, BINARY, {**TINY, "encoder": "mobilenetv3small"}],
+    ids=["default", "every-option", "binary", "encoder"],
+)
+def test_model_harness(kwargs, tmp_path):
+    run_model_test(UNet, kwargs, (2, 64, 64, 3), tmp_path)
+
+
 @pytest.mark.parametrize("num_classes, params", [(2, 31_031_810), (21, 31_033_045)])
 def test_the_papers_network(num_classes, params):
     model = UNet(
@@ -71,35 +86,6 @@ def test_the_papers_network(num_classes, params):
     widths = [block.filters for block in model.encoder_blocks]
     assert widths + [model.bottleneck.filters] == [64, 128, 256, 512, 1024]
     assert [block.filters for block in model.decoder_blocks] == [512, 256, 128, 64]
-
-
-@pytest.mark.parametrize(
-    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
-)
-def test_config_round_trip(kwargs):
-    _check_config(UNet, kwargs)
-
-
-def test_build_creates_every_weight():
-    model = UNet(**TINY)
-    model.build((None, None, None, 3))
-    before = model.count_params()
-    assert before > 0
-    model(np.zeros((1, 32, 32, 3), "float32"))
-    assert model.count_params() == before
-    assert model.compute_output_shape((None, 64, 48, 3)) == (None, 64, 48, 3)
-    assert model.compute_output_shape((2, None, None, 3)) == (2, None, None, 3)
-
-
-@pytest.mark.parametrize(
-    "kwargs", [TINY, EVERY_OPTION], ids=["default", "every-option"]
-)
-def test_symbolic_and_eager_calls(kwargs):
-    model = UNet(**kwargs)
-    outputs = model(keras.Input((None, None, 3)))
-    assert tuple(outputs.shape) == (None, None, None, 3)
-    images, _ = _data(n=2)
-    assert tuple(model(images).shape) == (2, 32, 32, 3)
 
 
 @pytest.mark.parametrize("size", [(32, 32), (33, 47), (17, 63)])
@@ -255,96 +241,6 @@ def test_trains(kwargs):
     losses = history.history["loss"]
     assert np.isfinite(losses).all()
     assert losses[-1] < losses[0]
-
-
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize("kwargs", TRAINED_WITH_KERAS_LOSS)
-def test_mixed_precision(policy, kwargs):
-    keras.config.set_dtype_policy(policy)
-    model = UNet(**kwargs)
-    images, masks = _data()
-    from_logits = kwargs.get("output_activation", "auto") is None
-    model.compile(
-        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-    )
-    history = model.fit(images / 255.0, masks, batch_size=2, verbose=0)
-    assert np.isfinite(history.history["loss"]).all()
-    outputs = model(images / 255.0)
-    assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
-    assert model.head.compute_dtype == "float32"
-    assert model.bottleneck.compute_dtype == policy.split("_")[1]
-    assert np.isfinite(keras.ops.convert_to_numpy(outputs)).all()
-
-
-def _fit_one_step(kwargs):
-    model = UNet(**kwargs)
-    images, masks = _data()
-    from_logits = kwargs.get("output_activation", "auto") is None
-    model.compile(
-        keras.optimizers.AdamW(1e-3, weight_decay=1e-4),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        metrics=[keras.metrics.SparseCategoricalAccuracy()],
-    )
-    model.fit(images, masks, batch_size=4, epochs=1, verbose=0)
-    return model, images
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kwargs", TRAINED_WITH_KERAS_LOSS)
-def test_save_and_load_in_a_fresh_process(kwargs, tmp_path):
-    model, images = _fit_one_step(kwargs)
-    path = tmp_path / "m.keras"
-    model.save(path)
-    outputs, report = load_in_fresh_process(path, images, tmp_path)
-    np.testing.assert_allclose(outputs, model.predict(images, verbose=0), atol=1e-6)
-    assert report["class"] == "UNet"
-    compile_config = json.loads(json.dumps(model.get_compile_config(), default=str))
-    assert report["compile_config"] == compile_config
-    optimizer = json.loads(json.dumps(model.optimizer.get_config(), default=str))
-    assert report["optimizer"] == optimizer
-    assert report["iterations"] == 1
-    # And in this process, the same file under safe_mode.
-    assert_saved_model_predicts_the_same(model, images, tmp_dir=tmp_path)
-
-
-_SAVE_SCRIPT = """
-import sys
-import numpy as np
-import keras
-import seglayers
-from tests.models.unet_test import EVERY_OPTION, _fit_one_step
-
-keras.utils.set_random_seed(0)
-model, images = _fit_one_step(EVERY_OPTION)
-model.save(sys.argv[1])
-np.save(sys.argv[2], images)
-np.save(sys.argv[3], model.predict(images, verbose=0))
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("other", ["tensorflow", "jax", "torch"])
-def test_a_file_saved_on_another_backend_loads_here(other, tmp_path):
-    # Run on every backend, this is the 3 × 3 matrix of save here, load there.
-    if other == keras.backend.backend():
-        pytest.skip("the same backend: test_save_and_load_in_a_fresh_process")
-    if importlib.util.find_spec(other) is None:
-        pytest.skip(f"{other} is not installed (`pip install {other}`)")
-    path, images_path, expected_path = (
-        tmp_path / "m.keras",
-        tmp_path / "x.npy",
-        tmp_path / "y.npy",
-    )
-    run_in_fresh_process(
-        _SAVE_SCRIPT, [str(path), str(images_path), str(expected_path)], backend=other
-    )
-    model = keras.saving.load_model(path, safe_mode=True)
-    images = np.load(images_path)
-    # Same weights, different convolution kernels (oneDNN, XLA): float32
-    # round-off of about 1e-5 relative, nothing more.
-    np.testing.assert_allclose(
-        model.predict(images, verbose=0), np.load(expected_path), rtol=1e-4, atol=1e-4
-    )
 
 
 def test_saving_as_hdf5_is_refused_before_writing(tmp_path):
