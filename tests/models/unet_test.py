@@ -1,4 +1,3 @@
-
 import keras
 import numpy as np
 import pytest
@@ -59,12 +58,17 @@ BINARY = {
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [TINY, EVERY_OPTION, BINARY, {**TINY, "encoder": "mobilenetv3small"}],
+    "kwargs, cross_backend",
+    [
+        (TINY, True),
+        (EVERY_OPTION, True),
+        (BINARY, False),
+        ({**TINY, "encoder": "mobilenetv3small"}, False),
+    ],
     ids=["default", "every-option", "binary", "encoder"],
 )
-def test_model_harness(kwargs, tmp_path):
-    run_model_test(UNet, kwargs, (2, 64, 64, 3), tmp_path)
+def test_model_harness(kwargs, cross_backend, tmp_path):
+    run_model_test(UNet, kwargs, (2, 64, 64, 3), tmp_path, cross_backend)
 
 
 @pytest.mark.parametrize("num_classes, params", [(2, 31_031_810), (21, 31_033_045)])
