@@ -1,27 +1,36 @@
 """seglayers: semantic segmentation for Keras 3."""
 
-from seglayers import datasets, distribute
-from seglayers.callbacks.mask_visualizer import MaskVisualizer
-from seglayers.inference.predict_tiled import predict_tiled
-from seglayers.layers.attention_gate import AttentionGate
-from seglayers.layers.conv_block import ConvBlock
-from seglayers.layers.decoder_block import DecoderBlock
-from seglayers.layers.encoder_block import EncoderBlock
-from seglayers.losses.dice_cross_entropy_loss import DiceCrossEntropyLoss
-from seglayers.losses.dice_loss import DiceLoss
-from seglayers.losses.focal_loss import FocalLoss
-from seglayers.metrics.mean_dice import MeanDice
-from seglayers.metrics.mean_iou import MeanIoU
-from seglayers.metrics.per_class_iou import PerClassIoU
-from seglayers.metrics.pixel_accuracy import PixelAccuracy
-from seglayers.models.segmentation_model import SegmentationModel
-from seglayers.models.unet import UNet
-from seglayers.preprocessing.one_hot_mask import OneHotMask
+from seglayers import _backend
+
+# With an unusable KERAS_BACKEND the package imports empty, so that the
+# `seglayers` command can say so in one line (see `_backend.py`).
+if _backend.KERAS_ERROR is None:
+    from seglayers import datasets, distribute
+    from seglayers.callbacks.mask_visualizer import MaskVisualizer
+    from seglayers.inference.evaluation import evaluate_segmentation
+    from seglayers.inference.predict_tiled import predict_tiled
+    from seglayers.inference.prediction import predict_mask
+    from seglayers.layers.attention_gate import AttentionGate
+    from seglayers.layers.conv_block import ConvBlock
+    from seglayers.layers.decoder_block import DecoderBlock
+    from seglayers.layers.encoder_block import EncoderBlock
+    from seglayers.losses.dice_cross_entropy_loss import DiceCrossEntropyLoss
+    from seglayers.losses.dice_loss import DiceLoss
+    from seglayers.losses.focal_loss import FocalLoss
+    from seglayers.metrics.mean_dice import MeanDice
+    from seglayers.metrics.mean_iou import MeanIoU
+    from seglayers.metrics.per_class_iou import PerClassIoU
+    from seglayers.metrics.pixel_accuracy import PixelAccuracy
+    from seglayers.models.segmentation_model import SegmentationModel
+    from seglayers.models.unet import UNet
+    from seglayers.preprocessing.one_hot_mask import OneHotMask
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name):
+    if _backend.KERAS_ERROR is not None and name in (*__all__, "IoU"):
+        raise ImportError(f"seglayers: {_backend.KERAS_ERROR}")
     # The loader imports TensorFlow; load it only when asked for, so that
     # `import seglayers` stays light on the JAX and PyTorch backends.
     if name == "IoU":
@@ -60,6 +69,8 @@ __all__ = [
     "UNet",
     "datasets",
     "distribute",
+    "evaluate_segmentation",
+    "predict_mask",
     "predict_tiled",
     "segmentation_dataset_from_directory",
 ]

@@ -1,5 +1,8 @@
+"""`python -m seglayers`: the same command as the `seglayers` script."""
+
 import sys
 
 from seglayers.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

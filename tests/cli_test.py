@@ -2,11 +2,13 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 
 import keras
 import numpy as np
 import pytest
 
+import seglayers
 from seglayers import cli
 from tests.harness import PROJECT_ROOT
 
@@ -205,7 +207,7 @@ def test_train_bad_data(tmp_path, capsys, case, message):
     [
         ("missing", "No such model file"),
         ("corrupt", "is not a readable .keras model"),
-        ("not-seglayers", "holds a Sequential, not a seglayers UNet"),
+        ("not-seglayers", "holds a Sequential, not a seglayers SegmentationModel"),
     ],
 )
 def test_evaluate_bad_model(tmp_path, capsys, case, message):
@@ -277,29 +279,51 @@ def test_predict_bad_input_writes_nothing(tmp_path, capsys, case, message):
     assert not out.exists()
 
 
+# The console script that `pip install` wrote next to this Python.
+SCRIPT = os.path.join(sysconfig.get_path("scripts"), "seglayers")
+
+
+@pytest.mark.parametrize(
+    "entry_point",
+    [
+        [sys.executable, "-m", "seglayers"],
+        pytest.param(
+            [SCRIPT],
+            marks=pytest.mark.skipif(
+                not os.path.isfile(SCRIPT), reason="seglayers is not pip-installed"
+            ),
+        ),
+    ],
+    ids=["python-m", "console-script"],
+)
 @pytest.mark.parametrize(
     "backend, message",
     [
         ("foo", "Unable to import backend : foo. Set KERAS_BACKEND to tensorflow"),
+        (
+            "torch",  # its package made unimportable below
+            "Keras could not import its backend (No module named 'torch'). "
+            "Install the backend's package, or set KERAS_BACKEND to tensorflow",
+        ),
         ("numpy", "The numpy backend of Keras cannot train; set KERAS_BACKEND"),
     ],
 )
-def test_an_unusable_backend_is_one_line_and_exit_2(tmp_path, backend, message):
-    # The console script's module: it runs before `import seglayers`, which is
-    # where Keras fails on an unknown backend.
+def test_an_unusable_backend_is_one_line_and_exit_2(
+    tmp_path, entry_point, backend, message
+):
+    # Keras fails on such a backend inside `import seglayers`, which both
+    # entry points run before the command's own code.
+    missing = tmp_path / "missing"
+    (missing / "torch").mkdir(parents=True)
+    (missing / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+    )
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    path = [str(missing), PROJECT_ROOT, env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(path)
     run = tmp_path / "run"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "_seglayers_launcher",
-            "train",
-            *TINY,
-            "--output",
-            str(run),
-        ],
+        [*entry_point, "train", *TINY, "--output", str(run)],
         capture_output=True,
         text=True,
         env=env,
@@ -315,8 +339,6 @@ def test_an_unusable_backend_is_one_line_and_exit_2(tmp_path, backend, message):
 def test_predict_tiles_images_larger_than_the_model_size(tmp_path, monkeypatch):
     from PIL import Image
 
-    import seglayers
-
     model = _trained_model(tmp_path)
     image = np.random.default_rng(0).integers(0, 256, (80, 100, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "big.png")
@@ -327,7 +349,7 @@ def test_predict_tiles_images_larger_than_the_model_size(tmp_path, monkeypatch):
         calls.append((image.shape, tile_size, kwargs["overlap"]))
         return real(model, image, tile_size, **kwargs)
 
-    monkeypatch.setattr(seglayers, "predict_tiled", spy)
+    monkeypatch.setattr(seglayers.inference.prediction, "predict_tiled", spy)
     command = ["predict", str(model), str(tmp_path / "big.png"), "--image-size"]
     command += ["32", "32", "--tile-overlap", "0.5"]
     assert cli.main(command + ["--output", str(tmp_path / "tiled")]) == 0
@@ -438,8 +460,6 @@ def test_predict_output_that_is_a_file(tmp_path, capsys):
 
 
 def _saved_unet(path):
-    import seglayers
-
     model = seglayers.UNet(3, filters=4, depth=2, rescale=1 / 255)
     model.build((None, None, None, 3))
     model.save(path)
@@ -544,3 +564,53 @@ def test_export_tflite_on_jax_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(error) == 1 and "Cannot export as tflite" in error[0], error
     assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".seglayers")]
+
+
+@keras.saving.register_keras_serializable(package="seglayers_tests")
+class TwoLevelModel(seglayers.SegmentationModel):
+    """A SegmentationModel that is not a UNet: the commands take any."""
+
+    def __init__(self, num_classes, depth=2, **kwargs):
+        super().__init__(num_classes, depth=depth, **kwargs)
+        self.down = [
+            keras.layers.Conv2D(4, 3, strides=2, padding="same") for _ in range(2)
+        ]
+        self.up = keras.layers.UpSampling2D(2)
+        self.make_head()
+
+    def encode(self, x, training=None):
+        pyramid = {"P0": x}
+        for level, conv in enumerate(self.down, start=1):
+            pyramid[f"P{level}"] = x = conv(x)
+        return pyramid
+
+    def decode(self, pyramid, training=None):
+        return self.up(self.up(pyramid["P2"]) + pyramid["P1"])
+
+
+def test_commands_take_any_segmentation_model(tmp_path, capsys):
+    from PIL import Image
+
+    model = TwoLevelModel(3, rescale=1 / 255)
+    model.build((None, None, None, 3))
+    model.save(tmp_path / "m.keras")
+    image = np.random.default_rng(0).integers(0, 256, (40, 24, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    command = ["predict", str(tmp_path / "m.keras"), str(tmp_path / "a.png")]
+    assert cli.main(command + ["--image-size", "32", "32", "--output", str(out)]) == 0
+    with Image.open(out / "a_mask.png") as mask:
+        assert mask.size == (24, 40) and np.asarray(mask).max() < 3
+
+
+def test_predict_bad_image_size_is_one_line_and_exit_2(tmp_path, capsys):
+    from PIL import Image
+
+    _saved_unet(tmp_path / "m.keras")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    command = ["predict", str(tmp_path / "m.keras"), str(tmp_path / "a.png")]
+    assert cli.main(command + ["--image-size", "0", "4", "--output", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--image-size must be the size the model" in error[0]
+    assert "image_size" not in error[0] and not out.exists()

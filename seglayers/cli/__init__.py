@@ -11,6 +11,11 @@ A thin front end over the public API:
 - `seglayers export MODEL OUT --format savedmodel|tflite|onnx` writes a
   model for serving that takes images of any height and width.
 
+MODEL is the `.keras` file of any `seglayers.SegmentationModel` (a `UNet`
+or another architecture). The work is done by the library:
+`seglayers.inference.evaluate_segmentation` and `predict_mask`, and
+`model.export`.
+
 Every error the user can cause ends in one line on stderr and exit status 2,
 and nothing half-written is left in an output folder.
 """
@@ -26,7 +31,8 @@ from seglayers.cli._common import UsageError, _library_error  # noqa: F401
 def _parser():
     parser = argparse.ArgumentParser(
         prog="seglayers",
-        description="Semantic segmentation with Keras 3: train and evaluate a U-Net.",
+        description="Semantic segmentation with Keras 3: train a U-Net; evaluate, "
+        "predict with or export any saved seglayers model.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
@@ -75,7 +81,8 @@ def _parser():
     evaluate = commands.add_parser(
         "evaluate",
         help="measure a saved model on a folder data set",
-        description="Loads MODEL (.keras), reads DIR/images + DIR/masks and "
+        description="Loads MODEL (a .keras file of any seglayers model, such as "
+        "a UNet), reads DIR/images + DIR/masks and "
         "prints mean IoU, per-class IoU and Dice, and pixel accuracy.",
     )
     evaluate.add_argument("model", metavar="MODEL")
@@ -95,7 +102,8 @@ def _parser():
     predict = commands.add_parser(
         "predict",
         help="write predicted masks for images",
-        description="Writes, for every image (files, or the images in folders), "
+        description="Loads MODEL (a .keras file of any seglayers model) and "
+        "writes, for every image (files, or the images in folders), "
         "OUTPUT/<name>_mask.png (class ids, at the image's own size) and "
         "OUTPUT/<name>_overlay.png (the classes in colour over the image).",
     )
@@ -129,7 +137,8 @@ def _parser():
     export = commands.add_parser(
         "export",
         help="export a saved model for serving at any image size",
-        description="Loads MODEL (.keras) and writes OUT: a TensorFlow "
+        description="Loads MODEL (a .keras file of any seglayers model) and "
+        "writes OUT: a TensorFlow "
         "SavedModel folder, a .tflite file (built-in TFLite ops only) or an "
         ".onnx file, each taking images of any height and width "
         "(onnx needs: pip install 'seglayers[export]').",
@@ -144,7 +153,14 @@ def _parser():
 
 
 def main(argv=None):
+    """Runs the command line `argv` (default: `sys.argv[1:]`); returns the
+    exit status: 0, or 2 after a one-line error, or 130 on Ctrl-C."""
     args = _parser().parse_args(argv)
+    from seglayers._backend import KERAS_ERROR
+
+    if KERAS_ERROR is not None:  # `--help` works all the same
+        print(f"seglayers: error: {KERAS_ERROR}", file=sys.stderr)
+        return 2
     try:
         module = importlib.import_module(f"seglayers.cli.{args.command}")
         return getattr(module, args.command)(args)

@@ -1,5 +1,5 @@
 """What the commands share: usage errors in one line, flag names in
-messages, loading a model, writing files atomically, the metrics table."""
+messages, loading a model, writing files atomically, printing the metrics."""
 
 import json
 import os
@@ -88,12 +88,14 @@ def _load_model(path):
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UsageError(
             f"{path} is not a readable .keras model ({type(error).__name__}: "
-            f"{reason[:200]}). Pass the model.keras that `seglayers train` wrote."
+            f"{reason[:200]}). Pass a model saved from seglayers, e.g. the "
+            "model.keras that `seglayers train` wrote."
         ) from None
-    if not isinstance(model, seglayers.UNet):
+    if not isinstance(model, seglayers.SegmentationModel):
         raise UsageError(
-            f"{path} holds a {type(model).__name__}, not a seglayers UNet. Pass "
-            "the model.keras that `seglayers train` wrote."
+            f"{path} holds a {type(model).__name__}, not a seglayers "
+            "SegmentationModel (such as a UNet). Pass a model saved from "
+            "seglayers, e.g. the model.keras that `seglayers train` wrote."
         )
     return model
 
@@ -109,16 +111,9 @@ def _write_json_atomically(path, results):
 
 
 def print_metrics(results):
-    names = [key.split("/", 1)[1] for key in results if key.startswith("iou/")]
-    width = max(len(n) for n in names + ["class"])
-    print(f"\n{'class':<{width}}  {'IoU':>6}  {'Dice':>6}")
-    for name in names:
-        print(
-            f"{name:<{width}}  {results['iou/' + name]:6.3f}  "
-            f"{results['dice/' + name]:6.3f}"
-        )
-    print(f"{'mean':<{width}}  {results['mean_iou']:6.3f}  {results['mean_dice']:6.3f}")
-    print(f"pixel accuracy: {results['pixel_accuracy']:.3f}")
+    from seglayers.inference.evaluation import format_evaluation
+
+    print("\n" + format_evaluation(results))
 
 
 def _move_into_place(staging, output, overwrite):

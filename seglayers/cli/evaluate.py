@@ -11,42 +11,6 @@ from seglayers.cli._common import (
 )
 
 
-def _batches(data, batch_size):
-    if isinstance(data, tuple):
-        images, masks = data
-        for i in range(0, len(images), batch_size):
-            yield images[i : i + batch_size], masks[i : i + batch_size]
-    else:
-        yield from data
-
-
-def measure(model, data, class_names, ignore_class, batch_size):
-    """Mean IoU, per-class IoU and Dice, pixel accuracy of `model` on `data`
-    (an `(images, masks)` pair of arrays, or a dataset of such batches)."""
-    import keras
-
-    import seglayers
-
-    num_classes = len(class_names)
-    metrics = [
-        seglayers.MeanIoU(num_classes, ignore_class, class_names=class_names),
-        seglayers.MeanDice(num_classes, ignore_class, class_names=class_names),
-        seglayers.PixelAccuracy(num_classes, ignore_class),
-    ]
-    for images, masks in _batches(data, batch_size):
-        predictions = model.predict_on_batch(images)
-        for metric in metrics:
-            metric.update_state(masks, predictions)
-    results = {}
-    for metric in metrics:
-        value = metric.result()
-        value = value if isinstance(value, dict) else {metric.name: value}
-        results.update(
-            {k: float(keras.ops.convert_to_numpy(v)) for k, v in value.items()}
-        )
-    return results
-
-
 def evaluate(args):
     _check_positive(args, ("batch_size",))
     model = _load_model(args.model)
@@ -69,8 +33,9 @@ def evaluate(args):
             ignore_class=args.ignore_class,
             shuffle=False,
         )
-        class_names = [str(i) for i in range(max(num_classes, 2))]
-        results = measure(model, data, class_names, args.ignore_class, None)
+        results = seglayers.evaluate_segmentation(
+            model, data, num_classes, ignore_class=args.ignore_class
+        )
     except ValueError as error:
         raise _library_error(error) from None
     except Exception as error:

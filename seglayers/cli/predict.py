@@ -2,10 +2,7 @@
 
 import os
 
-from seglayers.cli._common import (
-    UsageError,
-    _load_model,
-)
+from seglayers.cli._common import UsageError, _library_error, _load_model
 
 
 def _image_files(inputs):
@@ -44,10 +41,8 @@ def _read_image(path):
 
 def predict(args):
     import numpy as np
-    from PIL import Image
 
-    import seglayers
-    from seglayers.callbacks.mask_visualizer import predicted_ids
+    from seglayers.inference.prediction import predict_mask
     from seglayers.visualization import default_palette, overlay, save_png
 
     if not 0 <= args.tile_overlap < 1:
@@ -76,30 +71,18 @@ def predict(args):
             f"{existing[0]} exists; choose another --output or pass --overwrite."
         )
     palette = default_palette(max(model.num_classes, 2))
-    height, width = args.image_size
     results = []
     for image in images:
-        if not args.no_tiling and (image.shape[0] > height or image.shape[1] > width):
-            # At the image's own resolution, in tiles of the training size.
-            probabilities = seglayers.predict_tiled(
+        try:
+            mask = predict_mask(
                 model,
-                image.astype("float32"),
-                (height, width),
+                image,
+                tuple(args.image_size),
+                tiling=not args.no_tiling,
                 overlap=args.tile_overlap,
-                verbose=0,
             )
-            mask = predicted_ids(probabilities[None])[0].astype(np.uint8)
-        else:
-            resized = np.asarray(
-                Image.fromarray(image).resize((width, height), Image.BILINEAR),
-                "float32",
-            )
-            ids = predicted_ids(model.predict(resized[None], verbose=0))[0]
-            # Back to the image's own size with nearest neighbour: no new labels.
-            mask = Image.fromarray(ids.astype(np.uint8)).resize(
-                (image.shape[1], image.shape[0]), Image.NEAREST
-            )
-            mask = np.asarray(mask)
+        except ValueError as error:  # e.g. a size the model cannot take
+            raise _library_error(error) from None
         results.append((mask, overlay(image, mask, palette)))
     # Written only once every prediction is made, each file atomically.
     try:

@@ -15,7 +15,6 @@ from seglayers.cli._common import (
     _move_into_place,
     print_metrics,
 )
-from seglayers.cli.evaluate import measure
 
 
 def _check_train_args(args):
@@ -185,8 +184,13 @@ def train(args):
             raise
         seconds = time.perf_counter() - start
         model.save(os.path.join(staging, "model.keras"))
-        results = measure(
-            model, val_data, class_names, args.ignore_class, args.batch_size
+        results = seglayers.evaluate_segmentation(
+            model,
+            val_data,
+            args.num_classes,
+            ignore_class=args.ignore_class,
+            class_names=class_names,
+            batch_size=args.batch_size,
         )
         results["training_seconds"] = round(seconds, 1)
         with open(os.path.join(staging, "metrics.json"), "w") as f:

@@ -1,0 +1,141 @@
+"""A model's mean IoU, per-class IoU and Dice and pixel accuracy on a data set."""
+
+import keras
+import numpy as np
+
+from seglayers._validation import (
+    check_ignore_class,
+    check_ignore_not_a_class,
+    check_positive_int,
+)
+
+
+def evaluate_segmentation(
+    model, data, num_classes, ignore_class=None, class_names=None, batch_size=32
+):
+    """Measures a segmentation model on a data set, class by class.
+
+    Runs `model` over `data` once and fills one `MeanIoU`, `MeanDice` and
+    `PixelAccuracy` (so the numbers are those of `model.evaluate` with these
+    metrics): IoU and Dice per class and their means over the classes
+    present, and the fraction of pixels labelled right. Pixels labelled
+    `ignore_class` count nowhere. Absent classes (in neither the masks nor
+    the predictions) are NaN and left out of the means.
+
+    Args:
+        model: a Keras model that maps images to per-pixel scores (logits,
+            probabilities or one sigmoid channel) at the masks' size, such
+            as a `seglayers.SegmentationModel`.
+        data: `(images, masks)` as arrays (then predicted `batch_size` at a
+            time), or an iterable of `(images, masks)` batches such as a
+            `tf.data.Dataset` from `segmentation_dataset_from_directory`.
+            Masks hold class ids `(N, H, W)` or `(N, H, W, 1)`, or one-hot.
+        num_classes: int, the model's classes (1: one sigmoid channel,
+            classes 0 and 1).
+        ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255).
+        class_names: list of names, one per class (two when `num_classes`
+            is 1), used in the keys. Defaults to the ids `"0"`, `"1"`, ...
+        batch_size: int, images per model call when `data` is arrays.
+            Defaults to 32.
+
+    Returns:
+        A dict of floats: `"mean_iou"`, `"iou/<name>"` for every class,
+        `"mean_dice"`, `"dice/<name>"` and `"pixel_accuracy"`; see
+        `format_evaluation` for a table.
+
+    Example:
+
+    >>> import seglayers
+    >>> model = seglayers.UNet(3, filters=4, depth=2)
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    >>> masks = rng.integers(0, 3, (4, 32, 32, 1))
+    >>> results = evaluate_segmentation(model, (images, masks), num_classes=3)
+    >>> [key for key in results if key.startswith("iou/")]
+    ['iou/0', 'iou/1', 'iou/2']
+    >>> 0 <= results["mean_iou"] <= 1
+    True
+    """
+    import seglayers
+
+    check_positive_int("num_classes", num_classes)
+    check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
+    check_positive_int("batch_size", batch_size)
+    if class_names is None:
+        # One sigmoid channel (num_classes=1) is two classes, 0 and 1.
+        class_names = [str(i) for i in range(max(num_classes, 2))]
+    metrics = [
+        seglayers.MeanIoU(num_classes, ignore_class, class_names=class_names),
+        seglayers.MeanDice(num_classes, ignore_class, class_names=class_names),
+        seglayers.PixelAccuracy(num_classes, ignore_class),
+    ]
+    for images, masks in _batches(data, batch_size):
+        predictions = model.predict_on_batch(images)
+        for metric in metrics:
+            metric.update_state(masks, predictions)
+    results = {}
+    for metric in metrics:
+        value = metric.result()
+        value = value if isinstance(value, dict) else {metric.name: value}
+        results.update(
+            {k: float(keras.ops.convert_to_numpy(v)) for k, v in value.items()}
+        )
+    return results
+
+
+def format_evaluation(results):
+    """The results of `evaluate_segmentation` as a table to print.
+
+    Args:
+        results: the dict `evaluate_segmentation` returns.
+
+    Returns:
+        A str: a line per class with its IoU and Dice, then their means and
+        the pixel accuracy.
+
+    Example:
+
+    >>> print(format_evaluation({
+    ...     "mean_iou": 0.6, "iou/sky": 0.9, "iou/tree": 0.3,
+    ...     "mean_dice": 0.7, "dice/sky": 0.95, "dice/tree": 0.45,
+    ...     "pixel_accuracy": 0.875}))
+    class     IoU    Dice
+    sky     0.900   0.950
+    tree    0.300   0.450
+    mean    0.600   0.700
+    pixel accuracy: 0.875
+    """
+    names = [key.split("/", 1)[1] for key in results if key.startswith("iou/")]
+    width = max(len(n) for n in names + ["class"])
+    lines = [f"{'class':<{width}}  {'IoU':>6}  {'Dice':>6}"]
+    for name in names:
+        iou, dice = results["iou/" + name], results["dice/" + name]
+        lines.append(f"{name:<{width}}  {iou:6.3f}  {dice:6.3f}")
+    means = f"{results['mean_iou']:6.3f}  {results['mean_dice']:6.3f}"
+    lines.append(f"{'mean':<{width}}  {means}")
+    lines.append(f"pixel accuracy: {results['pixel_accuracy']:.3f}")
+    return "\n".join(lines)
+
+
+def _batches(data, batch_size):
+    """`(images, masks)` batches from arrays, or from an iterable of batches."""
+    if isinstance(data, tuple):
+        if len(data) != 2 or len(data[0]) != len(data[1]):
+            shapes = [np.shape(part) for part in data]
+            raise ValueError(
+                "`data` must be `(images, masks)` with one mask per image, or "
+                "an iterable of such batches (e.g. a `tf.data.Dataset`). "
+                f"Received: data of shapes {shapes}"
+            )
+        images, masks = data
+        for i in range(0, len(images), batch_size):
+            yield images[i : i + batch_size], masks[i : i + batch_size]
+        return
+    for batch in data:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(
+                "`data` must yield `(images, masks)` batches. "
+                f"Received: a batch of type {type(batch).__name__}"
+            )
+        # A tf.data batch on another backend: its arrays, as numpy.
+        yield tuple(x if keras.ops.is_tensor(x) else np.asarray(x) for x in batch)

@@ -1,0 +1,96 @@
+"""Class ids for one image of any size, at the image's own size."""
+
+import numpy as np
+
+from seglayers._validation import check_bool, check_rate
+from seglayers.callbacks.mask_visualizer import predicted_ids
+from seglayers.inference.predict_tiled import predict_tiled
+
+
+def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
+    """Predicts the class of every pixel of one image, at its own size.
+
+    The model sees images of `image_size`, the size it trained on. An
+    image larger than that (in height or width) is predicted at its own
+    resolution in overlapping tiles of `image_size` (`predict_tiled`), so
+    that small objects keep their pixels; any other image, or every image
+    with `tiling=False`, is resized to `image_size` (bilinear, antialiased),
+    predicted, and its class ids resized back with nearest neighbour, which
+    never makes up a class.
+
+    Args:
+        model: a Keras model that maps images to per-pixel scores at its
+            input's size, such as a `seglayers.SegmentationModel`.
+        image: array `(height, width, channels)` of any height and width,
+            as the model expects its inputs (e.g. `[0, 255]` for a model
+            with `rescale=1 / 255`).
+        image_size: int or `(height, width)`: the size the model trained on.
+        tiling: bool, whether to tile images larger than `image_size`
+            rather than shrink them. Defaults to `True`.
+        overlap: float in [0, 1), the fraction of a tile shared with the next
+            one when tiling. Defaults to 0.25.
+
+    Returns:
+        An int32 numpy array `(height, width)` of class ids: the arg-max of
+        the scores, or, for one sigmoid channel, 1 where it is above 0.5
+        (probabilities) or 0 (logits).
+
+    Example:
+
+    >>> import seglayers
+    >>> model = seglayers.UNet(3, filters=4, depth=2, rescale=1 / 255)
+    >>> image = np.random.default_rng(0).uniform(0, 255, (50, 70, 3))
+    >>> mask = predict_mask(model, image, image_size=32)  # in 32x32 tiles
+    >>> mask.shape, mask.dtype.name, bool(mask.max() < 3)
+    ((50, 70), 'int32', True)
+    """
+    import keras
+
+    image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(
+            "`image` must be one image `(height, width, channels)`; call "
+            "`predict_mask` once per image. "
+            f"Received: image of shape {image.shape}"
+        )
+    height, width = _image_size(image_size)
+    check_bool("tiling", tiling)
+    check_rate("overlap", overlap)
+    image = image.astype("float32", copy=False)
+    if tiling and (image.shape[0] > height or image.shape[1] > width):
+        scores = predict_tiled(
+            model, image, (height, width), overlap=overlap, verbose=0
+        )
+        return predicted_ids(scores[None])[0].astype("int32")
+    resized = keras.ops.image.resize(
+        image, (height, width), interpolation="bilinear", antialias=True
+    )
+    scores = model.predict_on_batch(keras.ops.expand_dims(resized, 0))
+    ids = predicted_ids(keras.ops.convert_to_numpy(scores))[0]
+    return _resize_nearest(ids, image.shape[:2]).astype("int32")
+
+
+def _image_size(image_size):
+    pair = image_size
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        pair = (image_size, image_size)
+    valid = (
+        isinstance(pair, (list, tuple))
+        and len(pair) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair)
+    )
+    if not valid:
+        raise ValueError(
+            "`image_size` must be the size the model trained on: a positive "
+            f"int or `(height, width)`, e.g. 256. Received: image_size={image_size!r}"
+        )
+    return tuple(pair)
+
+
+def _resize_nearest(ids, size):
+    """`ids` `(h, w)` resized to `size` by nearest neighbour, sampling at
+    pixel centres (as PIL does): every output id is one of the input's."""
+    rows = ((np.arange(size[0]) + 0.5) * ids.shape[0] / size[0]).astype(int)
+    cols = ((np.arange(size[1]) + 0.5) * ids.shape[1] / size[1]).astype(int)
+    return ids[rows[:, None], cols]

@@ -1,0 +1,81 @@
+import keras
+import numpy as np
+import pytest
+
+from seglayers import UNet, predict_mask, predict_tiled
+
+
+def _image(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (height, width, 3)).astype("float32")
+
+
+def _model(num_classes=3):
+    keras.utils.set_random_seed(0)
+    return UNet(num_classes, filters=4, depth=2, rescale=1 / 255)
+
+
+def test_an_image_of_the_model_size_is_predicted_as_it_is():
+    model = _model()
+    image = _image(32, 32)
+    mask = predict_mask(model, image, (32, 32))
+    expected = model.predict(image[None], verbose=0)[0].argmax(-1)
+    assert mask.dtype == np.int32
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_a_smaller_image_is_resized_and_its_ids_sampled_back():
+    model = _model()
+    image = _image(16, 16)
+    mask = predict_mask(model, image, 32)
+    resized = keras.ops.image.resize(image, (32, 32), antialias=True)
+    scores = model.predict(keras.ops.convert_to_numpy(resized)[None], verbose=0)
+    # Nearest neighbour at pixel centres: output pixel i reads input 2i + 1.
+    np.testing.assert_array_equal(mask, scores[0].argmax(-1)[1::2, 1::2])
+
+
+def test_a_larger_image_is_tiled_at_its_own_size():
+    model = _model()
+    image = _image(40, 70)
+    mask = predict_mask(model, image, 32, overlap=0.5)
+    tiled = predict_tiled(model, image, (32, 32), overlap=0.5, verbose=0)
+    np.testing.assert_array_equal(mask, tiled.argmax(-1))
+
+
+def test_without_tiling_a_larger_image_is_shrunk():
+    model = _model()
+    image = _image(40, 70)
+    mask = predict_mask(model, image, 32, tiling=False)
+    resized = keras.ops.image.resize(image, (32, 32), antialias=True)
+    scores = model.predict(keras.ops.convert_to_numpy(resized)[None], verbose=0)
+    ids = scores[0].argmax(-1)
+    assert mask.shape == (40, 70)
+    # Every pixel takes the id of the model-size pixel it falls in.
+    rows = ((np.arange(40) + 0.5) * 32 / 40).astype(int)
+    cols = ((np.arange(70) + 0.5) * 32 / 70).astype(int)
+    np.testing.assert_array_equal(mask, ids[rows[:, None], cols])
+
+
+def test_uint8_images_and_one_sigmoid_channel():
+    model = _model(num_classes=1)
+    image = _image(32, 32).astype(np.uint8)
+    mask = predict_mask(model, image, 32)
+    scores = model.predict(image[None].astype("float32"), verbose=0)
+    np.testing.assert_array_equal(mask, (scores[0, ..., 0] > 0.5).astype(int))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"image": np.zeros((1, 32, 32, 3))}, ValueError, "`image` must be one image"),
+        ({"image_size": 0}, ValueError, "`image_size` must be the size the model"),
+        ({"image_size": (32,)}, ValueError, r"Received: image_size=\(32,\)"),
+        ({"tiling": "yes"}, TypeError, "`tiling` must be True or False"),
+        ({"overlap": 1.0}, ValueError, r"`overlap` must be in \[0, 1\)"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    model = UNet(3, filters=4, depth=2)
+    kwargs = {"image": _image(32, 32), "image_size": 32, **kwargs}
+    with pytest.raises(error, match=match):
+        predict_mask(model, **kwargs)
