@@ -69,7 +69,7 @@ def build_encoder(name, weights=None):
     return model, preprocessing
 
 
-def resolve(encoder, depth, weights=None):
+def resolve(encoder, depth, weights=None, model_name="UNet"):
     """The one way an encoder becomes a feature pyramid.
 
     `encoder` is a name from `ENCODERS`, a functional `keras.Model` or a
@@ -82,7 +82,7 @@ def resolve(encoder, depth, weights=None):
     preprocessing = None
     if isinstance(encoder, str):
         encoder, preprocessing = build_encoder(encoder, weights=weights)
-    model, strides = feature_pyramid(encoder, depth)
+    model, strides = feature_pyramid(encoder, depth, model_name)
     return model, strides, preprocessing
 
 
@@ -92,7 +92,7 @@ def level_name(stride):
     return f"P{stride.bit_length() - 1}"
 
 
-def feature_pyramid(encoder, depth):
+def feature_pyramid(encoder, depth, model_name="UNet"):
     """A functional model giving `encoder`'s features at strides 2 .. 2**depth.
 
     Returns `(model, strides)`: the model's outputs, shallow to deep, are at
@@ -124,7 +124,7 @@ def feature_pyramid(encoder, depth):
     if bottom not in by_stride:
         found = sorted(by_stride)
         raise ValueError(
-            f"`UNet` with depth={depth} needs the encoder's features at stride "
+            f"`{model_name}` with depth={depth} needs the encoder's features at stride "
             f"{bottom}, but this encoder has features at strides {found}. Use "
             f"depth={max(found).bit_length() - 1} or an encoder that reaches "
             f"stride {bottom}."
