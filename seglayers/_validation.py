@@ -23,6 +23,19 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_spatial_dims(value):
+    """Returns `value` if it is the int 2 (images) or 3 (volumes), else raises
+    `ValueError` as `check_choice` does (which alone would let 2.0 and numpy
+    ints through, values a saved config cannot hold as they are)."""
+    if type(value) is not int or value not in (2, 3):
+        raise ValueError(
+            "`spatial_dims` must be 2, for images (batch, height, width, "
+            "channels), or 3, for volumes (batch, depth, height, width, "
+            f"channels); pass the int. Received: spatial_dims={value!r}"
+        )
+    return value
+
+
 def check_positive_int(name, value):
     """Returns `value` if it is an int >= 1 (not a bool), else raises."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -2,7 +2,8 @@ import keras
 from keras import ops
 
 from seglayers._api import register
-from seglayers._validation import check_positive_int
+from seglayers._validation import check_positive_int, check_spatial_dims
+from seglayers.layers._spatial import LAYERS, input_spec, layout, size_names
 
 
 @register
@@ -18,12 +19,15 @@ class AttentionGate(keras.layers.Layer):
     Args:
         filters: int, the channels of the intermediate representation
             (`F_int` in the paper); half the skip's channels is customary.
+        spatial_dims: 2 for images, 3 for volumes
+            `(batch, depth, height, width, channels)`. Defaults to 2.
         **kwargs: the base layer's keyword arguments, such as `name`, `dtype`.
 
     Call arguments:
         inputs: a list `[x, g]` of the skip features
             `(batch, height, width, channels_x)` and the gating signal
-            `(batch, height, width, channels_g)`.
+            `(batch, height, width, channels_g)` (with a depth axis after
+            the batch one when `spatial_dims=3`).
 
     Output shape:
         The shape of `x`.
@@ -36,23 +40,22 @@ class AttentionGate(keras.layers.Layer):
     (2, 16, 16, 8)
     """
 
-    def __init__(self, filters, **kwargs):
+    def __init__(self, filters, spatial_dims=2, **kwargs):
         super().__init__(**kwargs)
         check_positive_int("filters", filters)
+        check_spatial_dims(spatial_dims)
+        conv = LAYERS[spatial_dims].conv
 
         # === Layers ===
-        self.theta_x = keras.layers.Conv2D(
+        self.theta_x = conv(
             filters, 1, use_bias=False, dtype=self.dtype_policy, name="theta_x"
         )
-        self.phi_g = keras.layers.Conv2D(
-            filters, 1, dtype=self.dtype_policy, name="phi_g"
-        )
-        self.psi = keras.layers.Conv2D(
-            1, 1, activation="sigmoid", dtype=self.dtype_policy, name="psi"
-        )
+        self.phi_g = conv(filters, 1, dtype=self.dtype_policy, name="phi_g")
+        self.psi = conv(1, 1, activation="sigmoid", dtype=self.dtype_policy, name="psi")
 
         # === Config ===
         self.filters = filters
+        self.spatial_dims = spatial_dims
 
     def _check_shapes(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
@@ -62,25 +65,31 @@ class AttentionGate(keras.layers.Layer):
                 f"Received: input_shape={input_shape}"
             )
         x_shape, g_shape = (tuple(s) for s in input_shape)
-        if len(x_shape) != 4 or len(g_shape) != 4:
+        rank = self.spatial_dims + 2
+        if len(x_shape) != rank or len(g_shape) != rank:
             raise ValueError(
-                "`AttentionGate` expects `x` and `g` of rank 4, "
-                "(batch, height, width, channels). "
-                f"Received: input_shape={input_shape}"
+                f"`AttentionGate` expects `x` and `g` of rank {rank}, "
+                f"{layout(self.spatial_dims)}, as "
+                f"spatial_dims={self.spatial_dims} sets; pass spatial_dims=2 "
+                "for images, 3 for volumes. "
+                f"Received: input_shape={input_shape}, "
+                f"spatial_dims={self.spatial_dims}"
             )
-        for axis in (1, 2):
+        for axis in range(1, rank - 1):
             if None not in (x_shape[axis], g_shape[axis]) and (
                 x_shape[axis] != g_shape[axis]
             ):
                 raise ValueError(
-                    "`AttentionGate` needs `x` and `g` at the same height and "
-                    "width; upsample `g` to the size of `x` first. "
+                    "`AttentionGate` needs `x` and `g` at the same "
+                    f"{size_names(self.spatial_dims)}; upsample `g` to the "
+                    "size of `x` first. "
                     f"Received: x shape {x_shape}, g shape {g_shape}"
                 )
         return x_shape, g_shape
 
     def build(self, input_shape):
         x_shape, g_shape = self._check_shapes(input_shape)
+        self.input_spec = [input_spec(self.spatial_dims)] * 2
         self.theta_x.build(x_shape)
         self.phi_g.build(g_shape)
         self.psi.build(x_shape[:-1] + (self.filters,))
@@ -96,4 +105,5 @@ class AttentionGate(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["filters"] = self.filters
+        config["spatial_dims"] = self.spatial_dims
         return config

@@ -7,18 +7,10 @@ from seglayers._validation import (
     check_choice,
     check_positive_int,
     check_rate,
+    check_spatial_dims,
 )
 from seglayers.layers._normalization import NORMALIZATIONS, make_normalization
-
-
-def check_image_shape(layer, input_shape):
-    """Raises a `ValueError` unless `input_shape` is `(batch, H, W, C)`."""
-    if len(input_shape) != 4 or input_shape[-1] is None:
-        raise ValueError(
-            f"`{type(layer).__name__}` expects channels-last images of shape "
-            "(batch, height, width, channels) with a known number of channels. "
-            f"Received: input_shape={tuple(input_shape)}"
-        )
+from seglayers.layers._spatial import LAYERS, check_input_shape, input_spec
 
 
 @register
@@ -41,24 +33,31 @@ class ConvBlock(keras.layers.Layer):
         residual: bool, whether to add a 1×1-convolution shortcut from the
             input to the output before the last activation (as in ResNet and
             residual U-Nets). Defaults to `False`.
-        kernel_size: int, the size of the square kernels. Defaults to 3.
+        kernel_size: int, the size of the square (cubic in 3-D) kernels.
+            Defaults to 3.
+        spatial_dims: 2 for images, 3 for volumes
+            `(batch, depth, height, width, channels)`. Defaults to 2.
         **kwargs: the base layer's keyword arguments, such as `name`, `dtype`.
 
     Call arguments:
-        inputs: a `(batch, height, width, channels)` tensor.
+        inputs: a `(batch, height, width, channels)` tensor, or
+            `(batch, depth, height, width, channels)` with `spatial_dims=3`.
         training: bool, whether normalization and dropout run in training mode.
 
     Input shape:
-        `(batch, height, width, channels)`.
+        `(batch, *spatial, channels)`, with `spatial_dims` spatial axes.
 
     Output shape:
-        `(batch, height, width, filters)`.
+        `(batch, *spatial, filters)`.
 
     Example:
 
     >>> block = ConvBlock(8, normalization="group", residual=True)
     >>> tuple(block(keras.ops.ones((2, 16, 16, 3))).shape)
     (2, 16, 16, 8)
+    >>> volumes = ConvBlock(8, spatial_dims=3)
+    >>> tuple(volumes(keras.ops.ones((2, 8, 16, 16, 1))).shape)
+    (2, 8, 16, 16, 8)
     """
 
     def __init__(
@@ -70,6 +69,7 @@ class ConvBlock(keras.layers.Layer):
         dropout=0.0,
         residual=False,
         kernel_size=3,
+        spatial_dims=2,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -80,6 +80,8 @@ class ConvBlock(keras.layers.Layer):
         check_rate("dropout", dropout)
         check_bool("residual", residual)
         check_positive_int("kernel_size", kernel_size)
+        check_spatial_dims(spatial_dims)
+        conv = LAYERS[spatial_dims].conv
 
         # === Layers ===
         self.convs = []
@@ -87,7 +89,7 @@ class ConvBlock(keras.layers.Layer):
         self.activations = []
         for i in range(num_convs):
             self.convs.append(
-                keras.layers.Conv2D(
+                conv(
                     filters,
                     kernel_size,
                     padding="same",
@@ -109,7 +111,7 @@ class ConvBlock(keras.layers.Layer):
             )
         self.shortcut = None
         if residual:
-            self.shortcut = keras.layers.Conv2D(
+            self.shortcut = conv(
                 filters,
                 1,
                 kernel_initializer="he_normal",
@@ -130,10 +132,11 @@ class ConvBlock(keras.layers.Layer):
         self.dropout = dropout
         self.residual = residual
         self.kernel_size = kernel_size
+        self.spatial_dims = spatial_dims
 
     def build(self, input_shape):
-        check_image_shape(self, input_shape)
-        shape = tuple(input_shape)
+        shape = check_input_shape(self, input_shape)
+        self.input_spec = input_spec(self.spatial_dims)
         for conv, norm in zip(self.convs, self.norms):
             conv.build(shape)
             shape = tuple(conv.compute_output_shape(shape))
@@ -172,6 +175,7 @@ class ConvBlock(keras.layers.Layer):
                 "dropout": self.dropout,
                 "residual": self.residual,
                 "kernel_size": self.kernel_size,
+                "spatial_dims": self.spatial_dims,
             }
         )
         return config

@@ -2,95 +2,19 @@ import keras
 from keras import ops
 
 from seglayers._api import register
-from seglayers._validation import check_bool, check_choice
+from seglayers._validation import check_bool, check_choice, check_spatial_dims
+from seglayers.layers._spatial import (
+    LAYERS,
+    check_input_shape,
+    input_spec,
+    match_spatial_size,
+    upsample_bilinear_2x,
+)
 from seglayers.layers.attention_gate import AttentionGate
-from seglayers.layers.conv_block import ConvBlock, check_image_shape
+from seglayers.layers.conv_block import ConvBlock
 from seglayers.layers.encoder_block import conv_block_config
 
 UPSAMPLINGS = ("transpose", "bilinear", "nearest")
-
-
-def match_spatial_size(x, reference):
-    """Crops or zero-pads `x` at the bottom and right to the height and width
-    of `reference`.
-
-    An input whose size the depth cannot divide (say 250 at depth 4) pools
-    down with floors, so the upsampled features come back one pixel short of
-    the skip (30 against 31). Padding at the far edge keeps every feature in
-    place, as same padding does, where a resize would shift them all.
-    """
-    x_size, ref_size = tuple(x.shape[1:3]), tuple(reference.shape[1:3])
-    if None not in x_size + ref_size:
-        # Static sizes (always under JAX): plain Python, nothing when equal.
-        if x_size == ref_size:
-            return x
-        height, width = ref_size
-        x = x[:, :height, :width, :]
-        pad_h, pad_w = height - x.shape[1], width - x.shape[2]
-    else:
-        # Sizes known only at run time (TensorFlow graphs with None dims).
-        ref_shape = ops.shape(reference)
-        height, width = ref_shape[1], ref_shape[2]
-        x = x[:, :height, :width, :]
-        x_shape = ops.shape(x)
-        pad_h, pad_w = height - x_shape[1], width - x_shape[2]
-        x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
-        # TensorFlow's Pad with paddings known only at run time forgets every
-        # static dimension, the channels too. The graph still runs, but the
-        # TFLite converter then cannot lower the next Conv2D to a built-in op
-        # ("'tf.Conv2D' op is neither a custom op nor a flex op"). A reshape
-        # to the same shape states the channel count again.
-        channels = x_shape[3]
-        if isinstance(channels, int):
-            x = ops.reshape(x, (x_shape[0], height, width, channels))
-        return x
-    return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
-
-
-def _previous(x, axis):
-    """`x` moved one step forward along `axis`: at each index the previous
-    row or column, the first one repeated.
-
-    Concatenated and then sliced at `x`'s own size, so the size stays
-    plainly `x`'s, also as a symbolic size in JAX's shape-polymorphic export.
-    """
-    head = (slice(None),) * axis
-    size = ops.shape(x)[axis]
-    edge = x[head + (slice(0, 1),)]
-    return ops.concatenate([edge, x], axis)[head + (slice(0, size),)]
-
-
-def _next(x, axis):
-    """At each index the next row or column along `axis`, the last repeated.
-    (Flipped, as a slice ending at the last row has a start JAX cannot
-    resolve for symbolic sizes.)"""
-    return ops.flip(_previous(ops.flip(x, axis), axis), axis)
-
-
-def upsample_bilinear_2x(x):
-    """2× bilinear upsampling of channels-last `x`, as `keras.ops.image.resize`
-    with `interpolation="bilinear"` computes it (half-pixel centres, edges
-    clamped), for sizes known only at run time too.
-
-    Works around Keras 3.15.1: `ops.image.resize` checks `size[0] <= 0` as a
-    Python bool (keras/src/ops/image.py), so a size known only at run time,
-    a tensor in a TensorFlow graph, raises `OperatorNotAllowedInGraphError`.
-    `UpSampling2D(interpolation="bilinear")` computes its size from
-    `ops.shape`, and `predict` retraces with unknown height and width the
-    second time it sees a new size, so it fails there. At a factor of 2
-    every output pixel is 3/4 of its own input pixel and 1/4 of the
-    neighbour on its side, which plain `keras.ops` express at any size.
-    """
-    for axis in (1, 2):
-        near = 0.75 * x
-        before = near + 0.25 * _previous(x, axis)
-        after = near + 0.25 * _next(x, axis)
-        # Interleave: output row 2i is `before[i]`, row 2i + 1 `after[i]`.
-        x = ops.stack([before, after], axis=axis + 1)
-        shape = ops.shape(x)
-        merged = shape[:axis] + (shape[axis] * 2,) + shape[axis + 2 :]
-        x = ops.reshape(x, merged)
-    return x
 
 
 class _BilinearUpSampling2D(keras.layers.UpSampling2D):
@@ -102,13 +26,22 @@ class _BilinearUpSampling2D(keras.layers.UpSampling2D):
         return upsample_bilinear_2x(inputs)
 
 
+class _TrilinearUpSampling3D(keras.layers.UpSampling3D):
+    """`UpSampling3D(2)` that interpolates linearly along each axis, which
+    Keras's (nearest only) cannot; weightless like its 2-D sibling."""
+
+    def call(self, inputs):
+        return upsample_bilinear_2x(inputs)
+
+
 @register
 class DecoderBlock(keras.layers.Layer):
     """2× upsampling, skip concatenation and a `ConvBlock`: one level of an
     expanding path.
 
-    The upsampled features are matched to the skip's height and width before
-    the concatenation (cropped, or zero-padded at the bottom and right), so a
+    The upsampled features are matched to the skip's spatial size before
+    the concatenation (cropped, or zero-padded at the far end of each axis,
+    the bottom and right in 2-D), so a
     skip one pixel larger, as an odd input size gives, is reconciled instead
     of failing in `Concatenate`.
 
@@ -125,10 +58,13 @@ class DecoderBlock(keras.layers.Layer):
         kernel_size: int, the convolution kernel size. Defaults to 3.
         upsampling: `"transpose"` (a learned 2×2 transposed convolution to
             `filters` channels, the paper's "up-convolution"), `"bilinear"` or
-            `"nearest"` (parameter-free resizes that keep the channels).
-            Defaults to `"transpose"`.
+            `"nearest"` (parameter-free resizes that keep the channels;
+            `"bilinear"` is trilinear in 3-D). Defaults to `"transpose"`.
         attention: bool, whether an `AttentionGate` weighs the skip, gated by
             the upsampled features. Defaults to `False`.
+        spatial_dims: 2 for images, 3 for volumes
+            `(batch, depth, height, width, channels)`, where every spatial
+            axis is upsampled. Defaults to 2.
         **kwargs: the base layer's keyword arguments, such as `name`, `dtype`.
 
     Call arguments:
@@ -137,7 +73,8 @@ class DecoderBlock(keras.layers.Layer):
             `(batch, about 2h, about 2w, skip_channels)`; or `x` alone for a
             level without a skip (upsampling and convolutions only, as
             decoders over encoders without stride-2 features need; not with
-            `attention`).
+            `attention`). With `spatial_dims=3` each has a depth axis after
+            the batch one.
         training: bool, whether normalization and dropout run in training mode.
 
     Output shape:
@@ -163,11 +100,14 @@ class DecoderBlock(keras.layers.Layer):
         kernel_size=3,
         upsampling="transpose",
         attention=False,
+        spatial_dims=2,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_choice("upsampling", upsampling, UPSAMPLINGS)
         check_bool("attention", attention)
+        check_spatial_dims(spatial_dims)
+        layers = LAYERS[spatial_dims]
 
         # === Layers ===
         self.conv_block = ConvBlock(
@@ -178,11 +118,12 @@ class DecoderBlock(keras.layers.Layer):
             dropout=dropout,
             residual=residual,
             kernel_size=kernel_size,
+            spatial_dims=spatial_dims,
             dtype=self.dtype_policy,
             name="conv_block",
         )
         if upsampling == "transpose":
-            self.upsample = keras.layers.Conv2DTranspose(
+            self.upsample = layers.conv_transpose(
                 filters,
                 2,
                 strides=2,
@@ -190,18 +131,26 @@ class DecoderBlock(keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name="upsample",
             )
+        elif spatial_dims == 3:
+            # Keras's UpSampling3D only repeats (nearest).
+            trilinear = upsampling == "bilinear"
+            upsample = _TrilinearUpSampling3D if trilinear else layers.upsampling
+            self.upsample = upsample(2, dtype=self.dtype_policy, name="upsample")
         elif upsampling == "bilinear":
             self.upsample = _BilinearUpSampling2D(
                 2, interpolation="bilinear", dtype=self.dtype_policy, name="upsample"
             )
         else:
-            self.upsample = keras.layers.UpSampling2D(
+            self.upsample = layers.upsampling(
                 2, interpolation=upsampling, dtype=self.dtype_policy, name="upsample"
             )
         self.attention_gate = None
         if attention:
             self.attention_gate = AttentionGate(
-                max(filters // 2, 1), dtype=self.dtype_policy, name="attention_gate"
+                max(filters // 2, 1),
+                spatial_dims=spatial_dims,
+                dtype=self.dtype_policy,
+                name="attention_gate",
             )
 
         # === Config ===
@@ -214,6 +163,7 @@ class DecoderBlock(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.upsampling = upsampling
         self.attention = attention
+        self.spatial_dims = spatial_dims
 
     def _shapes(self, input_shape):
         """Checks the input shapes; returns (x, upsampled x, skip) shapes,
@@ -226,14 +176,14 @@ class DecoderBlock(keras.layers.Layer):
         if not isinstance(input_shape[0], (list, tuple)):
             x_shape, skip_shape = tuple(input_shape), None
         elif len(input_shape) == 2:
-            x_shape, skip_shape = (tuple(s) for s in input_shape)
-            check_image_shape(self, skip_shape)
+            x_shape, skip_shape = input_shape
+            skip_shape = check_input_shape(self, skip_shape)
         else:
             raise ValueError(
                 "`DecoderBlock` expects a list of two inputs `[x, skip]`, or "
                 f"`x` alone. Received: input_shape={input_shape}"
             )
-        check_image_shape(self, x_shape)
+        x_shape = check_input_shape(self, x_shape)
         up_shape = tuple(self.upsample.compute_output_shape(x_shape))
         if skip_shape is None:
             if self.attention_gate is not None:
@@ -243,18 +193,20 @@ class DecoderBlock(keras.layers.Layer):
                     f"attention=False. Received: input_shape={input_shape}"
                 )
             return x_shape, up_shape, None
-        return x_shape, skip_shape[:3] + up_shape[3:], skip_shape
+        return x_shape, skip_shape[:-1] + up_shape[-1:], skip_shape
 
     def build(self, input_shape):
         x_shape, up_shape, skip_shape = self._shapes(input_shape)
-        if isinstance(self.upsample, keras.layers.Conv2DTranspose):
+        spec = input_spec(self.spatial_dims)
+        self.input_spec = spec if skip_shape is None else [spec, spec]
+        if self.upsampling == "transpose":
             self.upsample.build(x_shape)
         if skip_shape is None:
             self.conv_block.build(up_shape)
             return
         if self.attention_gate is not None:
             self.attention_gate.build([skip_shape, up_shape])
-        self.conv_block.build(skip_shape[:3] + (up_shape[3] + skip_shape[3],))
+        self.conv_block.build(skip_shape[:-1] + (up_shape[-1] + skip_shape[-1],))
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, (list, tuple)):
@@ -268,10 +220,16 @@ class DecoderBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         _, up_shape, _ = self._shapes(input_shape)
-        return up_shape[:3] + (self.filters,)
+        return up_shape[:-1] + (self.filters,)
 
     def get_config(self):
         config = super().get_config()
         config.update(conv_block_config(self))
-        config.update({"upsampling": self.upsampling, "attention": self.attention})
+        config.update(
+            {
+                "upsampling": self.upsampling,
+                "attention": self.attention,
+                "spatial_dims": self.spatial_dims,
+            }
+        )
         return config

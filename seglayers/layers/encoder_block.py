@@ -1,8 +1,9 @@
 import keras
 
 from seglayers._api import register
-from seglayers._validation import check_choice
-from seglayers.layers.conv_block import ConvBlock, check_image_shape
+from seglayers._validation import check_choice, check_spatial_dims
+from seglayers.layers._spatial import LAYERS, check_input_shape, input_spec
+from seglayers.layers.conv_block import ConvBlock
 
 POOLINGS = ("max", "average")
 
@@ -44,16 +45,19 @@ class EncoderBlock(keras.layers.Layer):
         kernel_size: int, the convolution kernel size. Defaults to 3.
         pooling: `"max"` (the paper's 2×2 max pooling) or `"average"`.
             Defaults to `"max"`.
+        spatial_dims: 2 for images, 3 for volumes
+            `(batch, depth, height, width, channels)`. Defaults to 2.
         **kwargs: the base layer's keyword arguments, such as `name`, `dtype`.
 
     Call arguments:
-        inputs: a `(batch, height, width, channels)` tensor.
+        inputs: a `(batch, height, width, channels)` tensor, or
+            `(batch, depth, height, width, channels)` with `spatial_dims=3`.
         training: bool, whether normalization and dropout run in training mode.
 
     Returns:
         A tuple `(downsampled, skip)` of shapes
         `(batch, height // 2, width // 2, filters)` and
-        `(batch, height, width, filters)`.
+        `(batch, height, width, filters)` (every spatial axis halved in 3-D).
 
     Example:
 
@@ -72,10 +76,12 @@ class EncoderBlock(keras.layers.Layer):
         residual=False,
         kernel_size=3,
         pooling="max",
+        spatial_dims=2,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_choice("pooling", pooling, POOLINGS)
+        check_spatial_dims(spatial_dims)
 
         # === Layers ===
         self.conv_block = ConvBlock(
@@ -86,14 +92,12 @@ class EncoderBlock(keras.layers.Layer):
             dropout=dropout,
             residual=residual,
             kernel_size=kernel_size,
+            spatial_dims=spatial_dims,
             dtype=self.dtype_policy,
             name="conv_block",
         )
-        pool = (
-            keras.layers.MaxPooling2D
-            if pooling == "max"
-            else keras.layers.AveragePooling2D
-        )
+        layers = LAYERS[spatial_dims]
+        pool = layers.max_pooling if pooling == "max" else layers.average_pooling
         self.pool = pool(2, dtype=self.dtype_policy, name="pool")
 
         # === Config ===
@@ -105,9 +109,11 @@ class EncoderBlock(keras.layers.Layer):
         self.residual = residual
         self.kernel_size = kernel_size
         self.pooling = pooling
+        self.spatial_dims = spatial_dims
 
     def build(self, input_shape):
-        check_image_shape(self, input_shape)
+        input_shape = check_input_shape(self, input_shape)
+        self.input_spec = input_spec(self.spatial_dims)
         self.conv_block.build(input_shape)
 
     def call(self, inputs, training=None):
@@ -122,4 +128,5 @@ class EncoderBlock(keras.layers.Layer):
         config = super().get_config()
         config.update(conv_block_config(self))
         config["pooling"] = self.pooling
+        config["spatial_dims"] = self.spatial_dims
         return config

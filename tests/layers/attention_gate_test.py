@@ -12,6 +12,15 @@ def test_layer():
     )
 
 
+def test_layer_3d():
+    run_layer_test(
+        AttentionGate,
+        {"filters": 2, "spatial_dims": 3},
+        [(2, 8, 8, 8, 4), (2, 8, 8, 8, 6)],
+        (2, 8, 8, 8, 4),
+    )
+
+
 def test_output_is_the_skip_scaled_by_coefficients_in_0_1():
     rng = np.random.default_rng(1)
     x = rng.uniform(0.5, 1.5, size=(1, 6, 6, 3)).astype("float32")
@@ -26,6 +35,41 @@ def test_output_is_the_skip_scaled_by_coefficients_in_0_1():
 def test_mismatched_sizes():
     with pytest.raises(ValueError, match=r"same height and width; upsample `g`"):
         AttentionGate(2)([keras.ops.ones((1, 8, 8, 4)), keras.ops.ones((1, 4, 4, 4))])
+
+
+def test_mismatched_3d_sizes():
+    x, g = keras.ops.ones((1, 4, 8, 8, 4)), keras.ops.ones((1, 2, 8, 8, 4))
+    with pytest.raises(ValueError, match=r"same depth, height and width; upsample `g`"):
+        AttentionGate(2, spatial_dims=3)([x, g])
+
+
+@pytest.mark.parametrize(
+    "spatial_dims, rank, match",
+    [
+        (
+            2,
+            5,
+            r"expects `x` and `g` of rank 4, \(batch, height, width, channels\), "
+            r"as spatial_dims=2 sets; pass spatial_dims=2 for images, 3 for "
+            r"volumes\. Received: input_shape=.*, spatial_dims=2",
+        ),
+        (
+            3,
+            4,
+            r"expects `x` and `g` of rank 5, \(batch, depth, height, width, "
+            r"channels\), as spatial_dims=3 sets.*spatial_dims=3",
+        ),
+    ],
+)
+def test_input_rank_must_match_spatial_dims(spatial_dims, rank, match):
+    inputs = [keras.ops.ones((1,) + (4,) * (rank - 2) + (3,))] * 2
+    with pytest.raises(ValueError, match=match):
+        AttentionGate(2, spatial_dims=spatial_dims)(inputs)
+
+
+def test_bad_spatial_dims():
+    with pytest.raises(ValueError, match=r"Received: spatial_dims=4"):
+        AttentionGate(2, spatial_dims=4)
 
 
 def test_needs_two_inputs():

@@ -20,6 +20,34 @@ def test_layer(kwargs):
     run_layer_test(ConvBlock, kwargs, (2, 8, 8, 3), (2, 8, 8, kwargs["filters"]))
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"filters": 4, "spatial_dims": 3},
+        {"filters": 4, "normalization": "group", "residual": True, "spatial_dims": 3},
+        {"filters": 4, "normalization": "layer", "dropout": 0.1, "spatial_dims": 3},
+    ],
+    ids=["batch", "group-residual", "layer-dropout"],
+)
+def test_layer_3d(kwargs):
+    run_layer_test(ConvBlock, kwargs, (2, 8, 8, 8, 3), (2, 8, 8, 8, 4))
+
+
+def test_3d_block_uses_3d_layers():
+    block = ConvBlock(4, normalization="group", residual=True, spatial_dims=3)
+    block.build((None, 6, 8, 8, 3))
+    assert all(isinstance(c, keras.layers.Conv3D) for c in block.convs)
+    assert isinstance(block.shortcut, keras.layers.Conv3D)
+    assert tuple(block.convs[0].kernel.shape) == (3, 3, 3, 3, 4)
+    # Group normalization groups the channels (axis -1) in 3-D too: with 4
+    # groups of 4 channels, each channel is normalized over the volume.
+    assert block.norms[0].groups == 4 and block.norms[0].axis == -1
+    x = np.random.default_rng(0).normal(3, 2, size=(2, 6, 8, 8, 4)).astype("float32")
+    normalized = keras.ops.convert_to_numpy(block.norms[0](x))
+    np.testing.assert_allclose(normalized.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(normalized.std(axis=(1, 2, 3)), 1, atol=1e-2)
+
+
 def test_layer_structure():
     block = ConvBlock(4, num_convs=3, normalization=None, residual=True)
     block.build((None, 8, 8, 3))
@@ -85,6 +113,28 @@ def test_residual_adds_the_shortcut():
             TypeError,
             r"`residual` must be True or False",
         ),
+        (
+            {"filters": 4, "spatial_dims": 1},
+            ValueError,
+            r"`spatial_dims` must be 2, for images \(batch, height, width, "
+            r"channels\), or 3, for volumes \(batch, depth, height, width, "
+            r"channels\); pass the int\. Received: spatial_dims=1",
+        ),
+        (
+            {"filters": 4, "spatial_dims": "3"},
+            ValueError,
+            r"`spatial_dims` must be 2.*Received: spatial_dims='3'",
+        ),
+        (
+            {"filters": 4, "spatial_dims": 3.0},
+            ValueError,
+            r"Received: spatial_dims=3\.0",
+        ),
+        (
+            {"filters": 4, "spatial_dims": True},
+            ValueError,
+            r"Received: spatial_dims=True",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -97,3 +147,38 @@ def test_bad_input_rank():
         ValueError, match=r"expects channels-last images.*\(None, 8, 3\)"
     ):
         ConvBlock(4).build((None, 8, 3))
+
+
+@pytest.mark.parametrize(
+    "spatial_dims, shape, match",
+    [
+        (
+            2,
+            (1, 8, 8, 8, 3),
+            r"`ConvBlock` expects channels-last images of shape \(batch, height, "
+            r"width, channels\) with a known number of channels, as "
+            r"spatial_dims=2 sets; for volumes \(batch, depth, height, width, "
+            r"channels\) pass spatial_dims=3\. "
+            r"Received: input_shape=\(1, 8, 8, 8, 3\), spatial_dims=2",
+        ),
+        (
+            3,
+            (1, 8, 8, 3),
+            r"`ConvBlock` expects channels-last volumes of shape \(batch, depth, "
+            r"height, width, channels\) with a known number of channels, as "
+            r"spatial_dims=3 sets; for images \(batch, height, width, "
+            r"channels\) pass spatial_dims=2\. "
+            r"Received: input_shape=\(1, 8, 8, 3\), spatial_dims=3",
+        ),
+    ],
+)
+def test_input_rank_must_match_spatial_dims(spatial_dims, shape, match):
+    with pytest.raises(ValueError, match=match):
+        ConvBlock(4, spatial_dims=spatial_dims)(keras.ops.ones(shape))
+
+
+def test_a_built_block_checks_the_rank_with_its_input_spec():
+    block = ConvBlock(4, spatial_dims=3)
+    block(keras.ops.ones((1, 4, 4, 4, 3)))
+    with pytest.raises(ValueError, match=r"expected ndim=5, found ndim=4"):
+        block(keras.ops.ones((1, 4, 4, 3)))

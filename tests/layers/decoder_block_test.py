@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from seglayers import ConvBlock, DecoderBlock, EncoderBlock, UNet
-from seglayers.layers.decoder_block import match_spatial_size, upsample_bilinear_2x
+from seglayers.layers import _spatial, decoder_block
 from tests.harness import (
     TORCH_SOFTMAX_SCCE,
     assert_saved_model_predicts_the_same,
@@ -29,21 +29,53 @@ def test_layer(kwargs):
     run_layer_test(DecoderBlock, kwargs, [(2, 4, 4, 8), (2, 8, 8, 4)], (2, 8, 8, 4))
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"filters": 4, "spatial_dims": 3},
+        {"filters": 4, "upsampling": "bilinear", "attention": True, "spatial_dims": 3},
+        {
+            "filters": 4,
+            "upsampling": "nearest",
+            "normalization": "group",
+            "spatial_dims": 3,
+        },
+    ],
+    ids=["transpose", "trilinear-attention", "nearest-group"],
+)
+def test_layer_3d(kwargs):
+    run_layer_test(
+        DecoderBlock, kwargs, [(2, 4, 4, 4, 8), (2, 8, 8, 8, 4)], (2, 8, 8, 8, 4)
+    )
+
+
+def test_match_spatial_size_is_still_importable_from_here():
+    # Models written against 0.1.0 import it from decoder_block.
+    assert decoder_block.match_spatial_size is _spatial.match_spatial_size
+
+
+@pytest.mark.parametrize("upsampling", ["transpose", "bilinear", "nearest"])
+def test_3d_upsampling_layers(upsampling):
+    block = DecoderBlock(4, upsampling=upsampling, spatial_dims=3)
+    x = np.random.default_rng(0).normal(size=(1, 2, 3, 4, 8)).astype("float32")
+    up = keras.ops.convert_to_numpy(block.upsample(x))
+    assert up.shape[1:4] == (4, 6, 8)
+    if upsampling == "transpose":
+        assert isinstance(block.upsample, keras.layers.Conv3DTranspose)
+    elif upsampling == "nearest":
+        np.testing.assert_array_equal(up, x.repeat(2, 1).repeat(2, 2).repeat(2, 3))
+    else:  # trilinear, weightless
+        assert not block.upsample.weights
+        np.testing.assert_allclose(
+            up, keras.ops.convert_to_numpy(_spatial.upsample_bilinear_2x(x))
+        )
+
+
 @pytest.mark.parametrize("upsampling", ["transpose", "bilinear"])
 def test_reconciles_a_larger_skip(upsampling):
     block = DecoderBlock(4, upsampling=upsampling)
     out = block([keras.ops.ones((1, 7, 6, 8)), keras.ops.ones((1, 15, 13, 4))])
     assert tuple(out.shape) == (1, 15, 13, 4)
-
-
-def test_match_spatial_size_pads_and_crops_at_the_far_edge():
-    x = np.arange(1, 13, dtype="float32").reshape(1, 3, 4, 1)
-    padded = keras.ops.convert_to_numpy(match_spatial_size(x, np.zeros((1, 4, 5, 1))))
-    np.testing.assert_array_equal(padded[0, :3, :4, 0], x[0, :, :, 0])
-    assert padded[0, 3].sum() == 0 and padded[0, :, 4].sum() == 0
-    cropped = keras.ops.convert_to_numpy(match_spatial_size(x, np.zeros((1, 2, 2, 1))))
-    np.testing.assert_array_equal(cropped[0, :, :, 0], x[0, :2, :2, 0])
-    assert match_spatial_size(x, np.zeros((1, 3, 4, 7))) is x
 
 
 def test_reconciles_sizes_known_only_at_run_time():
@@ -61,6 +93,18 @@ def test_reconciles_sizes_known_only_at_run_time():
     )
 
 
+@pytest.mark.parametrize("upsampling", ["transpose", "bilinear"])
+def test_reconciles_3d_sizes_known_only_at_run_time(upsampling):
+    volume = keras.Input((None, None, None, 2))
+    down, skip = EncoderBlock(4, spatial_dims=3, name="enc")(volume)
+    out = DecoderBlock(4, upsampling=upsampling, spatial_dims=3, name="dec")(
+        [down, skip]
+    )
+    model = keras.Model(volume, out)
+    predicted = model.predict(np.ones((2, 7, 9, 5, 2)), verbose=0)
+    assert predicted.shape == (2, 7, 9, 5, 4)
+
+
 @pytest.mark.parametrize("upsampling", ["transpose", "nearest"])
 def test_without_a_skip(upsampling):
     run_layer_test(
@@ -69,6 +113,52 @@ def test_without_a_skip(upsampling):
         (2, 5, 6, 8),
         (2, 10, 12, 4),
     )
+
+
+def test_3d_without_a_skip():
+    run_layer_test(
+        DecoderBlock,
+        {"filters": 4, "upsampling": "bilinear", "spatial_dims": 3},
+        (2, 3, 4, 5, 8),
+        (2, 6, 8, 10, 4),
+    )
+
+
+@pytest.mark.parametrize(
+    "spatial_dims, inputs, match",
+    [
+        (
+            2,
+            [(1, 4, 4, 4, 8), (1, 8, 8, 8, 4)],
+            r"`DecoderBlock` expects channels-last images of shape \(batch, "
+            r"height, width, channels\).*pass spatial_dims=3\. Received: "
+            r"input_shape=\(1, 8, 8, 8, 4\), spatial_dims=2",
+        ),
+        (
+            3,
+            [(1, 4, 4, 8), (1, 8, 8, 4)],
+            r"`DecoderBlock` expects channels-last volumes of shape \(batch, "
+            r"depth, height, width, channels\).*pass spatial_dims=2\. Received: "
+            r"input_shape=\(1, 8, 8, 4\), spatial_dims=3",
+        ),
+        (3, (1, 4, 4, 8), r"input_shape=\(1, 4, 4, 8\), spatial_dims=3"),
+    ],
+)
+def test_input_rank_must_match_spatial_dims(spatial_dims, inputs, match):
+    block = DecoderBlock(4, spatial_dims=spatial_dims)
+    if isinstance(inputs, list):
+        inputs = [keras.ops.ones(shape) for shape in inputs]
+    else:
+        inputs = keras.ops.ones(inputs)
+    with pytest.raises(ValueError, match=match):
+        block(inputs)
+
+
+def test_a_built_block_checks_the_rank_with_its_input_spec():
+    block = DecoderBlock(4, upsampling="nearest")
+    block([keras.ops.ones((1, 4, 4, 8)), keras.ops.ones((1, 8, 8, 4))])
+    with pytest.raises(ValueError, match=r"expected ndim=4, found ndim=5"):
+        block([keras.ops.ones((1, 4, 4, 4, 8)), keras.ops.ones((1, 8, 8, 8, 4))])
 
 
 def test_needs_x_or_x_and_a_skip():
@@ -90,6 +180,11 @@ def test_attention_needs_a_skip():
             r"'nearest'. Received: upsampling='bicubic'",
         ),
         ({"attention": 1}, r"`attention` must be True or False. Received: attention=1"),
+        (
+            {"spatial_dims": 1},
+            r"`spatial_dims` must be 2, for images .*or 3, for volumes .*"
+            r"Received: spatial_dims=1",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -118,21 +213,6 @@ def test_blocks_compose_a_custom_network(tmp_path):
     assert_saved_model_predicts_the_same(model, images, tmp_dir=tmp_path)
 
 
-@pytest.mark.parametrize("size", [(1, 1), (3, 5), (8, 8), (7, 4)])
-def test_bilinear_upsampling_is_keras_resize(size):
-    # The same numbers as `ops.image.resize` (and so as the `UpSampling2D`
-    # that seglayers used before), so saved models predict as they did.
-    x = np.random.default_rng(0).normal(size=(2, *size, 3)).astype("float32")
-    expected = keras.ops.image.resize(
-        x, (2 * size[0], 2 * size[1]), interpolation="bilinear"
-    )
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(upsample_bilinear_2x(x)),
-        keras.ops.convert_to_numpy(expected),
-        atol=1e-6,
-    )
-
-
 @pytest.mark.parametrize("upsampling", ["transpose", "bilinear", "nearest"])
 def test_every_upsampling_predicts_at_new_sizes_in_one_process(upsampling):
     # On TensorFlow, `predict` retraces with unknown height and width the
@@ -146,28 +226,3 @@ def test_every_upsampling_predicts_at_new_sizes_in_one_process(upsampling):
         np.testing.assert_allclose(
             predicted, keras.ops.convert_to_numpy(model(images)), atol=1e-5
         )
-
-
-def _graph_bool_error():
-    if keras.backend.backend() != "tensorflow":
-        return Exception
-    import tensorflow as tf
-
-    return tf.errors.OperatorNotAllowedInGraphError
-
-
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="a TensorFlow graph bug"
-)
-@pytest.mark.xfail(strict=True, raises=_graph_bool_error())
-def test_plain_keras_bilinear_upsampling_fails_at_a_second_size():
-    # Why DecoderBlock upsamples with `upsample_bilinear_2x`: Keras 3.15.1's
-    # `ops.image.resize` checks `size[0] <= 0` as a Python bool, which a size
-    # known only at run time cannot give. When this passes, the workaround
-    # can go.
-    image = keras.Input((None, None, 3))
-    model = keras.Model(
-        image, keras.layers.UpSampling2D(2, interpolation="bilinear")(image)
-    )
-    for size in [(8, 8), (10, 10)]:
-        model.predict(np.ones((1, *size, 3), "float32"), verbose=0)
