@@ -152,3 +152,15 @@ def check_sample_weight(sample_weight, pixels):
         )
     weight = ops.reshape(weight, ops.shape(weight) + (1,) * (rank - len(wshape)))
     return ops.broadcast_to(weight, ops.shape(pixels))
+
+
+def check_rescale(rescale):
+    """Returns `rescale` if it is a number or `None`, else raises."""
+    if rescale is not None and (
+        isinstance(rescale, bool) or not isinstance(rescale, (int, float))
+    ):
+        raise TypeError(
+            "`rescale` must be a number such as 1 / 255, or None. "
+            f"Received: rescale={rescale!r}"
+        )
+    return rescale

@@ -1,6 +1,7 @@
 """Argument and input-shape checks of the seglayers models."""
 
 from seglayers._validation import check_positive_int
+from seglayers.layers import _spatial
 from seglayers.models import encoders
 
 
@@ -25,23 +26,6 @@ def level_filters(filters, depth):
     return [filters * 2**level for level in range(depth + 1)]
 
 
-def check_rescale(rescale):
-    """Raises a `TypeError` unless `rescale` is a number or `None`."""
-    if rescale is not None and (
-        isinstance(rescale, bool) or not isinstance(rescale, (int, float))
-    ):
-        raise TypeError(
-            "`rescale` must be a number such as 1 / 255, or None. "
-            f"Received: rescale={rescale!r}"
-        )
-
-
-_LAYOUTS = {
-    2: "channels-last images of shape (batch, height, width, channels)",
-    3: "channels-last volumes of shape (batch, depth, height, width, channels)",
-}
-
-
 def check_input_shape(
     shape, input_channels, depth, encoder, model_name, spatial_dims=2
 ):
@@ -49,9 +33,11 @@ def check_input_shape(
     a `ValueError` that says what to do."""
     shape = tuple(shape)
     if len(shape) != spatial_dims + 2:
+        kind = "images" if spatial_dims == 2 else "volumes"
         raise ValueError(
             f"`{model_name}` with spatial_dims={spatial_dims} expects "
-            f"{_LAYOUTS[spatial_dims]}. Received: input shape {shape}"
+            f"channels-last {kind} of shape {_spatial.layout(spatial_dims)}. "
+            f"Received: input shape {shape}"
         )
     if shape[-1] is None:
         example = (None,) * (spatial_dims + 1) + (3,)
@@ -75,11 +61,8 @@ def check_input_shape(
         size for size in shape[1:-1] if isinstance(size, int) and size < minimum
     ]
     if too_small:
-        names, things = (
-            ("height and width", "images")
-            if spatial_dims == 2
-            else ("depth, height and width", "volumes")
-        )
+        names = _spatial.size_names(spatial_dims)
+        things = "images" if spatial_dims == 2 else "volumes"
         smallest = "(" + ", ".join([str(minimum)] * spatial_dims) + ")"
         raise ValueError(
             f"`{model_name}` with depth={depth} halves the input {depth} "
@@ -111,3 +94,35 @@ def _check_encoder_input_size(encoder, shape, model_name):
         "encoder for any size, e.g. keras.applications.MobileNetV3Small("
         "input_shape=(None, None, 3), include_top=False)."
     )
+
+
+def check_pyramid_model_arguments(model_name, encoder, spatial_dims):
+    """Raises unless a model that only decodes an encoder's pyramid (it has
+    no encoder of its own, and encoders are 2-D) gets an encoder and images."""
+    if encoder is None:
+        raise ValueError(
+            f"`{model_name}` decodes the feature pyramid of an encoder and has "
+            "no encoder of its own: pass a name such as encoder='resnet50' (the "
+            "default), a functional `keras.Model` or a keras-hub backbone. "
+            "Received: encoder=None"
+        )
+    if spatial_dims != 2:
+        raise ValueError(
+            f"`{model_name}` is a 2-D model (its encoders are 2-D image "
+            "models); for volumes use UNet(spatial_dims=3). "
+            f"Received: spatial_dims={spatial_dims!r}"
+        )
+
+
+def check_encoder_levels(model_name, needed, available, encoder):
+    """Raises unless the encoder's pyramid has every level in `needed`."""
+    missing = [level for level in needed if level not in available]
+    if missing:
+        strides = ", ".join(str(2 ** int(level[1:])) for level in missing)
+        raise ValueError(
+            f"`{model_name}` reads the encoder's features at levels "
+            f"{', '.join(needed)} (stride 2**k at level Pk), but this encoder "
+            f"has none at stride {strides} (its levels: {', '.join(available)}). "
+            "Use an encoder that halves the size at each of those strides. "
+            f"Received: encoder={getattr(encoder, 'name', encoder)!r}"
+        )

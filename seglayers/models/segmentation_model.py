@@ -6,14 +6,19 @@ import keras
 from keras import ops
 
 from seglayers._api import register
-from seglayers._validation import check_bool, check_choice, check_positive_int
+from seglayers._validation import (
+    check_bool,
+    check_choice,
+    check_positive_int,
+    check_rescale,
+    check_spatial_dims,
+)
 from seglayers.inference.export import export_arguments
-from seglayers.layers.decoder_block import match_spatial_size, upsample_bilinear_2x
+from seglayers.layers._spatial import LAYERS, match_spatial_size, upsample_bilinear_2x
 from seglayers.models import encoders
-from seglayers.models._checks import check_input_shape, check_rescale
+from seglayers.models._checks import check_input_shape
 
 OUTPUT_ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
-_POINTWISE_CONV = {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
 # The spatial size at which `build` traces `call` where the input's is free.
 _TRACE_SIZE = 256
 
@@ -125,7 +130,7 @@ class SegmentationModel(keras.Model):
             ("auto",) + encoders.PREPROCESSINGS,
         )
         check_rescale(rescale)
-        check_choice("spatial_dims", spatial_dims, (2, 3))
+        check_spatial_dims(spatial_dims)
         if encoder is not None and spatial_dims != 2:
             raise ValueError(
                 "Pluggable encoders are 2-D image models, so `encoder` needs "
@@ -178,7 +183,7 @@ class SegmentationModel(keras.Model):
             activation = "softmax" if self.num_classes > 1 else "sigmoid"
         else:
             activation = self.output_activation or "linear"
-        conv = _POINTWISE_CONV[self.spatial_dims]
+        conv = LAYERS[self.spatial_dims].conv
         self.head = conv(self.num_classes, 1, dtype="float32", name="head")
         self.head_activation = keras.layers.Activation(
             activation, dtype="float32", name="head_activation"

@@ -2,16 +2,21 @@ import keras
 
 from seglayers._api import register
 from seglayers._validation import check_bool, check_positive_int
-from seglayers.layers.conv_block import ConvBlock
 from seglayers.layers.decoder_block import DecoderBlock
-from seglayers.layers.encoder_block import EncoderBlock
 from seglayers.models._checks import level_filters
+from seglayers.models._contracting_path import (
+    make_contracting_path,
+    run_contracting_path,
+)
 from seglayers.models.segmentation_model import SegmentationModel
 
 
 @register
 class UNet(SegmentationModel):
     """The U-Net of Ronneberger et al. (2015) for semantic segmentation.
+
+    A `SegmentationModel`: the U-Net's contracting path (or a pluggable
+    encoder) as the pyramid, the expanding path as the decoder.
 
     An encoder of `depth` `EncoderBlock`s (convolutions, then 2× pooling), a
     bottleneck `ConvBlock`, a decoder of `depth` `DecoderBlock`s (upsampling,
@@ -89,6 +94,10 @@ class UNet(SegmentationModel):
         rescale: float or `None`, a factor applied to the inputs first, e.g.
             `1 / 255`. Defaults to `None` (inputs used as given; leave it so
             with an `encoder`, which expects [0, 255]).
+        spatial_dims: 2 for images, 3 for volumes `(batch, depth, height,
+            width, channels)` (the 3-D U-Net of Çiçek et al. 2016, with the
+            U-Net's own encoder; 3-D convolutions, pooling and upsampling,
+            `"bilinear"` being trilinear). Defaults to 2.
         **kwargs: `keras.Model` keyword arguments, such as `name`, `dtype`.
 
     Call arguments:
@@ -97,10 +106,11 @@ class UNet(SegmentationModel):
 
     Input shape:
         `(batch, height, width, channels)`, height and width at least
-        `2**depth`.
+        `2**depth`; `(batch, depth, height, width, channels)` with
+        `spatial_dims=3`.
 
     Output shape:
-        `(batch, height, width, num_classes)`.
+        The input's shape with `num_classes` channels.
 
     Example:
 
@@ -130,6 +140,7 @@ class UNet(SegmentationModel):
         encoder_trainable=True,
         encoder_preprocessing="auto",
         rescale=None,
+        spatial_dims=2,
         **kwargs,
     ):
         kwargs.setdefault("name", "unet")
@@ -150,6 +161,7 @@ class UNet(SegmentationModel):
             encoder_trainable=encoder_trainable,
             encoder_preprocessing=encoder_preprocessing,
             rescale=rescale,
+            spatial_dims=spatial_dims,
             **kwargs,
         )
         widths = level_filters(
@@ -164,23 +176,15 @@ class UNet(SegmentationModel):
             normalization=normalization,
             activation=activation,
             residual=residual,
+            spatial_dims=spatial_dims,
             dtype=self.dtype_policy,
         )
         self.encoder_blocks = []
         self.bottleneck = None
         self.bottom_dropout = None
         if own_encoder:
-            self.encoder_blocks = [
-                EncoderBlock(
-                    widths[level],
-                    dropout=dropout if level == resolved_depth - 1 else 0.0,
-                    name=f"encoder_{level}",
-                    **block_args,
-                )
-                for level in range(resolved_depth)
-            ]
-            self.bottleneck = ConvBlock(
-                widths[resolved_depth], dropout=dropout, name="bottleneck", **block_args
+            self.encoder_blocks, self.bottleneck = make_contracting_path(
+                widths, dropout, block_args
             )
             skip_levels = [f"P{level}" for level in range(resolved_depth)]
         else:
@@ -218,12 +222,9 @@ class UNet(SegmentationModel):
     def encode(self, x, training=None):
         if self.encoder is not None:
             return super().encode(x, training=training)
-        # The contracting path as a pyramid: "P0" (stride 1) to "P{depth}".
-        pyramid = {}
-        for level, block in enumerate(self.encoder_blocks):
-            x, pyramid[f"P{level}"] = block(x, training=training)
-        pyramid[f"P{self.depth}"] = self.bottleneck(x, training=training)
-        return pyramid
+        return run_contracting_path(
+            self.encoder_blocks, self.bottleneck, x, training=training
+        )
 
     def decode(self, pyramid, training=None):
         x = pyramid[f"P{self.depth}"]

@@ -71,6 +71,28 @@ def test_model_harness(kwargs, cross_backend, tmp_path):
     run_model_test(UNet, kwargs, (2, 64, 64, 3), tmp_path, cross_backend)
 
 
+def test_model_harness_in_3d(tmp_path):
+    kwargs = {
+        "num_classes": 2,
+        "filters": 4,
+        "depth": 2,
+        "normalization": "group",
+        "upsampling": "bilinear",
+        "attention": True,
+        "spatial_dims": 3,
+    }
+    run_model_test(UNet, kwargs, (2, 16, 16, 16, 1), tmp_path, cross_backend=False)
+    model = UNet(**kwargs)
+    model.build((None, None, None, None, 1))
+    assert isinstance(model.head, keras.layers.Conv3D)
+    assert model.encoder_blocks[0].spatial_dims == 3
+
+
+def test_3d_with_an_encoder_is_refused():
+    with pytest.raises(ValueError, match=r"`encoder` needs\s+spatial_dims=2"):
+        UNet(2, encoder="resnet50", spatial_dims=3)
+
+
 @pytest.mark.parametrize("num_classes, params", [(2, 31_031_810), (21, 31_033_045)])
 def test_the_papers_network(num_classes, params):
     model = UNet(
