@@ -5,27 +5,16 @@ import warnings
 import keras
 import numpy as np
 
+from seglayers._masks import (
+    check_palette,
+    model_predicted_ids,
+    num_ids,
+    target_ids,
+)
 from seglayers._validation import check_ignore_class, check_positive_int
 from seglayers.distribute.chief import is_chief
 from seglayers.visualization.palette import default_palette
 from seglayers.visualization.render import render_grid, save_png
-
-
-def predicted_ids(predictions, threshold=None):
-    """Class ids `(N, H, W)` from whatever a model outputs, as numpy.
-
-    Several channels: the arg-max (the same for logits and probabilities).
-    One channel: sigmoid probabilities cut at 0.5, or logits at 0 (read as
-    logits when any value lies outside [0, 1]). Integer outputs are ids.
-    """
-    predictions = np.asarray(predictions)
-    if not np.issubdtype(predictions.dtype, np.floating):
-        return predictions[..., 0] if predictions.shape[-1] == 1 else predictions
-    if predictions.shape[-1] > 1:
-        return predictions.argmax(-1)
-    if threshold is None:
-        threshold = 0.0 if (predictions.min() < 0 or predictions.max() > 1) else 0.5
-    return (predictions[..., 0] > threshold).astype(np.int64)
 
 
 def _check_samples(images, masks):
@@ -44,17 +33,15 @@ def _check_samples(images, masks):
         )
 
 
-def _check_palette(palette):
-    valid = isinstance(palette, (list, tuple)) and all(
-        np.shape(colour) == (3,)
-        and all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in colour)
-        for colour in palette
-    )
-    if not valid:
-        raise ValueError(
-            "`palette` must be a list of `[r, g, b]` colours (ints in 0..255), "
-            f"index = class id. Received: palette={palette!r}"
-        )
+def predicted_ids(predictions, threshold=None):
+    """Class ids `(N, H, W)` of model outputs, as numpy. Kept for callers
+    of 0.1; `seglayers._masks.model_predicted_ids` says how outputs are
+    read (`threshold=None` is 0.5 here: there is no model to ask)."""
+    return model_predicted_ids(None, predictions, threshold)
+
+
+def _numpy(tensor):
+    return keras.ops.convert_to_numpy(tensor)
 
 
 # Not registered for `.keras` loading: a callback holds data and paths, is
@@ -69,8 +56,10 @@ class MaskVisualizer(keras.callbacks.Callback):
     grey where the truth is ignored), with a legend of class colours. With
     `log_dir` the same picture goes to TensorBoard as an image summary.
 
-    Predictions are read whatever the model outputs: logits or probabilities
-    over several classes (arg-max), one sigmoid channel, or ids. Files are
+    Predictions are read as seglayers' metrics read them: logits or
+    probabilities over several classes (arg-max), one sigmoid channel cut at
+    `threshold`, or ids. Masks may be ids or one-hot (all-zero rows are
+    ignored pixels). Files are
     written atomically; if one cannot be written (a read-only folder, a full
     disk) the callback warns once and training goes on. Under a multi-worker
     strategy only the chief writes.
@@ -91,6 +80,13 @@ class MaskVisualizer(keras.callbacks.Callback):
         ignore_class: int or `None`, the id of unlabelled pixels (drawn grey).
         num_classes: int or `None`; defaults to the model's output channels
             (2 for one sigmoid channel).
+        threshold: float or `None`, where one sigmoid channel turns into
+            class 1, as in the metrics' `threshold`. `None` (the default)
+            takes 0 for a model that says it outputs logits
+            (`output_activation=None`, as seglayers models can) and 0.5
+            (probabilities) otherwise; the value range is never guessed from.
+            One channel outside [0, 1] read with a threshold in (0, 1) raises
+            a `ValueError`: pass `threshold=0` for logits.
 
     Example:
 
@@ -112,6 +108,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         max_samples=8,
         ignore_class=None,
         num_classes=None,
+        threshold=None,
     ):
         super().__init__()
         check_positive_int("every_n_epochs", every_n_epochs)
@@ -125,8 +122,15 @@ class MaskVisualizer(keras.callbacks.Callback):
             )
         if num_classes is not None:
             check_positive_int("num_classes", num_classes)
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+        ):
+            raise TypeError(
+                "`threshold` must be a number (0.5 for probabilities, 0 for "
+                f"logits) or None. Received: threshold={threshold!r}"
+            )
         if palette is not None:
-            _check_palette(palette)
+            check_palette(palette)
         self.data = data
         self.output_dir = os.fspath(output_dir)
         self.every_n_epochs = every_n_epochs
@@ -136,6 +140,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         self.max_samples = max_samples
         self.ignore_class = ignore_class
         self.num_classes = num_classes
+        self.threshold = threshold
         self._samples = None
         self._warned = False
         if isinstance(data, (tuple, list)) and len(data) == 2:
@@ -168,10 +173,6 @@ class MaskVisualizer(keras.callbacks.Callback):
                 f"{[m.shape for m in masks]}. Give batches of one size."
             ) from None
         _check_samples(images.shape, masks.shape)
-        if masks.ndim == images.ndim and masks.shape[-1] > 1:
-            # One-hot masks: ids, with all-zero rows as ignored pixels.
-            ignored = masks.sum(-1) == 0
-            masks = np.where(ignored, -1, masks.argmax(-1))
         return images, masks
 
     def on_train_begin(self, logs=None):
@@ -193,8 +194,8 @@ class MaskVisualizer(keras.callbacks.Callback):
 
     def _num_classes(self, channels):
         if self.num_classes is not None:
-            return max(self.num_classes, 2)
-        return max(channels, 2) if channels else None
+            return num_ids(self.num_classes)
+        return num_ids(channels) if channels else None
 
     def _check_classes(self, num_classes):
         """Every class needs a colour, and a name if names are given."""
@@ -226,16 +227,16 @@ class MaskVisualizer(keras.callbacks.Callback):
         """The current picture, a uint8 `(height, width, 3)` array."""
         images, masks = self._samples
         outputs = self.model.predict(images, verbose=0)
-        predictions = predicted_ids(keras.ops.convert_to_numpy(outputs))
         num_classes = self._num_classes(outputs.shape[-1])
         self._check_classes(num_classes)
-        palette = self.palette or default_palette(num_classes)
-        masks = (
-            np.where(masks == self.ignore_class, -1, masks)
-            if (self.ignore_class is not None)
-            else masks
+        ids = model_predicted_ids(self.model, outputs, self.threshold)
+        # Ignored pixels, and ids that are no class, are drawn grey (-1).
+        truth, valid, _ = target_ids(
+            masks, ids.shape, num_classes, self.ignore_class, outputs.shape
         )
-        return render_grid(images, masks, predictions, palette, self.class_names)
+        truth = np.where(_numpy(valid), _numpy(truth), -1)
+        palette = self.palette or default_palette(num_classes)
+        return render_grid(images, truth, ids, palette, self.class_names)
 
     def _draw(self, filename, step):
         if self._samples is None:
@@ -271,4 +272,5 @@ class MaskVisualizer(keras.callbacks.Callback):
             "max_samples": self.max_samples,
             "ignore_class": self.ignore_class,
             "num_classes": self.num_classes,
+            "threshold": self.threshold,
         }

@@ -2,10 +2,18 @@
 
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from seglayers._masks import (
+    bad_id_mask,
+    check_palette,
+    num_ids,
+    palette_ids,
+    raise_on_bad_ids,
+)
 from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
@@ -94,7 +102,7 @@ def segmentation_dataset_from_directory(
         check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
     pairs = _find_pairs(directory)
     if palette is not None:
-        palette = _palette_lookup(palette, num_classes, ignore_class)
+        palette = _palette(palette, num_classes, ignore_class)
     if shuffle or validation_split:
         if seed is None:
             seed = int(np.random.default_rng().integers(1_000_000))
@@ -219,20 +227,11 @@ def _find_pairs(directory):
     return pairs
 
 
-def _palette_lookup(palette, num_classes, ignore_class):
-    """Sorted 24-bit colour codes and the id of each, for `np.searchsorted`."""
-    from seglayers.preprocessing.one_hot_mask import _check_palette
-
+def _palette(palette, num_classes, ignore_class):
+    """`palette` checked, for `num_ids(num_classes)` classes."""
     if num_classes is None:
         raise ValueError("`palette` needs `num_classes` (the number of colours).")
-    num_classes = max(num_classes, 2)  # Binary: two colours, ids 0 and 1.
-    colours = _check_palette(palette, num_classes, ignore_class)
-    codes = np.array([(r << 16) | (g << 8) | b for r, g, b in colours], np.int64)
-    ids = np.arange(len(colours), dtype=np.int32)
-    if len(colours) > num_classes:
-        ids[num_classes] = ignore_class
-    order = np.argsort(codes)
-    return codes[order], ids[order]
+    return check_palette(palette, num_ids(num_classes), ignore_class)
 
 
 def _read_mask(path, num_classes, ignore_class, palette):
@@ -251,21 +250,15 @@ def _read_mask(path, num_classes, ignore_class, palette):
                 f"{path}: with a `palette`, masks must be RGB; this one is "
                 f"mode {mode!r}."
             )
-        codes = (
-            (array[..., 0].astype(np.int64) << 16)
-            | (array[..., 1].astype(np.int64) << 8)
-            | array[..., 2]
-        )
-        keys, ids = palette
-        index = np.clip(np.searchsorted(keys, codes), 0, len(keys) - 1)
-        unknown = keys[index] != codes
-        if unknown.any():
-            found = np.unique(array[unknown][:, :3], axis=0)[:5].tolist()
-            raise ValueError(
-                f"{path}: colours not in `palette`: {found}. Add them to "
-                "`palette` or fix the mask."
+        array = keras.ops.convert_to_numpy(
+            palette_ids(
+                array[..., :3],
+                palette,
+                num_ids(num_classes),
+                ignore_class,
+                subject=f"The mask {path}",
             )
-        array = ids[index]
+        )
     elif array.ndim == 3:
         if not (array[..., :1] == array[..., 1:3]).all():
             raise ValueError(
@@ -276,21 +269,9 @@ def _read_mask(path, num_classes, ignore_class, palette):
         array = array[..., 0]
     array = array.astype(np.int32)
     if num_classes is not None:
-        classes = max(num_classes, 2)  # num_classes=1: binary, ids 0 and 1.
-        bad = (array < 0) | (array >= classes)
-        if ignore_class is not None:
-            bad &= array != ignore_class
-        if bad.any():
-            values = np.unique(array[bad])[:10].tolist()
-            raise ValueError(
-                f"{path}: class ids {values} outside [0, {classes})"
-                + (
-                    f" and not `ignore_class`={ignore_class}"
-                    if ignore_class is not None
-                    else ""
-                )
-                + ". Raise `num_classes`, set `ignore_class`, or fix the mask."
-            )
+        classes = num_ids(num_classes)
+        bad = bad_id_mask(array, classes, ignore_class)
+        raise_on_bad_ids(array, bad, classes, ignore_class, f"The mask {path}")
     return array[..., None]
 
 
@@ -345,8 +326,6 @@ def _make_dataset(
 
 
 def _one_hot(num_classes, ignore_class):
-    import keras
-
     from seglayers.preprocessing.one_hot_mask import OneHotMask
 
     if num_classes is None:

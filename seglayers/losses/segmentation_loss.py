@@ -7,6 +7,7 @@ outputs and 512×512 sums neither overflow nor lose the small terms.
 import keras
 from keras import ops
 
+from seglayers._masks import num_ids, raise_on_bad_ids, target_one_hot
 from seglayers._validation import (
     check_bool,
     check_ignore_class,
@@ -125,7 +126,7 @@ class SegmentationLoss(keras.losses.Loss):
                 f"`{type(self).__name__}` needs the number of channels of "
                 f"`y_pred`. Received: y_pred shape {tuple(y_pred.shape)}"
             )
-        classes = max(channels, 2)
+        classes = num_ids(channels)
         check_ignore_not_a_class(self.ignore_class, channels)
         if self.class_weights is not None and len(self.class_weights) != classes:
             raise ValueError(
@@ -134,8 +135,12 @@ class SegmentationLoss(keras.losses.Loss):
                 f" Received: class_weights={self.class_weights}"
             )
         log_probs = _log_probabilities(y_pred, self.from_logits)
-        target, valid, bad_ids = self._target(y_true, y_pred, classes)
-        invalid = bad_ids | self._wrong_scores(y_pred) | ops.any(ops.isnan(y_pred))
+        target, valid, bad = target_one_hot(
+            y_true, y_pred.shape[:-1], classes, self.ignore_class, tuple(y_pred.shape)
+        )
+        raise_on_bad_ids(y_true, bad, classes, self.ignore_class)
+        valid = ops.cast(valid, "float32")
+        invalid = ops.any(bad) | self._wrong_scores(y_pred) | ops.any(ops.isnan(y_pred))
         if self._sample_weight is not None:
             valid = valid * ops.cast(
                 check_sample_weight(self._sample_weight, valid), "float32"
@@ -171,39 +176,6 @@ class SegmentationLoss(keras.losses.Loss):
                 "remove the model's final softmax. Received: from_logits=True"
             )
         return wrong
-
-    def _target(self, y_true, y_pred, classes):
-        """`(target, valid, bad_ids)`: one-hot float32 targets, 1/0 per pixel,
-        and whether any id is neither a class nor `ignore_class`."""
-        y_true = ops.convert_to_tensor(y_true)
-        rank, pred_rank = len(y_true.shape), len(y_pred.shape)
-        if rank == pred_rank and y_true.shape[-1] == classes:
-            # One-hot (two channels against one sigmoid channel, as in MeanIoU).
-            target = ops.cast(y_true, "float32")
-            valid = ops.cast(ops.sum(target, axis=-1) > 0, "float32")
-            _check_spatial(self, target, y_pred, y_true)
-            return target, valid, ops.convert_to_tensor(False)
-        if rank == pred_rank and y_true.shape[-1] == 1:
-            y_true = y_true[..., 0]
-        elif rank != pred_rank - 1:
-            raise _mismatch(self, y_true, y_pred)
-        values = ops.cast(y_true, "float32")
-        ids = ops.cast(ops.where(ops.isnan(values), -1, values), "int32")
-        valid = (ids >= 0) & (ids < classes) & (ops.round(values) == values)
-        ignored = ops.zeros_like(valid)
-        if self.ignore_class is not None:
-            ignored = values == self.ignore_class
-            valid = valid & ~ignored
-        bad = ~valid & ~ignored
-        bad_ids = ops.any(bad)
-        if concrete_value(bad_ids):
-            _raise_bad_ids(
-                self, ops.convert_to_numpy(values)[ops.convert_to_numpy(bad)], classes
-            )
-        target = ops.one_hot(ops.where(valid, ids, 0), classes, dtype="float32")
-        valid = ops.cast(valid, "float32")
-        _check_spatial(self, target, y_pred, y_true)
-        return target * valid[..., None], valid, bad_ids
 
     def pixel_weights(self, target, valid):
         """`valid`, times the class weight of each pixel's true class."""
@@ -242,36 +214,3 @@ def _log_probabilities(y_pred, from_logits):
 
 def _extreme(values, reduce):
     return f"{float(ops.convert_to_numpy(reduce(values))):g}"
-
-
-def _raise_bad_ids(loss, bad_values, classes):
-    shown = sorted(set(bad_values.tolist()))
-    raise ValueError(
-        f"`{type(loss).__name__}`: `y_true` holds values that are neither a "
-        f"class id in [0, {classes}) (the channels of `y_pred`) nor "
-        f"`ignore_class`: {shown[:5]}. Set `ignore_class` to the id of "
-        "unlabelled pixels (e.g. 255), give the model one output channel per "
-        "class, or resize masks with nearest-neighbour interpolation. "
-        f"Received: ignore_class={loss.ignore_class}"
-    )
-
-
-def _mismatch(loss, y_true, y_pred):
-    return ValueError(
-        f"`{type(loss).__name__}` cannot match `y_true` to `y_pred`: expected "
-        f"class ids {tuple(y_pred.shape[:-1])} or "
-        f"{tuple(y_pred.shape[:-1]) + (1,)}, or one-hot {tuple(y_pred.shape)}. "
-        f"Received: y_true shape {tuple(y_true.shape)}, y_pred shape "
-        f"{tuple(y_pred.shape)}."
-    )
-
-
-def _check_spatial(loss, target, y_pred, y_true):
-    for a, b in zip(target.shape[:-1], y_pred.shape[:-1]):
-        if a is not None and b is not None and a != b:
-            raise ValueError(
-                f"`{type(loss).__name__}`: `y_true` and `y_pred` cover different "
-                f"pixels. Received: y_true shape {tuple(y_true.shape)}, y_pred "
-                f"shape {tuple(y_pred.shape)}. Resize the masks to the model's "
-                "output size (nearest neighbour)."
-            )

@@ -22,7 +22,6 @@ with `bincount` and 32 for `keras.metrics.MeanIoU`; from logits 39 against
 5.8 before the NaN check, and 42 for Keras).
 """
 
-import keras
 from keras import ops
 
 _MAX_BLOCKS = 16
@@ -47,31 +46,6 @@ def count_bins(indices, length):
         ops.ones_like(indices), indices, num_segments=blocks * length, sorted=False
     )
     return ops.sum(ops.reshape(counts, (blocks, length)), axis=0)
-
-
-def class_argmax(scores):
-    """`argmax(scores, axis=-1)` as int32, first index on ties.
-
-    `keras.ops.argmax` on floats first rewrites -0.0 (a flush-to-zero fix),
-    an extra pass that, on 16×256×256×21 logits, makes it 15× slower than
-    XLA's own argmax on JAX CPU and 2× slower than `tf.argmax` on TensorFlow
-    CPU (benchmarks/metric_update.py). The sign of zero does not matter for
-    class scores, so:
-    - JAX (and others): argmax of an order-preserving int32 key of the float
-      bits (negative floats get their magnitude bits flipped): 4.8 ms, not 47.
-    - TensorFlow: the first index reaching the maximum, via a max and a
-      weighted max: 34 ms, not 60 (TensorFlow's int argmax is slow on CPU).
-    """
-    if 0 in scores.shape:  # An empty batch: Keras refuses the max of nothing.
-        return ops.zeros(scores.shape[:-1], "int32")
-    if keras.backend.backend() == "tensorflow":
-        classes = scores.shape[-1]
-        best = ops.max(scores, axis=-1, keepdims=True)
-        reverse_index = ops.arange(classes, 0, -1, dtype="int32")
-        return classes - ops.max(ops.where(scores == best, reverse_index, 0), axis=-1)
-    bits = ops.view(ops.cast(scores, "float32"), "int32")
-    key = ops.where(bits < 0, ops.bitwise_xor(bits, 0x7FFFFFFF), bits)
-    return ops.cast(ops.argmax(key, axis=-1), "int32")
 
 
 def safe_divide(numerator, denominator):

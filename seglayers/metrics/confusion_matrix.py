@@ -1,17 +1,19 @@
 """The streaming confusion matrix every seglayers metric is a view of.
 
-Counting (`count_bins`, `class_argmax`) lives in `_counting.py`, with the
-measurements behind it.
+Counting (`count_bins`) lives in `_counting.py`, with the measurements
+behind it; what `y_true` and `y_pred` mean is `seglayers/_masks.py`'s, as
+for the losses.
 
 Counts are exact integers: float32 counts stop at 2**24 (16.7 M pixels, a
 few batches) and JAX has no int64 by default, so each cell is kept as two
 int32 variables, `high * 2**20 + low`, good for 2**51 pixels. All state is
 counts, summed across replicas by `tf.distribute` and `keras.distribution`.
 
-Inputs that have no honest count never become one: ids outside the classes,
-NaN predictions and (in traced code) sample weights other than 0 and 1 are
-tallied in bins of their own, reported when `result()` is read eagerly, and
-the last make the result NaN.
+Inputs that have no honest count never become one: true ids outside the
+classes (a `ValueError` when the values are at hand), NaN predictions and
+(in traced code) sample weights other than 0 and 1 are tallied in bins of
+their own, reported when `result()` is read eagerly, and the last make the
+result NaN.
 """
 
 import warnings
@@ -19,6 +21,12 @@ import warnings
 import keras
 from keras import ops
 
+from seglayers._masks import (
+    Y_PRED_FORMATS,
+    predicted_ids,
+    raise_on_bad_ids,
+    target_ids,
+)
 from seglayers._validation import (
     check_choice,
     check_ignore_class,
@@ -27,12 +35,7 @@ from seglayers._validation import (
     check_sample_weight,
     concrete_value,
 )
-from seglayers.metrics._counting import (
-    class_argmax,
-    count_bins,
-)
-
-Y_PRED_FORMATS = ("auto", "scores", "ids")
+from seglayers.metrics._counting import count_bins
 
 _LOW_BITS = 20
 _LOW_LIMIT = 2**_LOW_BITS
@@ -53,10 +56,11 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
       `(..., H, W, 1)` when `num_classes` is 1 or 2 (class 1 where it
       exceeds `threshold`), or class ids `(..., H, W)` / `(..., H, W, 1)`.
       `y_pred_format="auto"` tells them apart by dtype and shape: floating
-      with `num_classes` channels (or one channel for binary) means scores.
+      with `max(num_classes, 2)` channels (or one channel for binary) means
+      scores.
       Pass `"scores"` or `"ids"` to say so explicitly.
     - `y_true`: class ids `(..., H, W)` or `(..., H, W, 1)`, or one-hot
-      `(..., H, W, num_classes)`, whose all-zero rows (as `OneHotMask` makes
+      `(..., H, W, max(num_classes, 2))`, whose all-zero rows (as `OneHotMask` makes
       for ignored pixels) count nowhere.
     - `sample_weight`: optional, one weight per sample `(batch,)` or per
       pixel `(batch, H, W)` / `(batch, H, W, 1)`; 0 leaves the pixel out, 1
@@ -65,11 +69,13 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
       such as `weighted_metrics` in `fit`, they make the result NaN). Weigh
       classes in the loss instead.
 
-    Pixels whose true class is `ignore_class` count nowhere. A true or
-    predicted id outside `[0, num_classes)` that is not `ignore_class`, a
-    float id that is not a whole number, and a NaN prediction are not
-    counted as any class either; such pixels are tallied in
-    `out_of_range_count`, and reading `result()` eagerly warns about them.
+    Pixels whose true class is `ignore_class` count nowhere. A true id
+    outside `[0, num_classes)` that is not `ignore_class`, or a float id
+    that is not a whole number, raises the `ValueError` the losses raise
+    when the values are at hand (eager calls); in traced code (`fit`) such
+    pixels, predicted ids out of range and NaN predictions are counted as
+    no class but tallied in `out_of_range_count`, and reading `result()`
+    eagerly warns about them.
     One sigmoid channel with a `threshold` between 0 and 1 must hold
     probabilities: values outside [0, 1] (logits) raise a `ValueError`
     naming `threshold`, or in traced code count as out of range.
@@ -123,81 +129,28 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
             (self._length,), "zeros", dtype="int32", name="counts_high"
         )
 
-    # --- input interpretation -------------------------------------------
-
-    def _scores_format(self, y_pred):
-        if self.y_pred_format != "auto":
-            return self.y_pred_format == "scores"
-        channels = y_pred.shape[-1]
-        floating = "float" in keras.backend.standardize_dtype(y_pred.dtype)
-        if channels == 1:
-            return floating and self.num_classes <= 2
-        return floating and channels == self.num_classes
-
-    def _predicted_ids(self, y_pred):
-        """Predicted class ids; -1 (out of range) where there is no class."""
-        if not self._scores_format(y_pred):
-            if y_pred.shape[-1] == 1:
-                y_pred = y_pred[..., 0]
-            return _as_int_ids(y_pred)
-        channels = y_pred.shape[-1]
-        if channels == 1:
-            return self._thresholded_ids(y_pred[..., 0])
-        if channels != self.num_classes:
-            raise ValueError(
-                f"`y_pred` scores need {self.num_classes} channels (one per "
-                f"class) or 1 for binary. Received: y_pred shape "
-                f"{tuple(y_pred.shape)}"
-            )
-        return _without_nan_rows(y_pred, class_argmax(y_pred))
-
-    def _thresholded_ids(self, scores):
-        unknown = ops.isnan(scores)
-        if 0 < self.threshold < 1:
-            # A probability threshold applied to logits is silently wrong.
-            outside = (scores < 0) | (scores > 1)
-            _raise_on_logits(concrete_value(ops.any(outside)), scores, self)
-            unknown = unknown | outside
-        ids = ops.cast(scores > self.threshold, "int32")
-        return ops.where(unknown, -1, ids)
-
-    def _true_ids(self, y_true, pred_ids):
-        """True class ids shaped like `pred_ids`, and where they are ignored."""
-        rank, pred_rank = len(y_true.shape), len(pred_ids.shape)
-        if rank == pred_rank + 1 and y_true.shape[-1] == 1:
-            return self._with_ignored(_as_int_ids(y_true[..., 0]))
-        if rank == pred_rank + 1 and y_true.shape[-1] == self._matrix_size:
-            # One-hot: all-zero rows are ignored pixels.
-            unlabelled = ops.sum(ops.cast(y_true, "float32"), axis=-1) == 0
-            return class_argmax(y_true), unlabelled
-        if rank == pred_rank:
-            return self._with_ignored(_as_int_ids(y_true))
-        raise ValueError(
-            "Cannot match `y_true` to `y_pred`: expected `y_true` as class ids "
-            f"{tuple(pred_ids.shape)} or {tuple(pred_ids.shape) + (1,)}, or "
-            f"one-hot {tuple(pred_ids.shape) + (self._matrix_size,)}. Received: "
-            f"y_true shape {tuple(y_true.shape)}, with class ids of shape "
-            f"{tuple(pred_ids.shape)} read from y_pred. Pass `y_pred_format` "
-            "if y_pred was read wrongly."
-        )
-
-    def _with_ignored(self, ids):
-        if self.ignore_class is None:
-            return ids, ops.zeros_like(ids, dtype="bool")
-        return ids, ids == self.ignore_class
-
     # --- state ------------------------------------------------------------
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.convert_to_tensor(y_true)
         y_pred = ops.convert_to_tensor(y_pred)
-        pred = self._predicted_ids(y_pred)
-        true, ignored = self._true_ids(y_true, pred)
-        _check_same_shape(true, pred, y_true, y_pred)
+        pred = predicted_ids(
+            y_pred,
+            self.num_classes,
+            self.threshold,
+            self.y_pred_format,
+            name=type(self).__name__,
+        )
         size = self._matrix_size
-        in_range = (true >= 0) & (true < size) & (pred >= 0) & (pred < size)
+        true, valid, bad = target_ids(
+            y_true, pred.shape, size, self.ignore_class, tuple(y_pred.shape)
+        )
+        raise_on_bad_ids(y_true, bad, size, self.ignore_class)
+        # Ignored: no class and not bad. Bad ids and predictions with no
+        # class (NaN, logits read with a probability threshold) count as out
+        # of range, in traced code where they cannot raise.
+        in_range = valid & (pred >= 0) & (pred < size)
         bins = ops.where(in_range, true * size + pred, size * size + _OUT_OF_RANGE)
-        bins = ops.where(ignored, size * size + _IGNORED, bins)
+        bins = ops.where(~valid & ~bad, size * size + _IGNORED, bins)
         if sample_weight is not None:
             weight = check_sample_weight(sample_weight, true)
             bad = (weight != 0) & (weight != 1)
@@ -287,44 +240,6 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         return config
 
 
-def _as_int_ids(ids):
-    """int32 ids; -1 (out of range) for a float that is not a whole number
-    (a mask resized with interpolation) or NaN."""
-    if "float" not in keras.backend.standardize_dtype(ids.dtype):
-        return ops.cast(ids, "int32")
-    whole = ops.round(ids)
-    # NaN != NaN, so NaN is not whole either.
-    return ops.where(whole == ids, ops.cast(whole, "int32"), -1)
-
-
-def _without_nan_rows(scores, ids):
-    """`ids`, with -1 (out of range) where a row of `scores` holds a NaN.
-
-    The arg-max of a NaN row would be some class (XLA's max skips NaN). Rows
-    are only searched when the sum of all scores is NaN: one reduction costs
-    a third of a row-wise `isnan` on TensorFlow CPU (3.6 ms, not 9, on the
-    60 ms arg-max of 16×256×256×21 logits), and the same on JAX.
-    """
-
-    def mark_nan_rows():
-        return ops.where(ops.any(ops.isnan(scores), axis=-1), -1, ids)
-
-    return ops.cond(ops.isnan(ops.sum(scores)), mark_nan_rows, lambda: ids)
-
-
-def _raise_on_logits(any_outside, scores, metric):
-    if not any_outside:  # False, or None in traced code.
-        return
-    values = ops.convert_to_numpy(scores)
-    raise ValueError(
-        f"`{type(metric).__name__}`: `y_pred` has one channel with values "
-        f"outside [0, 1] (from {values.min():g} to {values.max():g}), so it "
-        f"holds logits, but `threshold`={metric.threshold} is a probability. "
-        "Pass threshold=0 for logits, or end the model with a sigmoid. "
-        f"Received: threshold={metric.threshold}"
-    )
-
-
 def _raise_on_weights(any_bad, weight):
     if not any_bad:  # False, or None in traced code.
         return
@@ -336,20 +251,6 @@ def _raise_on_weights(any_bad, weight):
         "the loss (`class_weights`), or pass 0/1 masks. Received: "
         f"sample_weight with values such as {sorted(set(bad.tolist()))[:5]}"
     )
-
-
-def _check_same_shape(true, pred, y_true, y_pred):
-    true_shape, pred_shape = tuple(true.shape), tuple(pred.shape)
-    if len(true_shape) != len(pred_shape) or any(
-        a is not None and b is not None and a != b
-        for a, b in zip(true_shape, pred_shape)
-    ):
-        raise ValueError(
-            "`y_true` and `y_pred` cover different pixels: class ids of shape "
-            f"{true_shape} against {pred_shape}. Received: y_true shape "
-            f"{tuple(y_true.shape)}, y_pred shape {tuple(y_pred.shape)}. Resize "
-            "the masks to the model's output size (nearest neighbour)."
-        )
 
 
 def _check_result_dtype(dtype):

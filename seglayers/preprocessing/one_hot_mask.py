@@ -1,8 +1,15 @@
 import keras
-import numpy as np
 from keras import ops
 
 from seglayers._api import register
+from seglayers._masks import (
+    as_int_ids,
+    bad_id_mask,
+    bad_ids_message,
+    check_palette,
+    palette_ids,
+    raise_on_bad_ids,
+)
 from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
@@ -73,7 +80,7 @@ class OneHotMask(keras.layers.Layer):
         check_positive_int("num_classes", num_classes)
         check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
         if palette is not None:
-            palette = _check_palette(palette, num_classes, ignore_class)
+            palette = check_palette(palette, num_classes, ignore_class)
         self.num_classes = num_classes
         self.ignore_class = ignore_class
         self.palette = palette
@@ -81,8 +88,10 @@ class OneHotMask(keras.layers.Layer):
 
     def call(self, inputs):
         if self.palette is not None:
-            return ops.cast(self._palette_one_hot(inputs), self.compute_dtype)
-        ids = self._ids(inputs)
+            # Colours not in the palette raise eagerly, else are -1: no class.
+            ids = palette_ids(inputs, self.palette, self.num_classes, self.ignore_class)
+        else:
+            ids = self._ids(inputs)
         valid = self._labelled(ids) & (ids >= 0) & (ids < self.num_classes)
         # -1 gives an all-zero row on every backend (Keras handles it for
         # torch); an id >= num_classes would fail on torch, hence the where.
@@ -109,15 +118,9 @@ class OneHotMask(keras.layers.Layer):
         self._check_shape(tuple(values.shape))
         if len(values.shape) >= 3 and values.shape[-1] == 1:
             values = values[..., 0]
-        floating = "float" in keras.backend.standardize_dtype(values.dtype)
-        if not floating:
+        if "float" not in keras.backend.standardize_dtype(values.dtype):
             values = ops.cast(values, "int32")  # uint8 cannot hold 255 + 1.
-        values = self._check_values(values)
-        if floating:
-            # Never rounded: 0.5 is a mask resized with bilinear
-            # interpolation, and the nearest id would be a plausible wrong one.
-            values = ops.where(ops.floor(values) == values, values, -1)
-        return ops.cast(values, "int32")
+        return as_int_ids(self._check_values(values))
 
     def _labelled(self, ids):
         if self.ignore_class is None:
@@ -148,100 +151,33 @@ class OneHotMask(keras.layers.Layer):
             f"`(batch, H, W, 1)`. Received: mask shape {shape}"
         )
 
-    def _bad(self, values):
-        """True where a value is neither a class id nor `ignore_class`."""
-        bad = (values < 0) | (values >= self.num_classes)
-        if self.ignore_class is not None:
-            bad = bad & (values != self.ignore_class)
-        if "float" in keras.backend.standardize_dtype(values.dtype):
-            bad = bad | (ops.floor(values) != values)
-        return bad
-
     def _check_values(self, values):
         """`values`, after raising (eagerly) or failing when the graph runs
         (TensorFlow) on any that is no class id; elsewhere they become zero
         rows."""
-        array = concrete_value(values)
-        if array is not None:
-            self._raise_on_bad(array)
+        bad = bad_id_mask(values, self.num_classes, self.ignore_class)
+        hint = (
+            " For binary masks (ids 0 and 1) and one sigmoid channel the ids "
+            "are the target already: skip OneHotMask."
+            if self.num_classes == 1
+            else ""
+        )
+        if concrete_value(values) is not None:
+            raise_on_bad_ids(
+                values, bad, self.num_classes, self.ignore_class, "The mask", hint
+            )
             return values
         if keras.backend.backend() != "tensorflow":
             return values  # A jax.jit trace has no way to fail.
         from seglayers.data.graph_checks import assert_none_bad
 
-        ignore = (
-            f" nor ignore_class={self.ignore_class}"
-            if self.ignore_class is not None
-            else ""
+        message = bad_ids_message(
+            f"OneHotMask(num_classes={self.num_classes}): the mask",
+            self.num_classes,
+            self.ignore_class,
+            hint=hint,
         )
-        return assert_none_bad(
-            values,
-            self._bad(values),
-            f"OneHotMask(num_classes={self.num_classes}): the mask holds values "
-            f"that are no class id in [0, {self.num_classes}){ignore} (listed "
-            "after this message): ids out of range, or fractions from a mask "
-            "resized with bilinear interpolation. Resize masks with nearest "
-            "neighbour, raise "
-            "num_classes, or set ignore_class to the id of unlabelled pixels.",
-        )
-
-    def _raise_on_bad(self, values):
-        if np.issubdtype(values.dtype, np.floating):
-            fractions = np.unique(values[np.floor(values) != values])
-            if fractions.size:
-                raise ValueError(
-                    f"The mask holds values that are no whole class id: "
-                    f"{fractions[:10].tolist()}. Masks resized with bilinear (or "
-                    "bicubic, area) interpolation blend the ids of neighbouring "
-                    "pixels; resize masks with nearest neighbour "
-                    '(`interpolation="nearest"`), which keeps every id whole.'
-                )
-        bad = (values < 0) | (values >= self.num_classes)
-        if self.ignore_class is not None:
-            bad &= values != self.ignore_class
-        bad_values = np.unique(values[bad])
-        if bad_values.size:
-            ignore = (
-                f"and `ignore_class`={self.ignore_class} "
-                if self.ignore_class is not None
-                else ""
-            )
-            binary = (
-                " For binary masks (ids 0 and 1) and one sigmoid channel the "
-                "ids are the target already: skip OneHotMask."
-                if self.num_classes == 1
-                else ""
-            )
-            raise ValueError(
-                f"The mask holds class ids {bad_values[:10].astype(int).tolist()} "
-                f"outside [0, {self.num_classes}) {ignore}for num_classes="
-                f"{self.num_classes}. Raise `num_classes`, set `ignore_class` "
-                "to the id of unlabelled pixels (often 255), or fix the masks." + binary
-            )
-
-    def _palette_one_hot(self, inputs):
-        colours = ops.cast(ops.convert_to_tensor(inputs), "int32")
-        if colours.shape[-1] != 3:
-            raise ValueError(
-                "With a `palette`, masks must be RGB, (..., H, W, 3). "
-                f"Received: mask shape {tuple(colours.shape)}"
-            )
-        palette = ops.convert_to_tensor(self.palette, "int32")
-        # (..., H, W, 1, 3) == (K, 3) → (..., H, W, K): exact colour matches.
-        matches = ops.all(colours[..., None, :] == palette, axis=-1)
-        one_hot = matches[..., : self.num_classes]
-        values = concrete_value(colours)
-        if values is not None:
-            unknown = ~concrete_value(ops.any(matches, axis=-1))
-            if unknown.any():
-                found = np.unique(values[unknown].reshape(-1, 3), axis=0)
-                raise ValueError(
-                    f"The mask holds colours not in `palette`: "
-                    f"{found[:10].tolist()}. Add them to `palette` (index = "
-                    "class id; one extra colour at the end for ignored "
-                    "pixels) or fix the masks."
-                )
-        return one_hot
+        return assert_none_bad(values, bad, message)
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -259,31 +195,3 @@ class OneHotMask(keras.layers.Layer):
             }
         )
         return config
-
-
-def _check_palette(palette, num_classes, ignore_class):
-    colours = [list(c) for c in palette] if isinstance(palette, (list, tuple)) else []
-    valid = colours and all(
-        len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-        for c in colours
-    )
-    allowed = (
-        (num_classes, num_classes + 1) if ignore_class is not None else (num_classes,)
-    )
-    if not valid or len(colours) not in allowed:
-        raise ValueError(
-            f"`palette` must be a list of {num_classes} `[r, g, b]` colours "
-            "(ints in 0..255), index = class id"
-            + (
-                ", plus optionally the colour of ignored pixels"
-                if ignore_class is not None
-                else ""
-            )
-            + f". Received: palette={palette!r}"
-        )
-    if len({tuple(c) for c in colours}) != len(colours):
-        raise ValueError(
-            f"`palette` repeats a colour, so it cannot tell those classes apart. "
-            f"Received: palette={palette!r}"
-        )
-    return colours

@@ -82,11 +82,36 @@ def test_logits_and_probabilities_give_the_same_picture(tmp_path):
     np.testing.assert_array_equal(pictures[0], pictures[1])
 
 
-def test_predicted_ids():
+def test_predicted_ids_use_the_threshold_as_the_metrics_do():
     probs = np.array([[[0.2], [0.7]]])
     np.testing.assert_array_equal(predicted_ids(probs), [[0, 1]])
-    np.testing.assert_array_equal(predicted_ids(np.array([[[-1.0], [2.0]]])), [[0, 1]])
+    logits = np.array([[[-1.0], [2.0]]])
+    np.testing.assert_array_equal(predicted_ids(logits, threshold=0.0), [[0, 1]])
+    # Never guessed from the values: logits with a probability threshold raise.
+    with pytest.raises(ValueError, match=r"holds logits.*Pass threshold=0"):
+        predicted_ids(logits)
     np.testing.assert_array_equal(predicted_ids(np.array([[[0.1, 0.9, 0.0]]])), [[1]])
+
+
+def test_one_logit_channel_is_cut_at_zero_from_the_model(tmp_path):
+    images, masks = _data()
+    model = UNet(1, filters=4, depth=2, rescale=1 / 255, output_activation=None)
+    pictures = []
+    for threshold in (None, 0.0):
+        callback = MaskVisualizer(
+            (images, masks % 2), output_dir=tmp_path, threshold=threshold
+        )
+        callback.set_model(model)
+        callback.on_train_begin()
+        pictures.append(callback.render())
+    np.testing.assert_array_equal(pictures[0], pictures[1])
+    callback = MaskVisualizer((images, masks % 2), output_dir=tmp_path, threshold=0.5)
+    callback.set_model(model)
+    callback.on_train_begin()
+    logits = keras.ops.convert_to_numpy(model.predict(images, verbose=0))
+    if ((logits < 0) | (logits > 1)).any():  # Else a 0.5 threshold is legal.
+        with pytest.raises(ValueError, match=r"`threshold`=0.5 is a probability"):
+            callback.render()
 
 
 def test_unwritable_folder_warns_once_and_training_goes_on(tmp_path):

@@ -241,7 +241,7 @@ def test_bad_folders_and_arguments(tmp_path, setup, kwargs, match):
 def test_out_of_range_mask_names_the_file(tmp_path):
     _write_pairs(tmp_path, n=2)
     with pytest.raises(
-        Exception, match=r"s\d\.png: class ids \[255\] outside \[0, 3\)"
+        Exception, match=r"s\d\.png holds class ids \[255\] outside \[0, 3\)"
     ):
         _all(
             segmentation_dataset_from_directory(

@@ -9,7 +9,7 @@ import pytest
 import seglayers
 from seglayers import MeanIoU
 from seglayers.metrics._counting import count_bins
-from tests.metrics.helpers import numpy_confusion, random_segmentation
+from tests.metrics.helpers import numpy_confusion, random_segmentation, traced_update
 
 
 def _matrix(metric):
@@ -193,8 +193,11 @@ def test_sigmoid_logits_with_a_probability_threshold_are_refused():
 
 
 def test_fractional_ids_are_not_rounded_into_a_class():
+    y_true, y_pred = np.array([[0.0, 1.0, 0.5, 2.0]]), np.array([[0, 1, 1, 2]])
+    with pytest.raises(ValueError, match=r"fractional ids \[0\.5\].*nearest"):
+        MeanIoU(3).update_state(y_true, y_pred)  # eagerly, as the losses do
     metric = MeanIoU(3)
-    metric.update_state(np.array([0.0, 1.0, 0.5, 2.0]), np.array([0, 1, 1, 2]))
+    traced_update(metric, y_true, y_pred)
     np.testing.assert_array_equal(np.diag(_matrix(metric)), [1, 1, 1])
     assert metric.out_of_range_count == 1
 

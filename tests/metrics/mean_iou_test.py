@@ -6,7 +6,12 @@ import pytest
 
 from seglayers import MeanIoU
 from tests.harness import TORCH_SOFTMAX_SCCE, _check_config
-from tests.metrics.helpers import numpy_confusion, numpy_scores, random_segmentation
+from tests.metrics.helpers import (
+    numpy_confusion,
+    numpy_scores,
+    random_segmentation,
+    traced_update,
+)
 
 
 @pytest.mark.parametrize("ignore_class", [None, 255])
@@ -95,8 +100,10 @@ def test_binary_with_one_sigmoid_channel(num_classes):
 def test_out_of_range_ids_are_counted_nowhere_and_reported():
     y_true = np.array([[0, 1, 7, -1, 255]])
     y_pred = np.array([[0, 1, 0, 1, 1]])
+    with pytest.raises(ValueError, match=r"class ids \[-1, 7\] outside \[0, 2\)"):
+        MeanIoU(2, ignore_class=255).update_state(y_true, y_pred)  # eagerly
     metric = MeanIoU(2, ignore_class=255)
-    metric.update_state(y_true, y_pred)
+    traced_update(metric, y_true, y_pred)  # as in `fit`
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(metric.confusion_matrix()), [[1, 0], [0, 1]]
     )
@@ -218,7 +225,7 @@ def test_runs_compiled_in_fit():
 
 
 def test_class_argmax_equals_numpy_with_ties_and_signs():
-    from seglayers.metrics._counting import class_argmax
+    from seglayers._masks import class_argmax
 
     rng = np.random.default_rng(6)
     scores = rng.integers(-3, 4, size=(64, 7)).astype("float32")  # many ties

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seglayers import MeanIoU
-from tests.metrics.helpers import numpy_confusion
+from tests.metrics.helpers import numpy_confusion, traced_update
 
 
 @settings(max_examples=25, deadline=None)
@@ -28,8 +28,8 @@ def test_confusion_matrix_equals_numpy_for_any_masks(
         y_true[rng.uniform(size=y_true.shape) < 0.2] = 255
     ignore_class = 255 if with_ignore else None
     metric = MeanIoU(num_classes, ignore_class=ignore_class, y_pred_format="ids")
-    for t, p in zip(y_true, y_pred):
-        metric.update_state(t, p)
+    # Traced, as in `fit`: eagerly, out-of-range ids raise.
+    traced_update(metric, y_true, y_pred)
     expected = numpy_confusion(y_true, y_pred, size, ignore_class)
     actual = keras.ops.convert_to_numpy(metric.confusion_matrix())
     np.testing.assert_array_equal(actual, expected)

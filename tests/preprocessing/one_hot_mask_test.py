@@ -55,8 +55,8 @@ def test_unknown_colours_raise_eagerly():
 def test_out_of_range_ids_raise_eagerly():
     with pytest.raises(
         ValueError,
-        match=r"class ids \[-1, 3, 7\] outside \[0, 3\) and `ignore_class`=255 for "
-        r"num_classes=3\. Raise `num_classes`, set `ignore_class`",
+        match=r"class ids \[-1, 3, 7\] outside \[0, 3\), and `ignore_class` is 255\. "
+        r"Raise the number of classes, set `ignore_class`",
     ):
         OneHotMask(3, ignore_class=255)(np.array([[0, 3, 7, -1, 255]]))
 
@@ -90,8 +90,8 @@ def test_bad_ids_in_a_traced_function(mask, found, ids):
         # tf.data fails when it runs, listing the values.
         with pytest.raises(
             tf.errors.InvalidArgumentError,
-            match=r"OneHotMask\(num_classes=3\): the mask holds values that are "
-            r"no class id in \[0, 3\) \(listed after this message\).*" + found,
+            match=r"OneHotMask\(num_classes=3\): the mask holds class ids outside "
+            r"\[0, 3\) or fractional ids \(listed after this message\).*" + found,
         ):
             _traced(layer, mask)
         return
@@ -111,8 +111,8 @@ def test_fractional_masks_raise_eagerly():
     # What a bilinear resize makes of a mask: ids blended at every edge.
     with pytest.raises(
         ValueError,
-        match=r"no whole class id: \[0\.25, 1\.5\]\. Masks resized with bilinear "
-        r".*resize masks with nearest neighbour",
+        match=r"fractional ids \[0\.25, 1\.5\], and no `ignore_class` is set.*"
+        r"resize them with nearest neighbour, as bilinear interpolation",
     ):
         OneHotMask(3)(np.array([[[0.0], [0.25], [1.5], [2.0]]], "float32"))
 

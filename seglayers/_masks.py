@@ -1,0 +1,358 @@
+"""What masks and predictions mean: the one place that decides it.
+
+`OneHotMask`, the metrics, the losses, the loaders, `MaskVisualizer` and the
+command line call these functions and never re-derive them:
+
+- targets (`target_ids`, `target_one_hot`): class ids `(..., H, W)` or
+  `(..., H, W, 1)`, or one-hot `(..., H, W, C)` whose all-zero rows (what
+  `OneHotMask` writes for `ignore_class`) are ignored pixels;
+- predictions (`predicted_ids`): logits, probabilities or one-hot (arg-max),
+  one sigmoid channel (`threshold`), or ids;
+- the id check and its one message (`raise_on_bad_ids`);
+- palettes (`check_palette`, `palette_ids`).
+
+Functions take tensors or numpy arrays and use `keras.ops` only (traced
+code, XLA). Checks that need values raise only when they are at hand
+(`concrete_value`); traced code gets `-1` ids and `bad` flags instead.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from seglayers._validation import check_choice, concrete_value
+
+Y_PRED_FORMATS = ("auto", "scores", "ids")
+
+
+def num_ids(num_classes):
+    """How many class ids `num_classes` gives: one sigmoid channel is two."""
+    return max(num_classes, 2)
+
+
+def _floating(tensor):
+    return "float" in keras.backend.standardize_dtype(tensor.dtype)
+
+
+def as_int_ids(values):
+    """int32 ids; -1 for a float that is not a whole number (a mask resized
+    with interpolation: never rounded into a plausible class) or NaN."""
+    values = ops.convert_to_tensor(values)
+    if not _floating(values):
+        return ops.cast(values, "int32")
+    whole = ops.round(values)
+    # NaN != NaN, so NaN is not whole either.
+    return ops.where(whole == values, ops.cast(whole, "int32"), -1)
+
+
+def class_argmax(scores):
+    """`argmax(scores, axis=-1)` as int32, first index on ties.
+
+    `keras.ops.argmax` on floats first rewrites -0.0, an extra pass that
+    makes it 15× slower than XLA's argmax on JAX CPU and 2× slower than
+    `tf.argmax` on TensorFlow CPU (16×256×256×21 logits,
+    benchmarks/metric_update.py). The sign of zero does not matter here, so
+    JAX (and others) take the argmax of an order-preserving int32 key of the
+    float bits (4.8 ms, not 47), TensorFlow the first index reaching the
+    maximum via a weighted max (34 ms, not 60).
+    """
+    if 0 in scores.shape:  # An empty batch: Keras refuses the max of nothing.
+        return ops.zeros(scores.shape[:-1], "int32")
+    if keras.backend.backend() == "tensorflow":
+        classes = scores.shape[-1]
+        best = ops.max(scores, axis=-1, keepdims=True)
+        reverse_index = ops.arange(classes, 0, -1, dtype="int32")
+        return classes - ops.max(ops.where(scores == best, reverse_index, 0), axis=-1)
+    bits = ops.view(ops.cast(scores, "float32"), "int32")
+    key = ops.where(bits < 0, ops.bitwise_xor(bits, 0x7FFFFFFF), bits)
+    return ops.cast(ops.argmax(key, axis=-1), "int32")
+
+
+# --- targets ----------------------------------------------------------------
+
+
+def bad_id_mask(values, classes, ignore_class=None):
+    """True where `values` (ids, any dtype) are neither a whole class id in
+    `[0, classes)` nor `ignore_class`. Works on numpy arrays and tensors."""
+    bad = (values < 0) | (values >= classes)
+    if "float" in keras.backend.standardize_dtype(values.dtype):
+        bad = bad | (values % 1 != 0)  # Fractions; NaN % 1 is NaN, so NaN too.
+    if ignore_class is not None:
+        bad = bad & (values != ignore_class)
+    return bad
+
+
+def _target_form(y_true, pixel_shape, classes, y_pred_shape):
+    """`("ids", ids)` (a trailing 1 dropped) or `("one_hot", y_true)`, with
+    its pixels checked against `pixel_shape`; else the one error."""
+    y_true = ops.convert_to_tensor(y_true)
+    rank, shape = len(pixel_shape), tuple(y_true.shape)
+    if len(shape) == rank:
+        form, values = "ids", y_true
+    elif len(shape) == rank + 1 and shape[-1] == 1:
+        form, values = "ids", y_true[..., 0]
+    elif len(shape) == rank + 1 and shape[-1] == classes:
+        form, values = "one_hot", y_true
+    else:
+        raise ValueError(
+            "Cannot match `y_true` to `y_pred`: expected `y_true` as class ids "
+            f"{pixel_shape} or {pixel_shape + (1,)}, or one-hot "
+            f"{pixel_shape + (classes,)} ({classes} classes, all-zero rows for "
+            f"ignored pixels). Received: y_true shape {shape}, y_pred shape "
+            f"{y_pred_shape}"
+        )
+    check_same_pixels(shape[:rank], pixel_shape, shape, y_pred_shape)
+    return form, values
+
+
+def _id_targets(values, classes, ignore_class):
+    bad = bad_id_mask(values, classes, ignore_class)
+    valid = ~bad
+    if ignore_class is not None:
+        valid = valid & (values != ignore_class)
+    return as_int_ids(values), valid, bad
+
+
+def target_ids(y_true, pixel_shape, classes, ignore_class=None, y_pred_shape=None):
+    """`(ids, valid, bad)` of `y_true` for predictions over `pixel_shape`:
+    int32 ids (meaningless where not `valid`), True where the pixel has a
+    class, True where a value is neither a class id nor `ignore_class` (see
+    `raise_on_bad_ids`). One-hot rows that are all zero are ignored."""
+    pixel_shape = tuple(pixel_shape)
+    form, values = _target_form(y_true, pixel_shape, classes, y_pred_shape)
+    if form == "ids":
+        return _id_targets(values, classes, ignore_class)
+    valid = ops.sum(ops.cast(values, "float32"), axis=-1) > 0
+    return class_argmax(values), valid, ops.zeros_like(valid)
+
+
+def target_one_hot(y_true, pixel_shape, classes, ignore_class=None, y_pred_shape=None):
+    """`(target, valid, bad)`: float32 one-hot targets `pixel_shape + (C,)`
+    (a one-hot `y_true` as it is, soft labels included; zero rows where not
+    valid), and `valid`, `bad` as in `target_ids`."""
+    pixel_shape = tuple(pixel_shape)
+    form, values = _target_form(y_true, pixel_shape, classes, y_pred_shape)
+    if form == "one_hot":
+        target = ops.cast(values, "float32")
+        valid = ops.sum(target, axis=-1) > 0
+        return target, valid, ops.zeros_like(valid)
+    ids, valid, bad = _id_targets(values, classes, ignore_class)
+    # Id 0 where not valid, then zeroed: -1 is refused by one_hot on torch.
+    target = ops.one_hot(ops.where(valid, ids, 0), classes, dtype="float32")
+    return target * ops.cast(valid, "float32")[..., None], valid, bad
+
+
+def check_same_pixels(true_shape, pixel_shape, y_true_shape, y_pred_shape):
+    """Raises if the target's pixels are not the prediction's."""
+    if any(
+        a is not None and b is not None and a != b
+        for a, b in zip(tuple(true_shape), tuple(pixel_shape))
+    ):
+        raise ValueError(
+            "`y_true` and `y_pred` cover different pixels: "
+            f"{tuple(true_shape)} against {tuple(pixel_shape)}. Resize the masks "
+            "to the model's output size (nearest neighbour). Received: y_true "
+            f"shape {tuple(y_true_shape)}, y_pred shape {y_pred_shape}"
+        )
+
+
+# --- the id check -------------------------------------------------------------
+
+
+def _shown(values):
+    shown = []
+    for value in np.unique(np.asarray(values, np.float64))[:10]:
+        shown.append(int(value) if float(value).is_integer() else float(value))
+    return shown
+
+
+def bad_ids_message(subject, classes, ignore_class, values=None, hint=""):
+    """The one message for ids that are no class: `values` (numpy) named,
+    or said to follow (a TensorFlow graph assertion lists them)."""
+    if values is None:
+        found = (
+            f"class ids outside [0, {classes}) or fractional ids (listed after "
+            "this message)"
+        )
+    else:
+        values = np.asarray(values)
+        fractional = values[values % 1 != 0]
+        parts = []
+        if fractional.size < values.size:
+            parts.append(
+                f"class ids {_shown(values[values % 1 == 0])} outside [0, {classes})"
+            )
+        if fractional.size:
+            parts.append(f"fractional ids {_shown(fractional)}")
+        found = " and ".join(parts)
+    ignore = (
+        f"`ignore_class` is {ignore_class}"
+        if ignore_class is not None
+        else "no `ignore_class` is set"
+    )
+    return (
+        f"{subject} holds {found}, and {ignore}. Raise "
+        "the number of classes, set `ignore_class` to the id of unlabelled "
+        "pixels (often 255), or fix the masks: resize them with nearest "
+        "neighbour, as bilinear interpolation blends ids into fractions."
+        f"{hint} Received: ignore_class={ignore_class}"
+    )
+
+
+def raise_on_bad_ids(values, bad, classes, ignore_class, subject="`y_true`", hint=""):
+    """Raises the `ValueError` of `bad_ids_message` if any of `bad` is True
+    and the values are at hand; in traced code, does nothing."""
+    if not concrete_value(ops.any(bad)):  # False, or None in traced code.
+        return
+    found = concrete_value(values)[concrete_value(bad)]
+    raise ValueError(bad_ids_message(subject, classes, ignore_class, found, hint))
+
+
+# --- predictions --------------------------------------------------------------
+
+
+def predicted_ids(
+    y_pred, num_classes, threshold=0.5, y_pred_format="auto", name="y_pred"
+):
+    """Predicted int32 class ids, `-1` where a pixel has none (a NaN score).
+
+    Scores `(..., C)` give the arg-max, one sigmoid channel (two ids) gives
+    1 above `threshold`, ids `(...)` / `(..., 1)` are themselves. `"auto"`:
+    floats with `num_ids(num_classes)` channels (or one, for binary) are
+    scores. With a probability `threshold` (in (0, 1)), one channel outside
+    [0, 1] (logits) raises a `ValueError` naming `name` when the values are
+    at hand, and gives -1 in traced code.
+    """
+    check_choice("y_pred_format", y_pred_format, Y_PRED_FORMATS)
+    y_pred = ops.convert_to_tensor(y_pred)
+    classes, channels = num_ids(num_classes), y_pred.shape[-1]
+    scores = y_pred_format == "scores" or (
+        y_pred_format == "auto"
+        and _floating(y_pred)
+        and (channels == classes or (channels == 1 and classes == 2))
+    )
+    if not scores:
+        return as_int_ids(y_pred[..., 0] if channels == 1 else y_pred)
+    if channels == 1 and classes == 2:
+        return _thresholded(y_pred[..., 0], threshold, name)
+    if channels != classes:
+        raise ValueError(
+            f"`y_pred` scores need {classes} channels (one per class) or 1 for "
+            f"binary. Received: y_pred shape {tuple(y_pred.shape)}"
+        )
+    return _without_nan_rows(y_pred, class_argmax(y_pred))
+
+
+def _thresholded(scores, threshold, name):
+    unknown = ops.isnan(scores)
+    if 0 < threshold < 1:
+        # A probability threshold applied to logits is silently wrong.
+        outside = (scores < 0) | (scores > 1)
+        if concrete_value(ops.any(outside)):
+            values = ops.convert_to_numpy(scores)
+            raise ValueError(
+                f"`{name}`: `y_pred` has one channel with values outside [0, 1] "
+                f"(from {np.nanmin(values):g} to {np.nanmax(values):g}), so it "
+                f"holds logits, but `threshold`={threshold} is a probability. "
+                "Pass threshold=0 for logits, or end the model with a sigmoid. "
+                f"Received: threshold={threshold}"
+            )
+        unknown = unknown | outside
+    ids = ops.cast(scores > threshold, "int32")
+    return ops.where(unknown, -1, ids)
+
+
+def _without_nan_rows(scores, ids):
+    """`ids`, with -1 where a row of `scores` holds a NaN.
+
+    The arg-max of a NaN row would be some class (XLA's max skips NaN). Rows
+    are only searched when the sum of all scores is NaN: one reduction costs
+    a third of a row-wise `isnan` on TensorFlow CPU (3.6 ms, not 9, on the
+    60 ms arg-max of 16×256×256×21 logits), and the same on JAX.
+    """
+    if not _floating(scores):
+        return ids
+
+    def mark_nan_rows():
+        return ops.where(ops.any(ops.isnan(scores), axis=-1), -1, ids)
+
+    return ops.cond(ops.isnan(ops.sum(scores)), mark_nan_rows, lambda: ids)
+
+
+def model_predicted_ids(model, outputs, threshold=None):
+    """numpy class ids of `model`'s `outputs` `(..., C)`, read as the
+    metrics read them (`predicted_ids` over `C` classes). `threshold=None`
+    takes 0 for a model that says it outputs logits (`output_activation`
+    None, as seglayers models can), else 0.5, as Keras's binary metrics do:
+    the value range is never guessed from."""
+    if threshold is None:
+        logits = getattr(model, "output_activation", "auto") in (None, "linear")
+        threshold = 0.0 if logits else 0.5
+    outputs = ops.convert_to_tensor(outputs)
+    ids = predicted_ids(outputs, outputs.shape[-1], threshold, name="y_pred")
+    return ops.convert_to_numpy(ids)
+
+
+# --- palettes -------------------------------------------------------------------
+
+
+def check_palette(palette, num_classes=None, ignore_class=None):
+    """`palette` as a list of `[r, g, b]` lists, checked: ints in 0..255,
+    distinct; with `num_classes`, one colour per class plus optionally the
+    colour of ignored pixels (then `ignore_class` must be set)."""
+    colours = [list(c) for c in palette] if isinstance(palette, (list, tuple)) else []
+    valid = colours and all(
+        len(c) == 3
+        and all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in c)
+        for c in colours
+    )
+    count = "" if num_classes is None else f"{num_classes} "
+    allowed = (len(colours),) if num_classes is None else (num_classes,)
+    if num_classes is not None and ignore_class is not None:
+        allowed = (num_classes, num_classes + 1)
+    if not valid or len(colours) not in allowed:
+        extra = (
+            ", plus optionally the colour of ignored pixels" if len(allowed) > 1 else ""
+        )
+        raise ValueError(
+            f"`palette` must be a list of {count}`[r, g, b]` colours (ints in "
+            f"0..255), index = class id{extra}. Received: palette={palette!r}"
+        )
+    if num_classes is not None and len({tuple(c) for c in colours}) != len(colours):
+        raise ValueError(
+            "`palette` repeats a colour, so it cannot tell those classes apart. "
+            f"Received: palette={palette!r}"
+        )
+    return [[int(v) for v in c] for c in colours]
+
+
+def palette_ids(colours, palette, num_classes, ignore_class=None, subject="The mask"):
+    """Class ids `(..., H, W)` of RGB `colours` `(..., H, W, 3)`: the index
+    of the exact colour in `palette`, `ignore_class` for the extra colour
+    after the classes. A colour not in `palette` raises a `ValueError` when
+    the values are at hand, and gives -1 in traced code."""
+    colours = ops.cast(ops.convert_to_tensor(colours), "int32")
+    if len(colours.shape) < 1 or colours.shape[-1] != 3:
+        raise ValueError(
+            "With a `palette`, masks must be RGB, (..., H, W, 3). "
+            f"Received: mask shape {tuple(colours.shape)}"
+        )
+    # One 24-bit code per colour: one comparison per palette entry, not three.
+    weights = ops.convert_to_tensor([65536, 256, 1], "int32")
+    codes = ops.sum(colours * weights, axis=-1)
+    table = ops.convert_to_tensor(
+        [r * 65536 + g * 256 + b for r, g, b in palette], "int32"
+    )
+    matches = codes[..., None] == table
+    ids = list(range(num_classes)) + [ignore_class] * (len(palette) - num_classes)
+    known = ops.any(matches, axis=-1)
+    found = ops.sum(ops.where(matches, ops.convert_to_tensor(ids, "int32"), 0), -1)
+    if concrete_value(ops.any(~known)):
+        unknown = concrete_value(colours)[~concrete_value(known)]
+        raise ValueError(
+            f"{subject} holds colours not in `palette`: "
+            f"{np.unique(unknown, axis=0)[:10].tolist()}. Add them to `palette` "
+            "(index = class id; one extra colour at the end for ignored "
+            "pixels) or fix the masks."
+        )
+    return ops.where(known, found, -1)
