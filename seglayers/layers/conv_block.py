@@ -9,6 +9,7 @@ from seglayers._validation import (
     check_rate,
     check_spatial_dims,
 )
+from seglayers.layers._block_args import conv_block_config
 from seglayers.layers._normalization import NORMALIZATIONS, make_normalization
 from seglayers.layers._spatial import LAYERS, check_input_shape, input_spec
 
@@ -166,16 +167,6 @@ class ConvBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "num_convs": self.num_convs,
-                "normalization": self.normalization,
-                "activation": self.activation,
-                "dropout": self.dropout,
-                "residual": self.residual,
-                "kernel_size": self.kernel_size,
-                "spatial_dims": self.spatial_dims,
-            }
-        )
+        config.update(conv_block_config(self))
+        config["spatial_dims"] = self.spatial_dims
         return config

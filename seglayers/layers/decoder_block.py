@@ -3,6 +3,7 @@ from keras import ops
 
 from seglayers._api import register
 from seglayers._validation import check_bool, check_choice, check_spatial_dims
+from seglayers.layers._block_args import conv_block_config
 from seglayers.layers._spatial import (
     LAYERS,
     check_input_shape,
@@ -12,7 +13,6 @@ from seglayers.layers._spatial import (
 )
 from seglayers.layers.attention_gate import AttentionGate
 from seglayers.layers.conv_block import ConvBlock
-from seglayers.layers.encoder_block import conv_block_config
 
 UPSAMPLINGS = ("transpose", "bilinear", "nearest")
 

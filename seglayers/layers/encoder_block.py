@@ -2,26 +2,11 @@ import keras
 
 from seglayers._api import register
 from seglayers._validation import check_choice, check_spatial_dims
+from seglayers.layers._block_args import conv_block_config
 from seglayers.layers._spatial import LAYERS, check_input_shape, input_spec
 from seglayers.layers.conv_block import ConvBlock
 
 POOLINGS = ("max", "average")
-
-# The arguments an encoder or decoder block hands to its `ConvBlock`.
-CONV_BLOCK_ARGS = (
-    "filters",
-    "num_convs",
-    "normalization",
-    "activation",
-    "dropout",
-    "residual",
-    "kernel_size",
-)
-
-
-def conv_block_config(block):
-    """The `ConvBlock` arguments of `block`, for an outer `get_config`."""
-    return {name: getattr(block, name) for name in CONV_BLOCK_ARGS}
 
 
 @register
