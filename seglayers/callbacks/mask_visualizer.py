@@ -33,13 +33,6 @@ def _check_samples(images, masks):
         )
 
 
-def predicted_ids(predictions, threshold=None):
-    """Class ids `(N, H, W)` of model outputs, as numpy. Kept for callers
-    of 0.1; `seglayers._masks.model_predicted_ids` says how outputs are
-    read (`threshold=None` is 0.5 here: there is no model to ask)."""
-    return model_predicted_ids(None, predictions, threshold)
-
-
 def _numpy(tensor):
     return keras.ops.convert_to_numpy(tensor)
 
@@ -146,7 +139,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         if isinstance(data, (tuple, list)) and len(data) == 2:
             _check_samples(np.shape(data[0]), np.shape(data[1]))
         if num_classes is not None:
-            self._check_classes(max(num_classes, 2))
+            self._check_classes(num_ids(num_classes))
 
     def _take_samples(self):
         images, masks = [], []

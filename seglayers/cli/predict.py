@@ -2,6 +2,7 @@
 
 import os
 
+from seglayers._masks import num_ids
 from seglayers.cli._common import UsageError, _library_error, _load_model
 
 
@@ -70,7 +71,7 @@ def predict(args):
         raise UsageError(
             f"{existing[0]} exists; choose another --output or pass --overwrite."
         )
-    palette = default_palette(max(model.num_classes, 2))
+    palette = default_palette(num_ids(model.num_classes))
     results = []
     for image in images:
         try:

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from seglayers._masks import num_ids
 from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
@@ -63,7 +64,7 @@ def evaluate_segmentation(
     check_positive_int("batch_size", batch_size)
     if class_names is None:
         # One sigmoid channel (num_classes=1) is two classes, 0 and 1.
-        class_names = [str(i) for i in range(max(num_classes, 2))]
+        class_names = [str(i) for i in range(num_ids(num_classes))]
     metrics = [
         seglayers.MeanIoU(num_classes, ignore_class, class_names=class_names),
         seglayers.MeanDice(num_classes, ignore_class, class_names=class_names),

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from seglayers._masks import model_predicted_ids
 from seglayers._validation import check_bool, check_rate
-from seglayers.callbacks.mask_visualizer import predicted_ids
 from seglayers.inference.predict_tiled import predict_tiled
 
 
@@ -62,12 +62,12 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
         scores = predict_tiled(
             model, image, (height, width), overlap=overlap, verbose=0
         )
-        return predicted_ids(scores[None])[0].astype("int32")
+        return model_predicted_ids(model, scores[None])[0].astype("int32")
     resized = keras.ops.image.resize(
         image, (height, width), interpolation="bilinear", antialias=True
     )
     scores = model.predict_on_batch(keras.ops.expand_dims(resized, 0))
-    ids = predicted_ids(keras.ops.convert_to_numpy(scores))[0]
+    ids = model_predicted_ids(model, scores)[0]
     return _resize_nearest(ids, image.shape[:2]).astype("int32")
 
 

@@ -23,6 +23,7 @@ from keras import ops
 
 from seglayers._masks import (
     Y_PRED_FORMATS,
+    num_ids,
     predicted_ids,
     raise_on_bad_ids,
     target_ids,
@@ -96,7 +97,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         check_positive_int("num_classes", num_classes)
         check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
         # Binary segmentation with one sigmoid channel is two classes.
-        self._matrix_size = max(num_classes, 2)
+        self._matrix_size = num_ids(num_classes)
         if class_names is not None:
             class_names = [str(n) for n in class_names]
             if len(class_names) != self._matrix_size:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from seglayers import DiceCrossEntropyLoss, MaskVisualizer, UNet
-from seglayers.callbacks.mask_visualizer import predicted_ids
+from seglayers._masks import model_predicted_ids
 
 
 def _data(n=4, size=16, num_classes=3):
@@ -84,13 +84,16 @@ def test_logits_and_probabilities_give_the_same_picture(tmp_path):
 
 def test_predicted_ids_use_the_threshold_as_the_metrics_do():
     probs = np.array([[[0.2], [0.7]]])
-    np.testing.assert_array_equal(predicted_ids(probs), [[0, 1]])
+    np.testing.assert_array_equal(model_predicted_ids(None, probs), [[0, 1]])
     logits = np.array([[[-1.0], [2.0]]])
-    np.testing.assert_array_equal(predicted_ids(logits, threshold=0.0), [[0, 1]])
+    np.testing.assert_array_equal(
+        model_predicted_ids(None, logits, threshold=0.0), [[0, 1]]
+    )
     # Never guessed from the values: logits with a probability threshold raise.
     with pytest.raises(ValueError, match=r"holds logits.*Pass threshold=0"):
-        predicted_ids(logits)
-    np.testing.assert_array_equal(predicted_ids(np.array([[[0.1, 0.9, 0.0]]])), [[1]])
+        model_predicted_ids(None, logits)
+    scores = np.array([[[0.1, 0.9, 0.0]]])
+    np.testing.assert_array_equal(model_predicted_ids(None, scores), [[1]])
 
 
 def test_one_logit_channel_is_cut_at_zero_from_the_model(tmp_path):
