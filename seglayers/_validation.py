@@ -164,3 +164,18 @@ def check_rescale(rescale):
             f"Received: rescale={rescale!r}"
         )
     return rescale
+
+
+def check_class_weights(class_weights):
+    """`class_weights` as floats (or `None`), else raises."""
+    if class_weights is None:
+        return None
+    if not isinstance(class_weights, (list, tuple)) or not all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+        for w in class_weights
+    ):
+        raise ValueError(
+            "`class_weights` must be a list of non-negative numbers, one per "
+            f"class, e.g. [0.5, 1.0, 2.0]. Received: class_weights={class_weights!r}"
+        )
+    return [float(w) for w in class_weights]

@@ -1,8 +1,7 @@
 from keras import ops
 
 from seglayers._api import register
-from seglayers.losses.dice_loss import dice_loss
-from seglayers.losses.focal_loss import weighted_mean
+from seglayers.losses._functional import dice_loss, weighted_mean
 from seglayers.losses.segmentation_loss import SegmentationLoss
 
 

@@ -1,15 +1,8 @@
 from keras import ops
 
 from seglayers._api import register
+from seglayers.losses._functional import weighted_mean
 from seglayers.losses.segmentation_loss import SegmentationLoss
-
-
-def weighted_mean(values, weights):
-    """`Σ values·weights / Σ weights` in float32; 0 when all weights are 0,
-    NaN when a weight is NaN (see `SegmentationLoss.prepare`)."""
-    total = ops.sum(weights)
-    mean = ops.sum(values * weights) / ops.maximum(total, 1e-7)
-    return ops.where(ops.isnan(total), float("nan"), mean)
 
 
 @register

@@ -10,6 +10,7 @@ from keras import ops
 from seglayers._masks import num_ids, raise_on_bad_ids, target_one_hot
 from seglayers._validation import (
     check_bool,
+    check_class_weights,
     check_ignore_class,
     check_ignore_not_a_class,
     check_sample_weight,
@@ -18,20 +19,6 @@ from seglayers._validation import (
 
 # Probabilities may exceed [0, 1] by rounding (float16 softmax), logits by far.
 _PROBABILITY_SLACK = 1e-3
-
-
-def check_class_weights(class_weights):
-    if class_weights is None:
-        return None
-    if not isinstance(class_weights, (list, tuple)) or not all(
-        isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
-        for w in class_weights
-    ):
-        raise ValueError(
-            "`class_weights` must be a list of non-negative numbers, one per "
-            f"class, e.g. [0.5, 1.0, 2.0]. Received: class_weights={class_weights!r}"
-        )
-    return [float(w) for w in class_weights]
 
 
 class SegmentationLoss(keras.losses.Loss):

@@ -63,3 +63,10 @@ def nan_mean(values):
     total = ops.sum(ops.where(present, values, 0.0))
     count = ops.sum(ops.cast(present, "float32"))
     return safe_divide(total, count)
+
+
+def per_class_iou(matrix):
+    """IoU of each class from a confusion matrix; NaN for absent classes."""
+    true_positives = ops.diagonal(matrix)
+    union = ops.sum(matrix, axis=0) + ops.sum(matrix, axis=1) - true_positives
+    return safe_divide(true_positives, union)

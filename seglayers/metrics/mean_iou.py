@@ -1,15 +1,6 @@
-from keras import ops
-
 from seglayers._api import register
-from seglayers.metrics._counting import nan_mean, safe_divide
+from seglayers.metrics._counting import nan_mean, per_class_iou
 from seglayers.metrics.confusion_matrix import ConfusionMatrixMetric
-
-
-def per_class_iou(matrix):
-    """IoU of each class from a confusion matrix; NaN for absent classes."""
-    true_positives = ops.diagonal(matrix)
-    union = ops.sum(matrix, axis=0) + ops.sum(matrix, axis=1) - true_positives
-    return safe_divide(true_positives, union)
 
 
 @register

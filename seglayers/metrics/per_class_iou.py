@@ -1,6 +1,6 @@
 from seglayers._api import register, register_old_name
+from seglayers.metrics._counting import per_class_iou
 from seglayers.metrics.confusion_matrix import ConfusionMatrixMetric
-from seglayers.metrics.mean_iou import per_class_iou
 
 
 @register
