@@ -179,3 +179,31 @@ def check_class_weights(class_weights):
             f"class, e.g. [0.5, 1.0, 2.0]. Received: class_weights={class_weights!r}"
         )
     return [float(w) for w in class_weights]
+
+
+def check_non_negative(name, value, example="1.0"):
+    """Returns `value` as a float if it is a number >= 0, else raises."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(
+            f"`{name}` must be a number >= 0, e.g. {example}. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_size_pair(name, value, what="a positive int or a pair (height, width)"):
+    """`value` (an int, or a pair of ints >= 1) as a `(height, width)` tuple,
+    else raises a `ValueError` that says `what` it should be."""
+    pair = value
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair = (value, value)
+    if (
+        not isinstance(pair, (list, tuple))
+        or len(pair) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in pair)
+        or min(pair) < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be {what}, e.g. 256. Received: {name}={value!r}"
+        )
+    return tuple(pair)

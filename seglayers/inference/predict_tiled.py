@@ -2,7 +2,12 @@
 
 import numpy as np
 
-from seglayers._validation import check_choice, check_positive_int
+from seglayers._validation import (
+    check_choice,
+    check_positive_int,
+    check_rate,
+    check_size_pair,
+)
 
 BLENDS = ("gaussian", "constant")
 
@@ -73,14 +78,9 @@ def predict_tiled(
             "`predict_tiled` once per image of a batch. "
             f"Received: image of shape {image.shape}"
         )
-    tile_height, tile_width = _tile_size(tile_size)
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)):
-        raise TypeError(f"`overlap` must be a float in [0, 1). Received: {overlap!r}")
-    if not 0 <= overlap < 1:
-        raise ValueError(
-            "`overlap` must be in [0, 1), e.g. 0.25 (a quarter of a tile "
-            f"shared with its neighbour). Received: overlap={overlap!r}"
-        )
+    tile_height, tile_width = check_size_pair("tile_size", tile_size)
+    # e.g. 0.25: a quarter of a tile shared with its neighbour.
+    check_rate("overlap", overlap)
     check_positive_int("batch_size", batch_size)
     check_choice("blend", blend, BLENDS)
     check_choice("verbose", verbose, ("auto", 0, 1))
@@ -129,23 +129,6 @@ def predict_tiled(
         _coverage(height, tops, row_window), _coverage(width, lefts, col_window)
     )[..., None]
     return total
-
-
-def _tile_size(tile_size):
-    pair = tile_size
-    if isinstance(tile_size, int) and not isinstance(tile_size, bool):
-        pair = (tile_size, tile_size)
-    if (
-        not isinstance(pair, (list, tuple))
-        or len(pair) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in pair)
-        or min(pair) < 1
-    ):
-        raise ValueError(
-            "`tile_size` must be a positive int or a pair `(height, width)`, "
-            f"e.g. 256. Received: tile_size={tile_size!r}"
-        )
-    return tuple(pair)
 
 
 def _starts(size, tile, overlap):

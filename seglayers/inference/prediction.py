@@ -3,7 +3,7 @@
 import numpy as np
 
 from seglayers._masks import model_predicted_ids
-from seglayers._validation import check_bool, check_rate
+from seglayers._validation import check_bool, check_rate, check_size_pair
 from seglayers.inference.predict_tiled import predict_tiled
 
 
@@ -54,7 +54,11 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
             "`predict_mask` once per image. "
             f"Received: image of shape {image.shape}"
         )
-    height, width = _image_size(image_size)
+    height, width = check_size_pair(
+        "image_size",
+        image_size,
+        "the size the model trained on: a positive int or a pair (height, width)",
+    )
     check_bool("tiling", tiling)
     check_rate("overlap", overlap)
     image = image.astype("float32", copy=False)
@@ -69,23 +73,6 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
     scores = model.predict_on_batch(keras.ops.expand_dims(resized, 0))
     ids = model_predicted_ids(model, scores)[0]
     return _resize_nearest(ids, image.shape[:2]).astype("int32")
-
-
-def _image_size(image_size):
-    pair = image_size
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        pair = (image_size, image_size)
-    valid = (
-        isinstance(pair, (list, tuple))
-        and len(pair) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair)
-    )
-    if not valid:
-        raise ValueError(
-            "`image_size` must be the size the model trained on: a positive "
-            f"int or `(height, width)`, e.g. 256. Received: image_size={image_size!r}"
-        )
-    return tuple(pair)
 
 
 def _resize_nearest(ids, size):

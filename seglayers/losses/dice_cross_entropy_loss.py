@@ -1,6 +1,7 @@
 from keras import ops
 
 from seglayers._api import register
+from seglayers._validation import check_non_negative
 from seglayers.losses._functional import dice_loss, weighted_mean
 from seglayers.losses.segmentation_loss import SegmentationLoss
 
@@ -53,21 +54,10 @@ class DiceCrossEntropyLoss(SegmentationLoss):
             reduction=reduction,
             dtype=dtype,
         )
-        for arg, value in (
-            ("dice_weight", dice_weight),
-            ("cross_entropy_weight", cross_entropy_weight),
-        ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or value < 0
-            ):
-                raise ValueError(
-                    f"`{arg}` must be a number >= 0, e.g. 1.0. "
-                    f"Received: {arg}={value!r}"
-                )
-        self.dice_weight = float(dice_weight)
-        self.cross_entropy_weight = float(cross_entropy_weight)
+        self.dice_weight = check_non_negative("dice_weight", dice_weight)
+        self.cross_entropy_weight = check_non_negative(
+            "cross_entropy_weight", cross_entropy_weight
+        )
 
     def batch_loss(self, y_true, y_pred):
         target, log_probs, probs, valid = self.prepare(y_true, y_pred)

@@ -1,6 +1,7 @@
 from keras import ops
 
 from seglayers._api import register
+from seglayers._validation import check_non_negative
 from seglayers.losses._functional import weighted_mean
 from seglayers.losses.segmentation_loss import SegmentationLoss
 
@@ -61,12 +62,8 @@ class FocalLoss(SegmentationLoss):
             reduction=reduction,
             dtype=dtype,
         )
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma < 0:
-            raise ValueError(
-                "`gamma` must be a number >= 0, e.g. 2.0 (0 is cross-entropy). "
-                f"Received: gamma={gamma!r}"
-            )
-        self.gamma = float(gamma)
+        # 0 is cross-entropy.
+        self.gamma = check_non_negative("gamma", gamma, example="2.0")
 
     def batch_loss(self, y_true, y_pred):
         target, log_probs, probs, valid = self.prepare(y_true, y_pred)
