@@ -10,6 +10,7 @@ if _backend.KERAS_ERROR is None:
     from seglayers.inference.evaluation import evaluate_segmentation
     from seglayers.inference.predict_tiled import predict_tiled
     from seglayers.inference.prediction import predict_mask
+    from seglayers.layers.aspp import ASPP
     from seglayers.layers.attention_gate import AttentionGate
     from seglayers.layers.conv_block import ConvBlock
     from seglayers.layers.decoder_block import DecoderBlock
@@ -21,8 +22,11 @@ if _backend.KERAS_ERROR is None:
     from seglayers.metrics.mean_iou import MeanIoU
     from seglayers.metrics.per_class_iou import PerClassIoU
     from seglayers.metrics.pixel_accuracy import PixelAccuracy
+    from seglayers.models.deeplab_v3_plus import DeepLabV3Plus
+    from seglayers.models.fpn import FPN
     from seglayers.models.segmentation_model import SegmentationModel
     from seglayers.models.unet import UNet
+    from seglayers.models.unet_plus_plus import UNetPlusPlus
     from seglayers.preprocessing.one_hot_mask import OneHotMask
 
 __version__ = "0.1.0"
@@ -31,7 +35,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     if _backend.KERAS_ERROR is not None and name in (*__all__, "IoU"):
         raise ImportError(f"seglayers: {_backend.KERAS_ERROR}")
-    # The loader imports TensorFlow; load it only when asked for, so that
+    # The loaders import TensorFlow; load them only when asked for, so that
     # `import seglayers` stays light on the JAX and PyTorch backends.
     if name == "IoU":
         import warnings
@@ -48,16 +52,23 @@ def __getattr__(name):
         from seglayers.data.directory import segmentation_dataset_from_directory
 
         return segmentation_dataset_from_directory
+    if name == "volume_dataset_from_directory":
+        from seglayers.data.volumes import volume_dataset_from_directory
+
+        return volume_dataset_from_directory
     raise AttributeError(f"module 'seglayers' has no attribute {name!r}")
 
 
 __all__ = [
+    "ASPP",
     "AttentionGate",
     "ConvBlock",
     "DecoderBlock",
+    "DeepLabV3Plus",
     "DiceCrossEntropyLoss",
     "DiceLoss",
     "EncoderBlock",
+    "FPN",
     "FocalLoss",
     "MeanDice",
     "MaskVisualizer",
@@ -67,10 +78,12 @@ __all__ = [
     "PixelAccuracy",
     "SegmentationModel",
     "UNet",
+    "UNetPlusPlus",
     "datasets",
     "distribute",
     "evaluate_segmentation",
     "predict_mask",
     "predict_tiled",
     "segmentation_dataset_from_directory",
+    "volume_dataset_from_directory",
 ]

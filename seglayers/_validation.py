@@ -207,3 +207,41 @@ def check_size_pair(name, value, what="a positive int or a pair (height, width)"
             f"`{name}` must be {what}, e.g. 256. Received: {name}={value!r}"
         )
     return tuple(pair)
+
+
+_SPATIAL_NAMES = {2: "(height, width)", 3: "(depth, height, width)"}
+
+
+def check_spatial_size(name, value, spatial_dims):
+    """`value` (an int, or `spatial_dims` ints >= 1) as a tuple of one size
+    per spatial axis; `check_size_pair` for any rank (2 or 3)."""
+    if spatial_dims == 2:
+        return check_size_pair(name, value)
+    sizes = value
+    if isinstance(value, int) and not isinstance(value, bool):
+        sizes = (value,) * spatial_dims
+    if (
+        not isinstance(sizes, (list, tuple))
+        or len(sizes) != spatial_dims
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes)
+        or min(sizes) < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive int or a tuple "
+            f"{_SPATIAL_NAMES[spatial_dims]} of positive ints, e.g. 64. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(sizes)
+
+
+def check_dilation_rates(value):
+    """`value` as a tuple of positive ints, else raises."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(
+            "`dilation_rates` must be a non-empty list of ints, one atrous "
+            "branch per rate, e.g. [6, 12, 18] at output stride 16. "
+            f"Received: dilation_rates={value!r}"
+        )
+    for i, rate in enumerate(value):
+        check_positive_int(f"dilation_rates[{i}]", rate)
+    return tuple(value)

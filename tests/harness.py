@@ -231,6 +231,16 @@ def load_in_fresh_process(model_path, inputs, tmp_path, backend=None, modules=()
 
 # === Models ===
 
+
+def tiny_encoder():
+    """Five stride-2 convolutions: features at strides 2 to 32."""
+    inputs = keras.Input((None, None, 3))
+    x = inputs
+    for width in (4, 4, 8, 8, 8):
+        x = keras.layers.Conv2D(width, 3, strides=2, padding="same")(x)
+    return keras.Model(inputs, x, name="tiny_encoder")
+
+
 _OTHER_BACKEND = {"tensorflow": "jax", "jax": "tensorflow", "torch": "tensorflow"}
 
 

@@ -12,6 +12,7 @@ import seglayers
 def _snake_case(name):
     """`MeanIoU` -> `mean_iou`: capitalised acronyms count as one word."""
     name = name.replace("IoU", "Iou").replace("UNet", "Unet")
+    name = name.replace("DeepLab", "Deeplab")  # one word, as in the paper
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 

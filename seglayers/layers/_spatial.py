@@ -198,3 +198,29 @@ def upsample_bilinear_2x(x):
         merged = shape[:axis] + (shape[axis] * 2,) + shape[axis + 2 :]
         x = ops.reshape(x, merged)
     return x
+
+
+def atrous_conv(filters, kernel_size, dilation_rate, separable, name, dtype, dims=2):
+    """A bias-free (a batch normalization follows) "same" convolution:
+    depthwise-separable (a depthwise then a pointwise convolution, as
+    `keras.layers.SeparableConv2D`) or plain, dilated by `dilation_rate`."""
+    if separable:
+        return keras.layers.SeparableConv2D(
+            filters,
+            kernel_size,
+            padding="same",
+            dilation_rate=dilation_rate,
+            use_bias=False,
+            dtype=dtype,
+            name=name,
+        )
+    return LAYERS[dims].conv(
+        filters,
+        kernel_size,
+        padding="same",
+        dilation_rate=dilation_rate,
+        use_bias=False,
+        kernel_initializer="he_normal",
+        dtype=dtype,
+        name=name,
+    )

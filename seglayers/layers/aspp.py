@@ -5,51 +5,18 @@ from seglayers._api import register
 from seglayers._validation import (
     check_activation,
     check_bool,
+    check_dilation_rates,
     check_positive_int,
     check_rate,
     check_spatial_dims,
 )
 from seglayers.layers._normalization import make_normalization
-from seglayers.layers._spatial import LAYERS, check_input_shape, input_spec
-
-
-def atrous_conv(filters, kernel_size, dilation_rate, separable, name, dtype, dims=2):
-    """A bias-free (a batch normalization follows) "same" convolution:
-    depthwise-separable (a depthwise then a pointwise convolution, as
-    `keras.layers.SeparableConv2D`) or plain, dilated by `dilation_rate`."""
-    if separable:
-        return keras.layers.SeparableConv2D(
-            filters,
-            kernel_size,
-            padding="same",
-            dilation_rate=dilation_rate,
-            use_bias=False,
-            dtype=dtype,
-            name=name,
-        )
-    return LAYERS[dims].conv(
-        filters,
-        kernel_size,
-        padding="same",
-        dilation_rate=dilation_rate,
-        use_bias=False,
-        kernel_initializer="he_normal",
-        dtype=dtype,
-        name=name,
-    )
-
-
-def check_dilation_rates(value):
-    """`value` as a tuple of positive ints, else raises."""
-    if not isinstance(value, (list, tuple)) or not value:
-        raise TypeError(
-            "`dilation_rates` must be a non-empty list of ints, one atrous "
-            "branch per rate, e.g. [6, 12, 18] at output stride 16. "
-            f"Received: dilation_rates={value!r}"
-        )
-    for i, rate in enumerate(value):
-        check_positive_int(f"dilation_rates[{i}]", rate)
-    return tuple(value)
+from seglayers.layers._spatial import (
+    LAYERS,
+    atrous_conv,
+    check_input_shape,
+    input_spec,
+)
 
 
 @register

@@ -2,10 +2,19 @@ import keras
 from keras import ops
 
 from seglayers._api import register
-from seglayers._validation import check_bool, check_choice, check_positive_int
+from seglayers._validation import (
+    check_bool,
+    check_choice,
+    check_dilation_rates,
+    check_positive_int,
+)
 from seglayers.layers._normalization import make_normalization
-from seglayers.layers._spatial import match_spatial_size, upsample_bilinear_2x
-from seglayers.layers.aspp import ASPP, atrous_conv, check_dilation_rates
+from seglayers.layers._spatial import (
+    atrous_conv,
+    match_spatial_size,
+    upsample_bilinear_2x,
+)
+from seglayers.layers.aspp import ASPP
 from seglayers.models._checks import (
     check_encoder_levels,
     check_pyramid_model_arguments,
@@ -27,9 +36,11 @@ class DeepLabV3Plus(SegmentationModel):
     (1×1 convolution → batch normalization → ReLU); a 3×3 convolution →
     batch normalization → ReLU fuses them, and the 1×1 head's input is
     upsampled bilinearly to the input's size. With the defaults this is
-    segmentation_models.pytorch's `DeepLabV3Plus` (separable 3×3
+    segmentation_models.pytorch's `DeepLabV3Plus` decoder (separable 3×3
     convolutions, one fusing convolution, dropout 0.5 in the ASPP), with its
-    number of parameters for the same encoder.
+    number of parameters for features of the same channels; its encoders
+    are dilated, so its ASPP reads the deepest stage's channels (2048 in a
+    ResNet50), where this one reads the stage at the output stride (1024).
 
     The output stride: the paper dilates the encoder's last stages so that
     they keep stride 16 (or 8). A built Keras model cannot be re-dilated, so

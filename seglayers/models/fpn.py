@@ -30,9 +30,9 @@ class FPN(SegmentationModel):
     merged (`"add"`, or `"cat"`: concatenated), dropped out channel-wise
     (`SpatialDropout2D`), and the 1×1 head's input is upsampled bilinearly
     from stride 4 to the input's size. This is segmentation_models.pytorch's
-    `FPN`, and has its number of parameters for the same encoder (its
-    blocks upsample with corner-aligned bilinear interpolation, these with
-    Keras's half-pixel one).
+    `FPN` decoder and head, with their number of parameters for an encoder
+    of the same channels (its blocks upsample with corner-aligned bilinear
+    interpolation, these with the half-pixel one of Keras's resizing).
 
     The FPN has no encoder of its own: it defaults to a ResNet50
     (`encoder="resnet50"`, the paper's backbone, with random weights unless

@@ -4,19 +4,8 @@ examples/custom_architecture.py, and it passes the model harness."""
 import os
 import re
 
-import keras
-
 from examples.custom_architecture import LightUNet
-from tests.harness import PROJECT_ROOT, run_model_test
-
-
-def _tiny_encoder():
-    """Five stride-2 convolutions: features at strides 2 to 32."""
-    inputs = keras.Input((None, None, 3))
-    x = inputs
-    for width in (4, 4, 8, 8, 8):
-        x = keras.layers.Conv2D(width, 3, strides=2, padding="same")(x)
-    return keras.Model(inputs, x, name="tiny_encoder")
+from tests.harness import PROJECT_ROOT, run_model_test, tiny_encoder
 
 
 def test_the_readme_shows_the_example_file():
@@ -30,7 +19,7 @@ def test_the_readme_shows_the_example_file():
 
 
 def test_the_example_passes_the_model_harness(tmp_path):
-    kwargs = {"num_classes": 3, "filters": 4, "encoder": _tiny_encoder()}
+    kwargs = {"num_classes": 3, "filters": 4, "encoder": tiny_encoder()}
     run_model_test(
         LightUNet,
         kwargs,
