@@ -95,6 +95,68 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert not run.exists()
 
 
+def test_train_unet_plus_plus(tmp_path, capsys):
+    run = tmp_path / "run"
+    command = ["train", "--model", "unetplusplus", "--num-samples", "16"]
+    assert cli.main([*command, "--epochs", "1", *SMALL, "--output", str(run)]) == 0
+    assert "Training UNetPlusPlus(num_classes=4, filters=4, depth=2)" in (
+        capsys.readouterr().out
+    )
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert type(model) is seglayers.UNetPlusPlus and len(model.nodes) == 3
+    assert model.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape == (1, 32, 32, 4)
+    assert "mean_iou" in json.loads((run / "metrics.json").read_text())
+
+
+@pytest.mark.slow  # ~1 min each on this machine: a MobileNetV3 trains
+@pytest.mark.parametrize(
+    "model, name", [("fpn", "FPN"), ("deeplabv3plus", "DeepLabV3Plus")]
+)
+def test_train_models_over_an_encoder(tmp_path, capsys, model, name):
+    run = tmp_path / "run"
+    command = ["train", "--model", model, "--encoder", "mobilenetv3small"]
+    small = ["--num-samples", "16", "--epochs", "1", "--image-size", "32", "32"]
+    assert cli.main([*command, *small, "--verbose", "0", "--output", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert f"Training {name}(num_classes=4, encoder='mobilenetv3small')" in printed
+    loaded = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert type(loaded) is getattr(seglayers, name)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--model", "deeplabv3plus"],
+            "--filters does not apply to --model deeplabv3plus; it sets neither.",
+        ),
+        (
+            ["--model", "fpn", "--encoder", "mobilenetv3small"],
+            "--filters does not apply to --model fpn; it sets --depth.",
+        ),
+        (["--encoder", "resnet9"], "--encoder resnet9 is not a known encoder"),
+        (
+            ["--encoder", "mobilenetv3small", "--depth", "6"],
+            "With an `encoder`, --depth can be at most 5",
+        ),
+    ],
+)
+def test_bad_model_and_encoder_are_one_line_and_exit_2(tmp_path, capsys, args, message):
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY, *args, "--output", str(run)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("seglayers: error: "), error
+    assert message in error[0], error
+    assert not run.exists()
+
+
+def test_bad_model_name_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["train", "--model", "segnet"])
+    assert exit.value.code == 2
+    assert "invalid choice: 'segnet'" in capsys.readouterr().err
+
+
 def _folder(root, n=8, size=32, max_id=3):
     from PIL import Image
 

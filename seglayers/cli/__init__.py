@@ -2,8 +2,10 @@
 
 A thin front end over the public API:
 
-- `seglayers train` builds a `UNet`, trains it on a folder data set
-  (`--data DIR`) or on the built-in shapes data set, and writes a run folder;
+- `seglayers train` builds a model (`--model unet|unetplusplus|fpn|
+  deeplabv3plus`, over its own encoder or `--encoder NAME`), trains it on a
+  folder data set (`--data DIR`) or on the built-in shapes data set, and
+  writes a run folder;
 - `seglayers evaluate MODEL --data DIR` prints (and with `--json` writes)
   mean IoU, per-class IoU and Dice, and pixel accuracy;
 - `seglayers predict MODEL IMAGE_OR_DIR... --output DIR` writes a class-id
@@ -26,6 +28,7 @@ import sys
 
 # `_library_error` is read by the tests.
 from seglayers.cli._common import UsageError, _library_error  # noqa: F401
+from seglayers.cli.train import MODELS
 
 
 def _parser():
@@ -37,8 +40,9 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
-        help="train a UNet on a folder data set or the built-in shapes",
-        description="Trains a UNet on DIR/images + DIR/masks (--data), or on the "
+        help="train a model on a folder data set or the built-in shapes",
+        description="Trains a model (--model, a UNet by default) on "
+        "DIR/images + DIR/masks (--data), or on the "
         "built-in shapes data set (generated, nothing is downloaded), and writes "
         "RUN_DIR/model.keras, best.keras (the best epoch by validation mean IoU), "
         "history.csv, metrics.json and previews/epoch_NNN.png.",
@@ -56,8 +60,25 @@ def _parser():
     )
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--filters", type=int, default=16)
-    train.add_argument("--depth", type=int, default=3)
+    train.add_argument("--model", choices=tuple(MODELS), default="unet")
+    train.add_argument(
+        "--encoder",
+        metavar="NAME",
+        help="a pretrained-style encoder from seglayers.models.encoders.ENCODERS "
+        "(e.g. resnet50, mobilenetv3small; random weights); default: the model's "
+        "own (unet, unetplusplus) or resnet50 (fpn, deeplabv3plus)",
+    )
+    train.add_argument(
+        "--filters",
+        type=int,
+        help="top-level channels of unet and unetplusplus (default 16)",
+    )
+    train.add_argument(
+        "--depth",
+        type=int,
+        help="poolings of unet and unetplusplus (default 3, or 5 over an "
+        "--encoder); levels of fpn (3 to 5, default 5)",
+    )
     train.add_argument("--validation-split", type=float, default=0.2)
     train.add_argument(
         "--output", metavar="RUN_DIR", default=None, help="default: runs/<timestamp>"

@@ -1,4 +1,5 @@
-"""`seglayers train`: a UNet on a folder data set or the built-in shapes."""
+"""`seglayers train`: a model (`--model`, a UNet by default) on a folder
+data set or the built-in shapes."""
 
 import datetime
 import json
@@ -16,9 +17,61 @@ from seglayers.cli._common import (
     print_metrics,
 )
 
+# --model NAME: the seglayers class, and the size flags it takes (as its
+# arguments of the same name). The class is looked up only when training,
+# so that the parser stays light.
+MODELS = {
+    "unet": ("UNet", ("filters", "depth")),
+    "unetplusplus": ("UNetPlusPlus", ("filters", "depth")),
+    "fpn": ("FPN", ("depth",)),
+    "deeplabv3plus": ("DeepLabV3Plus", ()),
+}
+# The command's sizes for a model with its own encoder (small and quick);
+# over an --encoder, the model's own defaults (e.g. depth 5: stride 32).
+_OWN_ENCODER_DEFAULTS = {"filters": 16, "depth": 3}
+
+
+def _model_arguments(args):
+    """`(class name, keyword arguments)` for --model, --encoder and the size
+    flags; a flag the model does not take is a usage error."""
+    name, takes = MODELS[args.model]
+    for flag in ("filters", "depth"):
+        if getattr(args, flag) is not None and flag not in takes:
+            raise UsageError(
+                f"--{flag} does not apply to --model {args.model}; it sets "
+                f"{' and '.join('--' + t for t in takes) or 'neither'}."
+            )
+    kwargs = {"num_classes": args.num_classes}
+    for flag in takes:
+        value = getattr(args, flag)
+        if value is None and args.encoder is None:
+            value = _OWN_ENCODER_DEFAULTS[flag]
+        if value is not None:
+            kwargs[flag] = value
+    if args.encoder is not None:
+        kwargs["encoder"] = args.encoder
+    elif name in ("UNet", "UNetPlusPlus"):
+        # Their own encoder takes inputs in [0, 1]; a pretrained-style
+        # encoder maps [0, 255] images itself.
+        kwargs["rescale"] = 1 / 255
+    return name, kwargs
+
+
+def _check_encoder(args):
+    from seglayers.models.encoders import ENCODERS
+
+    if args.encoder is not None and args.encoder not in ENCODERS:
+        raise UsageError(
+            f"--encoder {args.encoder} is not a known encoder; choose one of "
+            f"{', '.join(sorted(ENCODERS))}."
+        )
+
 
 def _check_train_args(args):
-    _check_positive(args, ("num_samples", "epochs", "batch_size", "filters", "depth"))
+    _check_positive(args, ("num_samples", "epochs", "batch_size"))
+    for flag in ("filters", "depth"):
+        if getattr(args, flag) is not None:
+            _check_positive(args, (flag,))
     if not 0 < args.validation_split < 1:
         raise UsageError(
             f"--validation-split must be between 0 and 1, e.g. 0.2; got "
@@ -50,9 +103,6 @@ def _check_train_args(args):
             "pass --overwrite."
         )
     return output
-
-
-# The library's arguments that the command line sets, and their flags.
 
 
 def _load_data(args):
@@ -105,15 +155,15 @@ def train(args):
             "KERAS_BACKEND to tensorflow, jax or torch."
         )
 
+    _check_encoder(args)
+    name, kwargs = _model_arguments(args)
     train_data, val_data, class_names = _load_data(args)
     if args.mixed_precision:
         on_gpu = bool(keras.distribution.list_devices("gpu"))
         keras.config.set_dtype_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
     keras.utils.set_random_seed(args.seed)
     try:
-        model = seglayers.UNet(
-            args.num_classes, filters=args.filters, depth=args.depth, rescale=1 / 255
-        )
+        model = getattr(seglayers, name)(**kwargs)
         model.build((None, None, None, 3))
         model.compute_output_shape((None, *args.image_size, 3))  # checks the size
     except (ValueError, TypeError) as error:
@@ -131,10 +181,12 @@ def train(args):
         ],
     )
     source = args.data or "the shapes data set"
+    shown = ", ".join(
+        f"{key}={value!r}" for key, value in kwargs.items() if key != "rescale"
+    )
     print(
-        f"Training UNet(num_classes={args.num_classes}, filters={args.filters}, "
-        f"depth={args.depth}): {model.count_params():,} parameters, on {source} "
-        f"at {args.image_size[0]}x{args.image_size[1]}."
+        f"Training {name}({shown}): {model.count_params():,} parameters, on "
+        f"{source} at {args.image_size[0]}x{args.image_size[1]}."
     )
     if isinstance(train_data, tuple):
         fit_data = dict(x=train_data[0], y=train_data[1], batch_size=args.batch_size)
