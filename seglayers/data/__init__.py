@@ -1,4 +1,5 @@
 from seglayers.data.directory import segmentation_dataset_from_directory
+from seglayers.data.volumes import volume_dataset_from_directory
 
 
 def __getattr__(name):
@@ -18,4 +19,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'seglayers.data' has no attribute {name!r}")
 
 
-__all__ = ["segmentation_dataset_from_directory"]
+__all__ = ["segmentation_dataset_from_directory", "volume_dataset_from_directory"]

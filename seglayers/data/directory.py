@@ -1,7 +1,5 @@
 """`tf.data` pipelines from folders of images and masks."""
 
-import os
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -19,7 +17,7 @@ from seglayers._validation import (
     check_ignore_not_a_class,
     check_positive_int,
 )
-from seglayers.data.file_checks import check_pairs
+from seglayers.data.file_checks import check_pairs, find_pairs
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # Lossy formats would invent labels at every edge, so masks are lossless.
@@ -103,21 +101,7 @@ def segmentation_dataset_from_directory(
     pairs = _find_pairs(directory)
     if palette is not None:
         palette = _palette(palette, num_classes, ignore_class)
-    if shuffle or validation_split:
-        if seed is None:
-            seed = int(np.random.default_rng().integers(1_000_000))
-        np.random.default_rng(seed).shuffle(pairs)
-    if validation_split:
-        n_val = int(len(pairs) * validation_split)
-        if n_val == 0 or n_val == len(pairs):
-            raise ValueError(
-                f"`validation_split`={validation_split} of {len(pairs)} pairs in "
-                f"{directory} leaves an empty subset; use more data or another "
-                "split."
-            )
-        splits = {"training": pairs[:-n_val], "validation": pairs[-n_val:]}
-    else:
-        splits = {"training": pairs}
+    splits, seed = split_pairs(pairs, directory, shuffle, seed, validation_split)
     options = dict(
         image_size=tuple(image_size),
         batch_size=batch_size,
@@ -129,12 +113,38 @@ def segmentation_dataset_from_directory(
         one_hot=one_hot,
         as_dict=as_dict,
     )
+    return subset_datasets(splits, subset, shuffle, _make_dataset, **options)
+
+
+def split_pairs(pairs, directory, shuffle, seed, validation_split):
+    """`({"training": pairs, "validation": pairs}, seed)`: the pairs shuffled
+    by `seed` (drawn if `None`, and returned so the data shuffles with it)
+    and split, or only `"training"` without a `validation_split`."""
+    if shuffle or validation_split:
+        if seed is None:
+            seed = int(np.random.default_rng().integers(1_000_000))
+        np.random.default_rng(seed).shuffle(pairs)
+    if not validation_split:
+        return {"training": pairs}, seed
+    n_val = int(len(pairs) * validation_split)
+    if n_val == 0 or n_val == len(pairs):
+        raise ValueError(
+            f"`validation_split`={validation_split} of {len(pairs)} pairs in "
+            f"{directory} leaves an empty subset; use more data or another "
+            "split."
+        )
+    return {"training": pairs[:-n_val], "validation": pairs[-n_val:]}, seed
+
+
+def subset_datasets(splits, subset, shuffle, make_dataset, **options):
+    """The data set of `subset`, or the (training, validation) pair for
+    `"both"`; validation data is never shuffled."""
     if subset == "both":
         return (
-            _make_dataset(splits["training"], shuffle=shuffle, **options),
-            _make_dataset(splits["validation"], shuffle=False, **options),
+            make_dataset(splits["training"], shuffle=shuffle, **options),
+            make_dataset(splits["validation"], shuffle=False, **options),
         )
-    return _make_dataset(splits[subset or "training"], shuffle=shuffle, **options)
+    return make_dataset(splits[subset or "training"], shuffle=shuffle, **options)
 
 
 def _check_arguments(image_size, batch_size, interpolation, validation_split, subset):
@@ -147,15 +157,20 @@ def _check_arguments(image_size, batch_size, interpolation, validation_split, su
             "`image_size` must be `(height, width)`, two positive ints, e.g. "
             f"(256, 256). Received: image_size={image_size!r}"
         )
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(
-            f"`batch_size` must be a positive int or None. Received: "
-            f"batch_size={batch_size!r}"
-        )
     if interpolation not in INTERPOLATIONS:
         raise ValueError(
             f"`interpolation` must be one of {', '.join(INTERPOLATIONS)}. "
             f"Received: interpolation={interpolation!r}"
+        )
+    check_split_arguments(batch_size, validation_split, subset)
+
+
+def check_split_arguments(batch_size, validation_split, subset):
+    """Checks the arguments every folder loader shares."""
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(
+            f"`batch_size` must be a positive int or None. Received: "
+            f"batch_size={batch_size!r}"
         )
     if validation_split is not None and not 0 < validation_split < 1:
         raise ValueError(
@@ -171,58 +186,14 @@ def _check_arguments(image_size, batch_size, interpolation, validation_split, su
         raise ValueError(f"`subset`={subset!r} needs a `validation_split`, e.g. 0.2.")
 
 
-def _list_files(folder, extensions):
-    files = {}
-    for name in sorted(os.listdir(folder)):
-        if not name.lower().endswith(extensions) or name.startswith("."):
-            continue
-        stem = os.path.splitext(name)[0]
-        if stem in files:
-            # Pairing is by name: keeping either file would be a guess.
-            raise ValueError(
-                f"{files[stem]} and {os.path.join(folder, name)} share the name "
-                f"{stem!r}; files are paired by name (images/a.jpg with "
-                "masks/a.png), so one of them would be dropped unseen. Rename "
-                "or remove one of the two."
-            )
-        files[stem] = os.path.join(folder, name)
-    return files
-
-
 def _find_pairs(directory):
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise ValueError(
-            f"No such folder: {directory}. Pass the folder that holds "
-            "`images/` and `masks/`."
-        )
-    folders = {}
-    for name in ("images", "masks"):
-        folders[name] = os.path.join(directory, name)
-        if not os.path.isdir(folders[name]):
-            raise ValueError(
-                f"{directory} has no `{name}/` folder. Expected "
-                f"{directory}/images/ and {directory}/masks/, with files paired "
-                "by name (a.jpg with a.png)."
-            )
-    images = _list_files(folders["images"], IMAGE_EXTENSIONS)
-    masks = _list_files(folders["masks"], MASK_EXTENSIONS)
-    if not images:
-        raise ValueError(
-            f"{folders['images']} holds no image ({', '.join(IMAGE_EXTENSIONS)})."
-        )
-    for missing, have, where in (
-        (sorted(set(images) - set(masks)), "images", folders["masks"]),
-        (sorted(set(masks) - set(images)), "masks", folders["images"]),
-    ):
-        if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise ValueError(
-                f"{len(missing)} {have} have no partner in {where}: {shown}. "
-                "Pair every image with a mask of the same name (masks as "
-                f"{'/'.join(MASK_EXTENSIONS)})."
-            )
-    pairs = [(images[stem], masks[stem]) for stem in sorted(images)]
+    pairs = find_pairs(
+        directory,
+        "image",
+        IMAGE_EXTENSIONS,
+        MASK_EXTENSIONS,
+        "images/a.jpg with masks/a.png",
+    )
     check_pairs(pairs)
     return pairs
 

@@ -1,9 +1,17 @@
-"""Checks of image and mask files made before any pixel is read in tf.data,
-so that a broken file or pair is named, not met mid-epoch."""
+"""Checks of image (or volume) and mask files made before any pixel is read
+in tf.data, so that a broken file or pair is named, not met mid-epoch. The
+image and volume loaders share them, and so share their messages."""
 
 import os
 
 from PIL import Image
+
+
+def unreadable(kind, path, error):
+    """The `ValueError` for a file that cannot be read."""
+    return ValueError(
+        f"Cannot read the {kind} {path}: {error}. Remove or replace the file."
+    )
 
 
 def _image_size(path, kind):
@@ -12,9 +20,7 @@ def _image_size(path, kind):
         with Image.open(path) as image:
             return image.height, image.width
     except Exception as error:
-        raise ValueError(
-            f"Cannot read the {kind} {path}: {error}. Remove or replace the file."
-        ) from None
+        raise unreadable(kind, path, error) from None
 
 
 # The last bytes of a complete file: a PNG's IEND chunk, a GIF's trailer,
@@ -54,9 +60,7 @@ def _check_complete(path):
         with Image.open(path) as image:
             image.load()
     except Exception as error:
-        raise ValueError(
-            f"Cannot read the image {path}: {error}. Remove or replace the file."
-        ) from None
+        raise unreadable("image", path, error) from None
 
 
 def check_pairs(pairs):
@@ -68,11 +72,86 @@ def check_pairs(pairs):
         image_size = _image_size(image_path, "image")
         _check_complete(image_path)
         mask_size = _image_size(mask_path, "mask")
-        if image_size != mask_size:
+        check_same_size(image_path, image_size, mask_path, mask_size)
+
+
+def check_same_size(path, size, mask_path, mask_size, kind="image"):
+    """Raises if a mask's size is not its image's (or volume's)."""
+    if tuple(size) == tuple(mask_size):
+        return
+    axes, unit = "height x width", "pixel"
+    if len(size) == 3:
+        axes, unit = "depth x height x width", "voxel"
+    raise ValueError(
+        f"The {kind} {path} is {'x'.join(map(str, size))} ({axes}) but its "
+        f"mask {mask_path} is {'x'.join(map(str, mask_size))}; a mask labels "
+        f"its {kind} {unit} for {unit}. Resize the mask to its {kind}'s size "
+        "with nearest neighbour, or fix the pair."
+    )
+
+
+def _stem(name, extensions):
+    """`name` without the longest of `extensions` it ends with: `a.nii.gz`
+    pairs with `a.npy`, so a double suffix goes whole."""
+    lower = name.lower()
+    extension = max((e for e in extensions if lower.endswith(e)), key=len)
+    return name[: -len(extension)]
+
+
+def _list_files(folder, extensions, example):
+    files = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.lower().endswith(extensions) or name.startswith("."):
+            continue
+        stem = _stem(name, extensions)
+        if stem in files:
+            # Pairing is by name: keeping either file would be a guess.
             raise ValueError(
-                f"The image {image_path} is {image_size[0]}x{image_size[1]} "
-                f"(height x width) but its mask {mask_path} is "
-                f"{mask_size[0]}x{mask_size[1]}; a mask labels its image pixel "
-                "for pixel. Resize the mask to its image's size with nearest "
-                "neighbour, or fix the pair."
+                f"{files[stem]} and {os.path.join(folder, name)} share the name "
+                f"{stem!r}; files are paired by name ({example}), so one of "
+                "them would be dropped unseen. Rename or remove one of the two."
             )
+        files[stem] = os.path.join(folder, name)
+    return files
+
+
+def find_pairs(directory, kind, extensions, mask_extensions, example):
+    """Sorted `(file, mask)` path pairs of `directory/images/` and
+    `directory/masks/`, matched by name; raises on a missing folder, an
+    empty one, a name used twice, or a file without its partner.
+
+    `kind` names the files ("image", "volume"); `example` shows a pair
+    ("images/a.jpg with masks/a.png")."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"No such folder: {directory}. Pass the folder that holds "
+            "`images/` and `masks/`."
+        )
+    folders = {}
+    for name in ("images", "masks"):
+        folders[name] = os.path.join(directory, name)
+        if not os.path.isdir(folders[name]):
+            raise ValueError(
+                f"{directory} has no `{name}/` folder. Expected "
+                f"{directory}/images/ and {directory}/masks/, with files paired "
+                f"by name ({example})."
+            )
+    images = _list_files(folders["images"], extensions, example)
+    masks = _list_files(folders["masks"], mask_extensions, example)
+    if not images:
+        raise ValueError(
+            f"{folders['images']} holds no {kind} ({', '.join(extensions)})."
+        )
+    for missing, have, where in (
+        (sorted(set(images) - set(masks)), f"{kind}s", folders["masks"]),
+        (sorted(set(masks) - set(images)), "masks", folders["images"]),
+    ):
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ValueError(
+                f"{len(missing)} {have} have no partner in {where}: {shown}. "
+                f"Pair every {kind} with a mask of the same name (masks as "
+                f"{'/'.join(mask_extensions)})."
+            )
+    return [(images[stem], masks[stem]) for stem in sorted(images)]
