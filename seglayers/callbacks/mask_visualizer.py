@@ -11,23 +11,38 @@ from seglayers._masks import (
     num_ids,
     target_ids,
 )
-from seglayers._validation import check_ignore_class, check_positive_int
+from seglayers._validation import (
+    check_choice,
+    check_ignore_class,
+    check_positive_int,
+)
 from seglayers.distribute.chief import is_chief
 from seglayers.visualization.palette import default_palette
-from seglayers.visualization.render import render_grid, save_png
+from seglayers.visualization.render import SLICE_AXES, render_grid, save_png
 
 
 def _check_samples(images, masks):
     """Shapes of the preview images and masks: one mask per image, same size."""
-    if len(images) != 4:
+    if len(images) not in (4, 5):
         raise ValueError(
-            "`MaskVisualizer` needs a batch of images `(batch, H, W, channels)`. "
+            "`MaskVisualizer` needs a batch of images `(batch, H, W, channels)` "
+            "or of volumes `(batch, D, H, W, channels)`. "
             f"Received: images of shape {tuple(images)}"
         )
-    if len(masks) < 3 or masks[0] != images[0] or masks[1:3] != images[1:3]:
+    spatial = len(images) - 1
+    if (
+        len(masks) < spatial
+        or masks[0] != images[0]
+        or masks[1:spatial] != images[1:spatial]
+    ):
+        what = (
+            "height and width: `(batch, H, W)`, `(batch, H, W, 1)`"
+            if spatial == 3
+            else "depth, height and width: `(batch, D, H, W)`, `(batch, D, H, W, 1)`"
+        )
         raise ValueError(
-            "`MaskVisualizer` needs one mask per image, of the image's height "
-            "and width: `(batch, H, W)`, `(batch, H, W, 1)` or one-hot. "
+            f"`MaskVisualizer` needs one mask per image, of the image's {what} "
+            "or one-hot. "
             f"Received: images of shape {tuple(images)}, masks of shape "
             f"{tuple(masks)}"
         )
@@ -48,6 +63,9 @@ class MaskVisualizer(keras.callbacks.Callback):
     prediction | overlay | error map (red where the prediction is wrong,
     grey where the truth is ignored), with a legend of class colours. With
     `log_dir` the same picture goes to TensorBoard as an image summary.
+    Volumes `(batch, D, H, W, channels)` are drawn by the central slice of
+    each panel along `slice_axis`; images with one channel (as scans have)
+    are drawn grey.
 
     Predictions are read as seglayers' metrics read them: logits or
     probabilities over several classes (arg-max), one sigmoid channel cut at
@@ -80,6 +98,8 @@ class MaskVisualizer(keras.callbacks.Callback):
             (probabilities) otherwise; the value range is never guessed from.
             One channel outside [0, 1] read with a threshold in (0, 1) raises
             a `ValueError`: pass `threshold=0` for logits.
+        slice_axis: 0, 1 or 2, for volumes: the spatial axis (depth, height,
+            width) across which the central slice is drawn. Defaults to 0.
 
     Example:
 
@@ -102,8 +122,10 @@ class MaskVisualizer(keras.callbacks.Callback):
         ignore_class=None,
         num_classes=None,
         threshold=None,
+        slice_axis=0,
     ):
         super().__init__()
+        check_choice("slice_axis", slice_axis, SLICE_AXES)
         check_positive_int("every_n_epochs", every_n_epochs)
         check_positive_int("max_samples", max_samples)
         check_ignore_class(ignore_class)
@@ -134,6 +156,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         self.ignore_class = ignore_class
         self.num_classes = num_classes
         self.threshold = threshold
+        self.slice_axis = slice_axis
         self._samples = None
         self._warned = False
         if isinstance(data, (tuple, list)) and len(data) == 2:
@@ -229,7 +252,9 @@ class MaskVisualizer(keras.callbacks.Callback):
         )
         truth = np.where(_numpy(valid), _numpy(truth), -1)
         palette = self.palette or default_palette(num_classes)
-        return render_grid(images, truth, ids, palette, self.class_names)
+        return render_grid(
+            images, truth, ids, palette, self.class_names, slice_axis=self.slice_axis
+        )
 
     def _draw(self, filename, step):
         if self._samples is None:
@@ -266,4 +291,5 @@ class MaskVisualizer(keras.callbacks.Callback):
             "ignore_class": self.ignore_class,
             "num_classes": self.num_classes,
             "threshold": self.threshold,
+            "slice_axis": self.slice_axis,
         }

@@ -1,12 +1,15 @@
 """Segmentation of images larger than memory, in overlapping tiles."""
 
+import functools
+import itertools
+
 import numpy as np
 
 from seglayers._validation import (
     check_choice,
     check_positive_int,
     check_rate,
-    check_size_pair,
+    check_spatial_size,
 )
 
 BLENDS = ("gaussian", "constant")
@@ -21,31 +24,36 @@ def predict_tiled(
     blend="gaussian",
     verbose="auto",
 ):
-    """Predicts one image of any size in overlapping tiles.
+    """Predicts one image or volume of any size in overlapping tiles.
 
     The image is cut into `tile_size` tiles that overlap by `overlap` of a
-    tile, the last row and column aligned with the image's far edges (so no
-    tile reaches outside the image, and the image's borders get the same
+    tile, the last tile along each axis aligned with the image's far edge (so
+    no tile reaches outside the image, and the image's borders get the same
     zero-padded context as in a whole-image prediction). Tiles are predicted
     `batch_size` at a time and blended: each tile's output is weighted by a
-    Gaussian window (σ = tile / 8 along each axis, as in nnU-Net) that trusts
-    tile centres over tile edges, and the weighted sum is divided by the
-    summed weights.
+    Gaussian window (σ = tile / 8 along each axis, as in nnU-Net and MONAI's
+    `sliding_window_inference`) that trusts tile centres over tile edges, and
+    the weighted sum is divided by the summed weights.
     An image smaller than a tile is predicted in one tile of its own size.
+    Volumes `(depth, height, width, channels)`, for a model of volumes (such
+    as `UNet(..., spatial_dims=3)`), are cut into 3-D tiles the same way.
 
-    Memory holds the image and the float32 `(height, width, classes)` result,
-    plus one batch of tiles through the model: the network's activations
-    grow with the tile and batch size only, not with the image as in a
-    whole-image `model.predict` (whose activations are several times the
-    image per layer).
+    Memory holds the image and the float32 result (its size, with the
+    output's channels), plus one batch of tiles through the model: the
+    network's activations grow with the tile and batch size only, not with
+    the image as in a whole-image `model.predict` (whose activations are
+    several times the image per layer).
 
     Args:
         model: a fully convolutional Keras model whose output has its input's
-            height and width, such as `UNet`.
-        image: array `(height, width, channels)`, as the model expects its
-            inputs (e.g. float32 in [0, 255] for a `UNet(rescale=1 / 255)`).
-        tile_size: int or `(height, width)`, the size of the tiles; a size
-            the model trained on is best.
+            spatial size, such as `UNet`. Its `spatial_dims` (or its input's
+            rank) says whether it takes images or volumes; failing both, the
+            rank of `image` does.
+        image: array `(height, width, channels)`, or `(depth, height, width,
+            channels)` for a model of volumes, as the model expects its inputs
+            (e.g. float32 in [0, 255] for a `UNet(rescale=1 / 255)`).
+        tile_size: int, `(height, width)` or `(depth, height, width)`, the
+            size of the tiles; a size the model trained on is best.
         overlap: float in [0, 1), the fraction of a tile shared with the next
             one. Defaults to 0.25.
         batch_size: int, tiles per model call. Defaults to 8.
@@ -54,10 +62,9 @@ def predict_tiled(
             `"auto"` shows it for more than one batch.
 
     Returns:
-        A float32 numpy array `(height, width, channels_out)`: the model's
-        output (probabilities for a softmax `UNet`) for the whole image.
-        `seglayers.callbacks.mask_visualizer.predicted_ids` or an arg-max
-        over the last axis gives class ids.
+        A float32 numpy array of the image's spatial size and the output's
+        channels: the model's output (probabilities for a softmax `UNet`) for
+        the whole image. An arg-max over the last axis gives class ids.
 
     Example:
 
@@ -72,63 +79,86 @@ def predict_tiled(
     # Numpy stays as it is: no copy of an image that may be large.
     image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
     image = np.asarray(image)
-    if image.ndim != 3:
+    rank = _spatial_dims(model, image)
+    if image.ndim != rank + 1:
         raise ValueError(
-            "`image` must be one image `(height, width, channels)`; call "
-            "`predict_tiled` once per image of a batch. "
-            f"Received: image of shape {image.shape}"
+            _SHAPE_ERRORS[rank] + f" Received: image of shape {image.shape}"
         )
-    tile_height, tile_width = check_size_pair("tile_size", tile_size)
+    tile = check_spatial_size("tile_size", tile_size, rank)
     # e.g. 0.25: a quarter of a tile shared with its neighbour.
     check_rate("overlap", overlap)
     check_positive_int("batch_size", batch_size)
     check_choice("blend", blend, BLENDS)
     check_choice("verbose", verbose, ("auto", 0, 1))
 
-    height, width = image.shape[:2]
-    tile_height, tile_width = min(tile_height, height), min(tile_width, width)
-    tops = _starts(height, tile_height, overlap)
-    lefts = _starts(width, tile_width, overlap)
-    corners = [(top, left) for top in tops for left in lefts]
-    # The window is separable (rows × columns) and the tiles form a grid, so
-    # the summed weights are the product of two 1-D sums: no full-size
+    size = image.shape[:-1]
+    tile = tuple(min(t, s) for t, s in zip(tile, size))
+    starts = [_starts(s, t, overlap) for s, t in zip(size, tile)]
+    corners = list(itertools.product(*starts))
+    # The window is separable (one factor per axis) and the tiles form a
+    # grid, so the summed weights are the product of 1-D sums: no full-size
     # weight map to keep or update per tile.
-    row_window = _window(tile_height, blend)
-    col_window = _window(tile_width, blend)
-    window = np.outer(row_window, col_window)[..., None]
+    windows = [_window(t, blend) for t in tile]
+    window = functools.reduce(np.multiply.outer, windows)[..., None]
 
     num_batches = -(-len(corners) // batch_size)
     if verbose == "auto":
         verbose = int(num_batches > 1)
     progress = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
     total = None
-    tiles = np.zeros(
-        (batch_size, tile_height, tile_width, image.shape[-1]), image.dtype
-    )
+    tiles = np.zeros((batch_size,) + tile + image.shape[-1:], image.dtype)
     for batch_start in range(0, len(corners), batch_size):
         batch = corners[batch_start : batch_start + batch_size]
+        boxes = [
+            tuple(slice(c, c + t) for c, t in zip(corner, tile)) for corner in batch
+        ]
         # Always full batches (the rest zeros), so the model compiles once.
-        for i, (top, left) in enumerate(batch):
-            tiles[i] = image[top : top + tile_height, left : left + tile_width]
+        for i, box in enumerate(boxes):
+            tiles[i] = image[box]
         tiles[len(batch) :] = 0
         outputs = keras.ops.convert_to_numpy(model.predict_on_batch(tiles))
-        if outputs.shape[1:3] != (tile_height, tile_width):
-            raise ValueError(
-                "`predict_tiled` needs a model whose output has its input's "
-                f"height and width; tiles of {(tile_height, tile_width)} gave "
-                f"outputs of {outputs.shape[1:3]}."
-            )
+        if outputs.shape[1:-1] != tile:
+            raise ValueError(_SIZE_ERRORS[rank].format(tile, outputs.shape[1:-1]))
         if total is None:
-            total = np.zeros((height, width, outputs.shape[-1]), np.float32)
-        for output, (top, left) in zip(outputs, batch):
-            rows, cols = slice(top, top + tile_height), slice(left, left + tile_width)
-            total[rows, cols] += output * window
+            total = np.zeros(size + outputs.shape[-1:], np.float32)
+        for output, box in zip(outputs, boxes):
+            total[box] += output * window
         if progress is not None:
             progress.add(1)
-    total /= np.outer(
-        _coverage(height, tops, row_window), _coverage(width, lefts, col_window)
-    )[..., None]
+    # Divided axis by axis, in place: no full-size map of summed weights.
+    for axis, (length, axis_starts, axis_window) in enumerate(
+        zip(size, starts, windows)
+    ):
+        coverage = _coverage(length, axis_starts, axis_window)
+        total /= coverage.reshape((-1,) + (1,) * (rank - axis))
     return total
+
+
+_SHAPE_ERRORS = {
+    2: "`image` must be one image `(height, width, channels)`; call "
+    "`predict_tiled` once per image of a batch.",
+    3: "`image` must be one volume `(depth, height, width, channels)` for a "
+    "model of volumes; call `predict_tiled` once per volume of a batch.",
+}
+_SIZE_ERRORS = {
+    2: "`predict_tiled` needs a model whose output has its input's height and "
+    "width; tiles of {} gave outputs of {}.",
+    3: "`predict_tiled` needs a model whose output has its input's depth, "
+    "height and width; tiles of {} gave outputs of {}.",
+}
+
+
+def _spatial_dims(model, image):
+    """2 or 3: what the model says (`spatial_dims`, or its input's rank),
+    else what the image's rank says."""
+    rank = getattr(model, "spatial_dims", None)
+    if rank in (2, 3):
+        return rank
+    try:
+        rank = len(model.inputs[0].shape) - 2
+    except (AttributeError, IndexError, TypeError, ValueError):
+        rank = image.ndim - 1
+    return rank if rank in (2, 3) else 2
 
 
 def _starts(size, tile, overlap):

@@ -1,6 +1,18 @@
 """Drawing masks with numpy and Pillow: headless, no matplotlib."""
 
 from seglayers.visualization.palette import colorize, default_palette
-from seglayers.visualization.render import overlay, render_grid, save_png
+from seglayers.visualization.render import (
+    central_slice,
+    overlay,
+    render_grid,
+    save_png,
+)
 
-__all__ = ["colorize", "default_palette", "overlay", "render_grid", "save_png"]
+__all__ = [
+    "central_slice",
+    "colorize",
+    "default_palette",
+    "overlay",
+    "render_grid",
+    "save_png",
+]

@@ -4,11 +4,14 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from seglayers._files import atomic_file
+from seglayers._validation import check_choice
 from seglayers.visualization.palette import NEUTRAL, colorize
 
 _ERROR = (255, 0, 0)
 _CORRECT = (0, 0, 0)
 _GAP = 4
+# Spatial axes of a volume: depth, height, width.
+SLICE_AXES = (0, 1, 2)
 
 
 def overlay(image, mask, palette, alpha=0.5):
@@ -33,19 +36,48 @@ def _error_map(truth, prediction, num_colours):
     return out
 
 
+def central_slice(volumes, axis=0):
+    """The central slice of each of `volumes` `(N, D, H, W, ...)` along
+    spatial `axis` (0: depth, 1: height, 2: width): `(N, ..2-D.., ...)`.
+
+    >>> central_slice(np.zeros((2, 5, 6, 7, 1)), axis=1).shape
+    (2, 5, 7, 1)
+    """
+    volumes = np.asarray(volumes)
+    return np.take(volumes, volumes.shape[1 + axis] // 2, axis=1 + axis)
+
+
 def render_grid(
-    images, masks, predictions, palette, class_names=None, error_map=True, alpha=0.5
+    images,
+    masks,
+    predictions,
+    palette,
+    class_names=None,
+    error_map=True,
+    alpha=0.5,
+    slice_axis=0,
 ):
     """One row per sample: image | truth | prediction | overlay (| errors).
 
-    `predictions` are class ids `(N, H, W)`. Ignored pixels (ids outside the
-    palette) are grey in the truth and the error map, where red marks a wrong
+    `images` are `(N, H, W, channels)` (one channel is drawn grey; of more
+    than three, the first is) and `predictions` class ids `(N, H, W)`.
+    Volumes `(N, D, H, W, channels)` with ids `(N, D, H, W)` are drawn by
+    their central slice along spatial `slice_axis` (0: depth, 1: height,
+    2: width; see `central_slice`). Ignored pixels (ids outside the palette)
+    are grey in the truth and the error map, where red marks a wrong
     prediction. A legend of class colours and names runs along the bottom.
     Returns a uint8 `(height, width, 3)` array.
     """
+    check_choice("slice_axis", slice_axis, SLICE_AXES)
+    if np.ndim(images) == 5:
+        images, masks, predictions = (
+            central_slice(x, slice_axis) for x in (images, masks, predictions)
+        )
     rows = []
     for image, mask, prediction in zip(images, masks, predictions):
         image = np.clip(np.asarray(image, np.float32), 0, 255).astype(np.uint8)
+        if image.shape[-1] != 3:  # Grey levels: the first channel.
+            image = np.repeat(image[..., :1], 3, axis=-1)
         panels = [
             image,
             colorize(mask, palette),

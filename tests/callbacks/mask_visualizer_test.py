@@ -264,3 +264,54 @@ def test_previews_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "p" / "epoch_001.png").st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("slice_axis, panel", [(0, (12, 16)), (2, (8, 12))])
+def test_volumes_show_the_central_slice_along_the_chosen_axis(
+    tmp_path, slice_axis, panel
+):
+    rng = np.random.default_rng(0)
+    volumes = rng.uniform(0, 255, size=(2, 8, 12, 16, 1)).astype("float32")
+    masks = rng.integers(0, 3, size=(2, 8, 12, 16, 1))
+    masks[:, 4, :2] = 255  # ignored voxels on the central depth slice
+    model = UNet(3, filters=4, depth=2, spatial_dims=3, rescale=1 / 255)
+    model.compile("adam", DiceCrossEntropyLoss(ignore_class=255))
+    callback = MaskVisualizer(
+        (volumes, masks),
+        output_dir=tmp_path,
+        ignore_class=255,
+        slice_axis=slice_axis,
+    )
+    model.fit(volumes, masks, epochs=1, verbose=0, callbacks=[callback])
+    picture = _read(tmp_path / "epoch_001.png")
+    height, width = panel
+    assert picture.shape[1] == 5 * width + 4 * 4
+    assert picture.shape[0] > 2 * (height + 4)  # two rows and a legend
+    # The image panel is the central slice, grey.
+    image = picture[:height, :width]
+    expected = np.take(volumes[0], volumes.shape[1 + slice_axis] // 2, slice_axis)
+    np.testing.assert_array_equal(image, np.repeat(expected.astype("uint8"), 3, -1))
+    if slice_axis == 0:
+        truth = picture[:height, width + 4 : 2 * width + 4]
+        assert (truth[:2] == 128).all()  # ignored voxels are grey
+    assert callback.get_config()["slice_axis"] == slice_axis
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            {"slice_axis": 3},
+            r"`slice_axis` must be one of 0, 1 or 2. Received: slice_axis=3",
+        ),
+        (
+            {"data": (np.zeros((2, 8, 8, 8, 1)), np.zeros((2, 8, 8, 4, 1)))},
+            r"of the image's depth, height and width.*Received: images of shape "
+            r"\(2, 8, 8, 8, 1\), masks of shape \(2, 8, 8, 4, 1\)",
+        ),
+    ],
+)
+def test_volume_arguments_are_checked(kwargs, match):
+    arguments = {"data": (np.zeros((2, 8, 8, 8, 1)), np.zeros((2, 8, 8, 8, 1)))}
+    with pytest.raises(ValueError, match=match):
+        MaskVisualizer(**{**arguments, **kwargs})

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from seglayers.visualization import (
+    central_slice,
     colorize,
     default_palette,
     overlay,
@@ -69,3 +70,31 @@ def test_save_png_follows_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "x.png").st_mode & 0o777 == mode
+
+
+def test_central_slice_along_each_axis():
+    volumes = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    np.testing.assert_array_equal(central_slice(volumes, 0), volumes[:, 1])
+    np.testing.assert_array_equal(central_slice(volumes, 1), volumes[:, :, 2])
+    np.testing.assert_array_equal(central_slice(volumes, 2), volumes[:, :, :, 2])
+
+
+@pytest.mark.parametrize("slice_axis, panel", [(0, (6, 7)), (1, (5, 7)), (2, (5, 6))])
+def test_render_grid_of_grey_volumes(slice_axis, panel):
+    volumes = np.full((2, 5, 6, 7, 1), 200.0)
+    ids = np.ones((2, 5, 6, 7), int)
+    grid = render_grid(volumes, ids, ids, default_palette(2), slice_axis=slice_axis)
+    height, width = panel
+    assert grid.shape[1] == 5 * width + 4 * 4
+    assert (grid[:height, :width] == 200).all()  # the grey image panel
+    assert grid[0, 3 * (width + 4)].tolist() == [164, 100, 100]  # the overlay
+
+
+def test_render_grid_refuses_an_unknown_slice_axis():
+    with pytest.raises(ValueError, match=r"`slice_axis` must be one of 0, 1 or 2"):
+        render_grid(
+            np.zeros((1, 4, 4, 4, 1)),
+            *[np.zeros((1, 4, 4, 4), int)] * 2,
+            default_palette(2),
+            slice_axis=-1,
+        )
