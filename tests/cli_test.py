@@ -108,10 +108,10 @@ def test_train_unet_plus_plus(tmp_path, capsys):
     assert "mean_iou" in json.loads((run / "metrics.json").read_text())
 
 
-@pytest.mark.slow  # ~1 min each on this machine: a MobileNetV3 trains
-@pytest.mark.parametrize(
-    "model, name", [("fpn", "FPN"), ("deeplabv3plus", "DeepLabV3Plus")]
-)
+# ~1 min on this machine (a MobileNetV3 trains); one model is enough, the
+# command reaches every model through the same table.
+@pytest.mark.slow
+@pytest.mark.parametrize("model, name", [("deeplabv3plus", "DeepLabV3Plus")])
 def test_train_models_over_an_encoder(tmp_path, capsys, model, name):
     run = tmp_path / "run"
     command = ["train", "--model", model, "--encoder", "mobilenetv3small"]

@@ -286,7 +286,13 @@ def _train_step(model, inputs, jit_compile=False):
 
 
 def run_model_test(
-    model_cls, init_kwargs, input_shape, tmp_path, cross_backend=True, modules=()
+    model_cls,
+    init_kwargs,
+    input_shape,
+    tmp_path,
+    cross_backend=True,
+    modules=(),
+    light=False,
 ):
     """Runs every generic check on a `SegmentationModel` subclass.
 
@@ -302,6 +308,11 @@ def run_model_test(
     `cross_backend`; a JAX process spends most of a minute compiling.)
     `modules` are imported by those processes: where a model defined
     outside seglayers is registered.
+
+    Each model runs the whole battery once; its further configurations
+    pass `light=True`: the checks up to the too-small error, a
+    mixed-precision call, and a `.keras` round trip in this process,
+    without compiling anything (the suite stays fast on 2 cores).
     """
     batch, *spatial, channels = input_shape
     _check_model_config(model_cls, init_kwargs)
@@ -329,6 +340,10 @@ def run_model_test(
     minimum = 2**model.depth
     with pytest.raises(ValueError, match=f"at least {minimum}"):
         model(random_inputs((1, *[minimum - 1] * len(spatial), channels)))
+
+    if light:
+        _light_checks(model, model_cls, init_kwargs, inputs, tmp_path)
+        return
 
     # One training step moves every trainable weight, finitely.
     before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
@@ -387,3 +402,24 @@ def run_model_test(
         )
         # Other convolution kernels (oneDNN, XLA): float32 round-off only.
         np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-4, atol=1e-4)
+
+
+def _light_checks(model, model_cls, init_kwargs, inputs, tmp_path):
+    """Mixed precision and an in-process `.keras` round trip, eagerly."""
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        keras.config.set_dtype_policy(policy)
+        try:
+            outputs = model_cls(**init_kwargs)(inputs)
+            assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
+            assert np.isfinite(keras.ops.convert_to_numpy(outputs)).all()
+        finally:
+            keras.config.set_dtype_policy("float32")
+    path = tmp_path / f"{model_cls.__name__}_light.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded) is model_cls
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(inputs)),
+        keras.ops.convert_to_numpy(model(inputs)),
+        atol=1e-6,
+    )

@@ -6,6 +6,8 @@ blocks under its own attributes (`encoder_blocks`, `bottleneck`): the
 weight paths of files saved by seglayers 0.1.0 stay as they were.
 """
 
+import keras
+
 from seglayers.layers.conv_block import ConvBlock
 from seglayers.layers.encoder_block import EncoderBlock
 
@@ -42,3 +44,22 @@ def run_contracting_path(encoder_blocks, bottleneck, x, training=None):
         x, pyramid[f"P{level}"] = block(x, training=training)
     pyramid[f"P{len(encoder_blocks)}"] = bottleneck(x, training=training)
     return pyramid
+
+
+def make_encoder_side(model, widths, dropout, block_args):
+    """Sets `model.encoder_blocks` and `model.bottleneck` (the contracting
+    path, when `model` has no pluggable `encoder`) and `model.bottom_dropout`
+    (dropout on a pluggable encoder's deepest features, where the
+    contracting path has its own), in this order: the order in which layers
+    are made is the order of their weights in saved files."""
+    model.encoder_blocks = []
+    model.bottleneck = None
+    model.bottom_dropout = None
+    if model.encoder is None:
+        model.encoder_blocks, model.bottleneck = make_contracting_path(
+            widths, dropout, block_args
+        )
+    elif dropout:
+        model.bottom_dropout = keras.layers.Dropout(
+            dropout, dtype=model.dtype_policy, name="bottom_dropout"
+        )

@@ -1,11 +1,9 @@
-import keras
-
 from seglayers._api import register
 from seglayers._validation import check_bool, check_positive_int
 from seglayers.layers.decoder_block import DecoderBlock
 from seglayers.models._checks import level_filters
 from seglayers.models._contracting_path import (
-    make_contracting_path,
+    make_encoder_side,
     run_contracting_path,
 )
 from seglayers.models.segmentation_model import SegmentationModel
@@ -179,19 +177,10 @@ class UNet(SegmentationModel):
             spatial_dims=spatial_dims,
             dtype=self.dtype_policy,
         )
-        self.encoder_blocks = []
-        self.bottleneck = None
-        self.bottom_dropout = None
+        make_encoder_side(self, widths, dropout, block_args)
         if own_encoder:
-            self.encoder_blocks, self.bottleneck = make_contracting_path(
-                widths, dropout, block_args
-            )
             skip_levels = [f"P{level}" for level in range(resolved_depth)]
         else:
-            if dropout:
-                self.bottom_dropout = keras.layers.Dropout(
-                    dropout, dtype=self.dtype_policy, name="bottom_dropout"
-                )
             # A pretrained-style encoder may lack some levels, e.g. stride 2.
             skip_levels = self.encoder_levels[:-1]
         # Bottom-up, so decoder_blocks[i] works at level depth - 1 - i: it

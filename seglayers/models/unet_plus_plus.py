@@ -1,4 +1,3 @@
-import keras
 from keras import ops
 
 from seglayers._api import register
@@ -6,7 +5,7 @@ from seglayers._validation import check_bool
 from seglayers.layers.decoder_block import DecoderBlock
 from seglayers.models._checks import level_filters
 from seglayers.models._contracting_path import (
-    make_contracting_path,
+    make_encoder_side,
     run_contracting_path,
 )
 from seglayers.models.segmentation_model import SegmentationModel
@@ -170,19 +169,10 @@ class UNetPlusPlus(SegmentationModel):
             spatial_dims=spatial_dims,
             dtype=self.dtype_policy,
         )
-        self.encoder_blocks = []
-        self.bottleneck = None
-        self.bottom_dropout = None
+        make_encoder_side(self, widths, dropout, block_args)
         if own_encoder:
-            self.encoder_blocks, self.bottleneck = make_contracting_path(
-                widths, dropout, block_args
-            )
             encoder_widths = dict(enumerate(widths))
         else:
-            if dropout:
-                self.bottom_dropout = keras.layers.Dropout(
-                    dropout, dtype=self.dtype_policy, name="bottom_dropout"
-                )
             encoder_widths = {
                 int(level[1:]): output.shape[-1]
                 for level, output in zip(self.encoder_levels, self.encoder.outputs)

@@ -36,6 +36,7 @@ def test_model_harness(kwargs, cross_backend, tmp_path):
         (2, 64, 64, 3),
         tmp_path,
         cross_backend,
+        light=not cross_backend,  # the second configuration: no compiling
     )
 
 

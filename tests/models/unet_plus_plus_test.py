@@ -39,7 +39,14 @@ def _tiny_encoder(channels=(4, 4, 8, 8, 16), first_stride=2):
     ids=["own-encoder", "functional-encoder"],
 )
 def test_model_harness(kwargs, cross_backend, tmp_path):
-    run_model_test(UNetPlusPlus, kwargs, (2, 64, 64, 3), tmp_path, cross_backend)
+    run_model_test(
+        UNetPlusPlus,
+        kwargs,
+        (2, 64, 64, 3),
+        tmp_path,
+        cross_backend,
+        light=not cross_backend,  # the second configuration: no compiling
+    )
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])

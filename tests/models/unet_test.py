@@ -57,18 +57,17 @@ BINARY = {
 }
 
 
+def test_model_harness(tmp_path):
+    run_model_test(UNet, EVERY_OPTION, (2, 64, 64, 3), tmp_path)
+
+
 @pytest.mark.parametrize(
-    "kwargs, cross_backend",
-    [
-        (TINY, True),
-        (EVERY_OPTION, True),
-        (BINARY, False),
-        ({**TINY, "encoder": "mobilenetv3small"}, False),
-    ],
-    ids=["default", "every-option", "binary", "encoder"],
+    "kwargs",
+    [TINY, BINARY, {**TINY, "encoder": "mobilenetv3small"}],
+    ids=["default", "binary", "encoder"],
 )
-def test_model_harness(kwargs, cross_backend, tmp_path):
-    run_model_test(UNet, kwargs, (2, 64, 64, 3), tmp_path, cross_backend)
+def test_model_harness_light(kwargs, tmp_path):
+    run_model_test(UNet, kwargs, (2, 64, 64, 3), tmp_path, light=True)
 
 
 def test_model_harness_in_3d(tmp_path):
@@ -81,7 +80,7 @@ def test_model_harness_in_3d(tmp_path):
         "attention": True,
         "spatial_dims": 3,
     }
-    run_model_test(UNet, kwargs, (2, 16, 16, 16, 1), tmp_path, cross_backend=False)
+    run_model_test(UNet, kwargs, (2, 16, 16, 16, 1), tmp_path, light=True)
     model = UNet(**kwargs)
     model.build((None, None, None, None, 1))
     assert isinstance(model.head, keras.layers.Conv3D)
