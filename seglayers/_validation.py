@@ -245,3 +245,16 @@ def check_dilation_rates(value):
     for i, rate in enumerate(value):
         check_positive_int(f"dilation_rates[{i}]", rate)
     return tuple(value)
+
+
+def check_fraction(name, value):
+    """Returns `value` as a float if it is a number in [0, 1], else raises."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"`{name}` must be a number in [0, 1], e.g. 0.5. Received: {name}={value!r}"
+        )
+    if not 0 <= value <= 1:
+        raise ValueError(
+            f"`{name}` must be in [0, 1], e.g. 0.5. Received: {name}={value!r}"
+        )
+    return float(value)

@@ -5,9 +5,11 @@ import tensorflow as tf
 
 from seglayers._masks import bad_id_mask, num_ids, raise_on_bad_ids
 from seglayers._validation import (
+    check_fraction,
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
+    check_spatial_size,
 )
 from seglayers.data.directory import (
     check_split_arguments,
@@ -110,9 +112,12 @@ def volume_dataset_from_directory(
     """
     check_positive_int("num_classes", num_classes)
     check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
-    volume_size = _check_size("volume_size", volume_size)
-    patch_size = _check_size("patch_size", patch_size)
-    _check_fraction(foreground_fraction)
+    if volume_size is not None:
+        volume_size = check_spatial_size("volume_size", volume_size, 3)
+    if patch_size is not None:
+        patch_size = check_spatial_size("patch_size", patch_size, 3)
+    # e.g. 0.5: half the patches centred on foreground.
+    check_fraction("foreground_fraction", foreground_fraction)
     check_split_arguments(batch_size, validation_split, subset)
     pairs = find_pairs(
         directory,
@@ -134,38 +139,6 @@ def volume_dataset_from_directory(
         foreground_fraction=foreground_fraction,
     )
     return subset_datasets(splits, subset, shuffle, _make_dataset, **options)
-
-
-def _check_size(name, value):
-    """`value` (an int, or three ints >= 1) as a `(depth, height, width)`
-    tuple, or `None`; else raises."""
-    size = (value,) * 3 if isinstance(value, int) else value
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(size, (list, tuple))
-        or len(size) != 3
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
-        or min(size) < 1
-    ):
-        raise ValueError(
-            f"`{name}` must be `(depth, height, width)`, three positive ints "
-            f"(or one int for a cube), e.g. (64, 128, 128), or None. "
-            f"Received: {name}={value!r}"
-        )
-    return None if value is None else tuple(size)
-
-
-def _check_fraction(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            "`foreground_fraction` must be a number in [0, 1], e.g. 0.5. "
-            f"Received: foreground_fraction={value!r}"
-        )
-    if not 0 <= value <= 1:
-        raise ValueError(
-            "`foreground_fraction` must be in [0, 1], e.g. 0.5 (half the "
-            f"patches on foreground). Received: foreground_fraction={value!r}"
-        )
 
 
 def _nibabel(path):
