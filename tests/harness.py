@@ -293,6 +293,7 @@ def run_model_test(
     cross_backend=True,
     modules=(),
     light=False,
+    mixed_training=False,
 ):
     """Runs every generic check on a `SegmentationModel` subclass.
 
@@ -302,11 +303,15 @@ def run_model_test(
     makes every weight; output shapes at the given and at odd sizes; the
     too-small error; one training step that moves every trainable weight;
     `jit_compile=True` against eager; `mixed_float16` and `mixed_bfloat16`
-    (float32 outputs); `.keras` load under `safe_mode` in a fresh process
-    and, with `cross_backend`, on another backend, with the same
+    (float32 outputs; with `mixed_training`, a `mixed_float16` training
+    step too: the base's float32 head and the losses are the same for
+    every model, so one model's test covers loss scaling); `.keras` load
+    under `safe_mode` in this process and in a fresh process that only
+    imported seglayers, on another backend with `cross_backend` (the
+    optimizer state and compile config come back too), with the same
     predictions. (A model's first configuration should keep
     `cross_backend`; a JAX process spends most of a minute compiling.)
-    `modules` are imported by those processes: where a model defined
+    `modules` are imported by the fresh process: where a model defined
     outside seglayers is registered.
 
     Each model runs the whole battery once; its further configurations
@@ -376,7 +381,7 @@ def run_model_test(
         keras.config.set_dtype_policy(policy)
         try:
             half = model_cls(**init_kwargs)
-            if policy == "mixed_float16":
+            if policy == "mixed_float16" and mixed_training:
                 assert np.isfinite(_train_step(half, inputs))
             outputs = half(inputs)
             assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
@@ -385,23 +390,24 @@ def run_model_test(
         finally:
             keras.config.set_dtype_policy("float32")
 
-    # .keras: a fresh process, then another backend, under safe_mode.
+    # .keras under safe_mode: in this process, exactly; then in a fresh
+    # process that only imported seglayers (on the other backend with
+    # `cross_backend`: other convolution kernels, float32 round-off only).
     path = tmp_path / f"{model_cls.__name__}.keras"
-    model.save(path)
+    _assert_loads_in_process(model, path, inputs)
     expected_outputs = model.predict(inputs, verbose=0)
-    outputs, report = load_in_fresh_process(path, inputs, tmp_path, modules=modules)
+    backend = _OTHER_BACKEND[keras.backend.backend()] if cross_backend else None
+    outputs, report = load_in_fresh_process(
+        path, inputs, tmp_path, backend=backend, modules=modules
+    )
     assert report["class"] == model_cls.__name__
     assert report["iterations"] == 1  # the optimizer's state came along
     compile_config = json.loads(json.dumps(model.get_compile_config(), default=str))
     assert report["compile_config"] == compile_config
-    np.testing.assert_allclose(outputs, expected_outputs, atol=1e-6)
-    if cross_backend:
-        other = _OTHER_BACKEND[keras.backend.backend()]
-        outputs, _ = load_in_fresh_process(
-            path, inputs, tmp_path, backend=other, modules=modules
-        )
-        # Other convolution kernels (oneDNN, XLA): float32 round-off only.
-        np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-4, atol=1e-4)
+    tolerance = 1e-4 if cross_backend else 1e-6
+    np.testing.assert_allclose(
+        outputs, expected_outputs, rtol=tolerance, atol=tolerance
+    )
 
 
 def _light_checks(model, model_cls, init_kwargs, inputs, tmp_path):
@@ -414,10 +420,17 @@ def _light_checks(model, model_cls, init_kwargs, inputs, tmp_path):
             assert np.isfinite(keras.ops.convert_to_numpy(outputs)).all()
         finally:
             keras.config.set_dtype_policy("float32")
-    path = tmp_path / f"{model_cls.__name__}_light.keras"
+    _assert_loads_in_process(
+        model, tmp_path / f"{model_cls.__name__}_light.keras", inputs
+    )
+
+
+def _assert_loads_in_process(model, path, inputs):
+    """Saves `model` to `path`; loaded under `safe_mode`, it is the same
+    class and predicts the same."""
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    assert type(loaded) is model_cls
+    assert type(loaded) is type(model)
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(loaded(inputs)),
         keras.ops.convert_to_numpy(model(inputs)),
