@@ -5,11 +5,14 @@ A thin front end over the public API:
 - `seglayers train` builds a model (`--model unet|unetplusplus|fpn|
   deeplabv3plus`, over its own encoder or `--encoder NAME`), trains it on a
   folder data set (`--data DIR`) or on the built-in shapes data set, and
-  writes a run folder;
+  writes a run folder; `--spatial-dims 3` trains a model of volumes (unet,
+  unetplusplus) on a volume folder or the built-in volumes;
 - `seglayers evaluate MODEL --data DIR` prints (and with `--json` writes)
   mean IoU, per-class IoU and Dice, and pixel accuracy;
 - `seglayers predict MODEL IMAGE_OR_DIR... --output DIR` writes a class-id
-  mask and a colour overlay per image, at the image's own size.
+  mask and a colour overlay per image, at the image's own size (for a model
+  of volumes: a class-id volume per volume, `.npy`, or `.nii.gz` with the
+  input's affine and header for NIfTI input).
 - `seglayers export MODEL OUT --format savedmodel|tflite|onnx` writes a
   model for serving that takes images of any height and width.
 
@@ -28,7 +31,17 @@ import sys
 
 # `_library_error` is read by the tests.
 from seglayers.cli._common import UsageError, _library_error  # noqa: F401
+from seglayers.cli._volumes import DEFAULTS as _DEFAULTS
 from seglayers.cli.train import MODELS
+
+
+def _size(dims):
+    return "x".join(map(str, _DEFAULTS[dims]["size"]))
+
+
+def _both(name):
+    """A default of train for images and for volumes, for the help."""
+    return f"{_DEFAULTS[2][name]}, volumes {_DEFAULTS[3][name]}"
 
 
 def _parser():
@@ -45,21 +58,47 @@ def _parser():
         "DIR/images + DIR/masks (--data), or on the "
         "built-in shapes data set (generated, nothing is downloaded), and writes "
         "RUN_DIR/model.keras, best.keras (the best epoch by validation mean IoU), "
-        "history.csv, metrics.json and previews/epoch_NNN.png.",
+        "history.csv, metrics.json and previews/epoch_NNN.png. With "
+        "--spatial-dims 3: volumes (.npy, NIfTI) in DIR, or the built-in "
+        "volumes (spheres, cubes, tori); previews show the central slice.",
     )
     train.add_argument("--data", metavar="DIR", help="folder with images/ and masks/")
     train.add_argument(
-        "--num-classes", type=int, help="classes (needed with --data; shapes: 4)"
+        "--spatial-dims",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="2: images (default); 3: volumes, with --model unet or unetplusplus",
+    )
+    train.add_argument(
+        "--num-classes",
+        type=int,
+        help="classes (needed with --data; shapes and volumes: 4)",
     )
     train.add_argument("--ignore-class", type=int, help="id of unlabelled pixels")
     train.add_argument(
-        "--num-samples", type=int, default=2000, help="shapes images made"
+        "--num-samples",
+        type=int,
+        help=f"shapes images made (default {_DEFAULTS[2]['num_samples']}) or "
+        f"volumes made (default {_DEFAULTS[3]['num_samples']})",
     )
     train.add_argument(
-        "--image-size", type=int, nargs=2, default=(64, 64), metavar=("H", "W")
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help=f"images are made or resized to this (default {_size(2)})",
     )
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument(
+        "--volume-size",
+        type=int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help=f"with --spatial-dims 3: volumes are made or resampled to this "
+        f"(default {_size(3)})",
+    )
+    train.add_argument("--epochs", type=int, help=f"default {_both('epochs')}")
+    train.add_argument("--batch-size", type=int, help=f"default {_both('batch_size')}")
     train.add_argument("--model", choices=tuple(MODELS), default="unet")
     train.add_argument(
         "--encoder",
@@ -71,13 +110,14 @@ def _parser():
     train.add_argument(
         "--filters",
         type=int,
-        help="top-level channels of unet and unetplusplus (default 16)",
+        help="top-level channels of unet and unetplusplus (default "
+        f"{_both('filters')})",
     )
     train.add_argument(
         "--depth",
         type=int,
-        help="poolings of unet and unetplusplus (default 3, or 5 over an "
-        "--encoder); levels of fpn (3 to 5, default 5)",
+        help=f"poolings of unet and unetplusplus (default {_both('depth')}, or 5 "
+        "over an --encoder); levels of fpn (3 to 5, default 5)",
     )
     train.add_argument("--validation-split", type=float, default=0.2)
     train.add_argument(
@@ -103,7 +143,8 @@ def _parser():
         "evaluate",
         help="measure a saved model on a folder data set",
         description="Loads MODEL (a .keras file of any seglayers model, such as "
-        "a UNet), reads DIR/images + DIR/masks and "
+        "a UNet), reads DIR/images + DIR/masks (images, or volumes for a "
+        "model of volumes) and "
         "prints mean IoU, per-class IoU and Dice, and pixel accuracy.",
     )
     evaluate.add_argument("model", metavar="MODEL")
@@ -114,11 +155,20 @@ def _parser():
         "--image-size",
         type=int,
         nargs=2,
-        default=(64, 64),
         metavar=("H", "W"),
-        help="size images are resized to (use the training size)",
+        help=f"size images are resized to (use the training size; default {_size(2)})",
     )
-    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument(
+        "--volume-size",
+        type=int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help=f"for a model of volumes: size volumes are resampled to (use the "
+        f"training size; default {_size(3)})",
+    )
+    evaluate.add_argument(
+        "--batch-size", type=int, help=f"default {_both('batch_size')}"
+    )
     evaluate.add_argument("--json", metavar="FILE", help="also write the results")
     predict = commands.add_parser(
         "predict",
@@ -126,7 +176,11 @@ def _parser():
         description="Loads MODEL (a .keras file of any seglayers model) and "
         "writes, for every image (files, or the images in folders), "
         "OUTPUT/<name>_mask.png (class ids, at the image's own size) and "
-        "OUTPUT/<name>_overlay.png (the classes in colour over the image).",
+        "OUTPUT/<name>_overlay.png (the classes in colour over the image). "
+        "For a model of volumes, every volume (.npy, .nii, .nii.gz) gets "
+        "OUTPUT/<name>_mask.npy, or <name>_mask.nii.gz with the input's "
+        "affine and header when the input is NIfTI: class ids at the "
+        "volume's own size.",
     )
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+")
@@ -135,15 +189,23 @@ def _parser():
         "--image-size",
         type=int,
         nargs=2,
-        default=(64, 64),
         metavar=("H", "W"),
-        help="size the model sees (use the training size); larger images are "
-        "predicted at their own size in overlapping tiles of this size",
+        help=f"size the model sees (use the training size; default {_size(2)}); "
+        "larger images are predicted at their own size in overlapping tiles of "
+        "this size",
+    )
+    predict.add_argument(
+        "--volume-size",
+        type=int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help=f"the same for a model of volumes (default {_size(3)})",
     )
     predict.add_argument(
         "--no-tiling",
         action="store_true",
-        help="resize every image to --image-size instead of tiling large ones",
+        help="resize every image to --image-size (volume to --volume-size) "
+        "instead of tiling large ones",
     )
     predict.add_argument(
         "--tile-overlap",

@@ -25,6 +25,8 @@ _FLAGS = {
     "num_classes": "--num-classes",
     "ignore_class": "--ignore-class",
     "image_size": "--image-size",
+    "volume_size": "--volume-size",
+    "spatial_dims": "--spatial-dims",
     "batch_size": "--batch-size",
     "validation_split": "--validation-split",
     "num_samples": "--num-samples",

@@ -9,11 +9,16 @@ from seglayers.cli._common import (
     _write_json_atomically,
     print_metrics,
 )
+from seglayers.cli._volumes import DEFAULTS, load_folder, resolve_size, spatial_dims
 
 
 def evaluate(args):
-    _check_positive(args, ("batch_size",))
     model = _load_model(args.model)
+    dims = spatial_dims(model)
+    resolve_size(args, dims, f"{args.model} is a {dims}-D model")
+    if args.batch_size is None:
+        args.batch_size = DEFAULTS[dims]["batch_size"]
+    _check_positive(args, ("batch_size",))
     num_classes = args.num_classes or model.num_classes
     if num_classes != model.num_classes:
         raise UsageError(
@@ -24,15 +29,17 @@ def evaluate(args):
     _check_ignore_class(args)
     import seglayers
 
+    data = load_folder(
+        dims,
+        args.data,
+        args.size,
+        args.model,
+        batch_size=args.batch_size,
+        num_classes=num_classes,
+        ignore_class=args.ignore_class,
+        shuffle=False,
+    )
     try:
-        data = seglayers.segmentation_dataset_from_directory(
-            args.data,
-            image_size=tuple(args.image_size),
-            batch_size=args.batch_size,
-            num_classes=num_classes,
-            ignore_class=args.ignore_class,
-            shuffle=False,
-        )
         results = seglayers.evaluate_segmentation(
             model, data, num_classes, ignore_class=args.ignore_class
         )

@@ -1,8 +1,10 @@
-"""`seglayers predict`: class-id masks and overlays at each image's size."""
+"""`seglayers predict`: class-id masks and overlays at each image's size;
+class-id volumes (`.npy`, or NIfTI as the input) for a model of volumes."""
 
 import os
 
 from seglayers._masks import num_ids
+from seglayers.cli import _volumes
 from seglayers.cli._common import UsageError, _library_error, _load_model
 
 
@@ -41,11 +43,6 @@ def _read_image(path):
 
 
 def predict(args):
-    import numpy as np
-
-    from seglayers.inference.prediction import predict_mask
-    from seglayers.visualization import default_palette, overlay, save_png
-
     if not 0 <= args.tile_overlap < 1:
         raise UsageError(
             f"--tile-overlap must be in [0, 1), e.g. 0.25; got {args.tile_overlap}."
@@ -56,47 +53,91 @@ def predict(args):
             "and overlays."
         )
     model = _load_model(args.model)
-    files = _image_files(args.inputs)
-    images = [_read_image(path) for path in files]  # all checked before writing
-    names = [os.path.splitext(os.path.basename(path))[0] for path in files]
+    dims = _volumes.spatial_dims(model)
+    _volumes.resolve_size(args, dims, f"{args.model} is a {dims}-D model")
+    _volumes.check_inputs_kind(dims, args.inputs, args.model)
+    kind = _VOLUMES if dims == 3 else _IMAGES
+    files = kind.files(args.inputs)
+    inputs = [kind.read(path) for path in files]  # all checked before writing
+    names = [kind.stem(path) for path in files]
     if len(set(names)) != len(names):
         raise UsageError("Two inputs share a file name; predict them separately.")
-    targets = [
-        os.path.join(args.output, f"{name}_{kind}.png")
-        for name in names
-        for kind in ("mask", "overlay")
-    ]
-    existing = [t for t in targets if os.path.exists(t)]
+    targets = [kind.targets(args.output, *pair) for pair in zip(files, inputs)]
+    existing = [t for paths in targets for t in paths if os.path.exists(t)]
     if existing and not args.overwrite:
         raise UsageError(
             f"{existing[0]} exists; choose another --output or pass --overwrite."
         )
-    palette = default_palette(num_ids(model.num_classes))
     results = []
-    for image in images:
+    for item in inputs:
         try:
-            mask = predict_mask(
-                model,
-                image,
-                tuple(args.image_size),
-                tiling=not args.no_tiling,
-                overlap=args.tile_overlap,
-            )
+            results.append(kind.predict(model, item, args))
         except ValueError as error:  # e.g. a size the model cannot take
             raise _library_error(error) from None
-        results.append((mask, overlay(image, mask, palette)))
     # Written only once every prediction is made, each file atomically.
     try:
         os.makedirs(args.output, exist_ok=True)
-        for name, (mask, picture) in zip(names, results):
-            # A 2-D uint8 array is saved as a single-channel ("L") PNG of ids.
-            save_png(
-                mask.astype(np.uint8), os.path.join(args.output, f"{name}_mask.png")
-            )
-            save_png(picture, os.path.join(args.output, f"{name}_overlay.png"))
+        for paths, item, result in zip(targets, inputs, results):
+            kind.write(paths, item, result, model)
     except OSError as error:
         raise UsageError(
             f"Cannot write to --output {args.output}: {error.strerror}."
         ) from None
-    print(f"Wrote {len(names)} masks and overlays to {args.output}/")
+    print(f"Wrote {len(names)} {kind.written} to {args.output}/")
     return 0
+
+
+class _IMAGES:
+    """Images in, `<name>_mask.png` and `<name>_overlay.png` out."""
+
+    files, read, written = _image_files, _read_image, "masks and overlays"
+
+    def stem(path):
+        return os.path.splitext(os.path.basename(path))[0]
+
+    def targets(output, path, image):
+        name = _IMAGES.stem(path)
+        return [os.path.join(output, f"{name}_{k}.png") for k in ("mask", "overlay")]
+
+    def predict(model, image, args):
+        from seglayers.inference.prediction import predict_mask
+
+        return predict_mask(
+            model,
+            image,
+            args.size,
+            tiling=not args.no_tiling,
+            overlap=args.tile_overlap,
+        )
+
+    def write(paths, image, mask, model):
+        import numpy as np
+
+        from seglayers.visualization import default_palette, overlay, save_png
+
+        palette = default_palette(num_ids(model.num_classes))
+        # A 2-D uint8 array is saved as a single-channel ("L") PNG of ids.
+        save_png(mask.astype(np.uint8), paths[0])
+        save_png(overlay(image, mask, palette), paths[1])
+
+
+class _VOLUMES:
+    """Volumes in, `<name>_mask.npy` (or `.nii.gz` for NIfTI) out."""
+
+    files, read, written = _volumes.volume_files, _volumes.read_volume, "masks"
+    stem = _volumes.volume_stem
+
+    def targets(output, path, item):
+        return [_volumes.mask_path(output, path, item[1])]
+
+    def predict(model, item, args):
+        return _volumes.predict_volume(
+            model,
+            item[0],
+            args.size,
+            tiling=not args.no_tiling,
+            overlap=args.tile_overlap,
+        )
+
+    def write(paths, item, ids, model):
+        _volumes.write_mask(ids, paths[0], item[1])

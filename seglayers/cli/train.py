@@ -1,5 +1,6 @@
 """`seglayers train`: a model (`--model`, a UNet by default) on a folder
-data set or the built-in shapes."""
+data set or the built-in shapes, or (`--spatial-dims 3`) on a volume folder
+or the built-in volumes."""
 
 import datetime
 import json
@@ -16,6 +17,7 @@ from seglayers.cli._common import (
     _move_into_place,
     print_metrics,
 )
+from seglayers.cli._volumes import DEFAULTS, load_folder, resolve_size
 
 # --model NAME: the seglayers class, and the size flags it takes (as its
 # arguments of the same name). The class is looked up only when training,
@@ -26,9 +28,8 @@ MODELS = {
     "fpn": ("FPN", ("depth",)),
     "deeplabv3plus": ("DeepLabV3Plus", ()),
 }
-# The command's sizes for a model with its own encoder (small and quick);
-# over an --encoder, the model's own defaults (e.g. depth 5: stride 32).
-_OWN_ENCODER_DEFAULTS = {"filters": 16, "depth": 3}
+# The models that also take volumes (the others decode a 2-D encoder).
+VOLUME_MODELS = ("unet", "unetplusplus")
 
 
 def _model_arguments(args):
@@ -45,9 +46,11 @@ def _model_arguments(args):
     for flag in takes:
         value = getattr(args, flag)
         if value is None and args.encoder is None:
-            value = _OWN_ENCODER_DEFAULTS[flag]
+            value = DEFAULTS[args.spatial_dims][flag]
         if value is not None:
             kwargs[flag] = value
+    if args.spatial_dims == 3:
+        kwargs["spatial_dims"] = 3
     if args.encoder is not None:
         kwargs["encoder"] = args.encoder
     elif name in ("UNet", "UNetPlusPlus"):
@@ -67,7 +70,28 @@ def _check_encoder(args):
         )
 
 
+def _resolve_defaults(args):
+    """Fills in the flags left out with the defaults of --spatial-dims;
+    refuses what volumes cannot take."""
+    if args.spatial_dims == 3 and args.model not in VOLUME_MODELS:
+        raise UsageError(
+            f"--model {args.model} is a 2-D model (it decodes a 2-D image "
+            f"encoder); with --spatial-dims 3 use --model "
+            f"{' or '.join(VOLUME_MODELS)}."
+        )
+    if args.spatial_dims == 3 and args.encoder is not None:
+        raise UsageError(
+            "--encoder needs --spatial-dims 2: the encoders are 2-D image "
+            "models; for volumes leave it out (the model's own encoder)."
+        )
+    for name in ("num_samples", "epochs", "batch_size"):
+        if getattr(args, name) is None:
+            setattr(args, name, DEFAULTS[args.spatial_dims][name])
+    resolve_size(args, args.spatial_dims, f"--spatial-dims is {args.spatial_dims}")
+
+
 def _check_train_args(args):
+    _resolve_defaults(args)
     _check_positive(args, ("num_samples", "epochs", "batch_size"))
     for flag in ("filters", "depth"):
         if getattr(args, flag) is not None:
@@ -88,7 +112,9 @@ def _check_train_args(args):
     elif args.num_classes is None:
         raise UsageError("--data needs --num-classes, the number of classes.")
     if args.data is None and args.num_classes is None:
-        args.num_classes = 4  # The shapes: background, circle, square, triangle.
+        # The shapes: background, circle, square, triangle; the volumes:
+        # background, sphere, cube, torus.
+        args.num_classes = 4
     _check_ignore_class(args)
     output = args.output or os.path.join(
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -106,32 +132,30 @@ def _check_train_args(args):
 
 
 def _load_data(args):
-    """`(train, validation, class_names)` from --data or the shapes set."""
-    if args.data is not None:
-        import seglayers
+    """`(train, validation, class_names)` from --data or the built-in shapes
+    (images) or volumes."""
+    from seglayers.datasets import shapes, volumes
 
-        try:
-            train, val = seglayers.segmentation_dataset_from_directory(
-                args.data,
-                image_size=tuple(args.image_size),
-                batch_size=args.batch_size,
-                num_classes=args.num_classes,
-                ignore_class=args.ignore_class,
-                validation_split=args.validation_split,
-                subset="both",
-                seed=args.seed,
-            )
-        except ValueError as error:
-            raise _library_error(error) from None
+    if args.data is not None:
+        train, val = load_folder(
+            args.spatial_dims,
+            args.data,
+            args.size,
+            batch_size=args.batch_size,
+            num_classes=args.num_classes,
+            ignore_class=args.ignore_class,
+            validation_split=args.validation_split,
+            subset="both",
+            seed=args.seed,
+        )
         # One sigmoid channel (--num-classes 1) is two classes, 0 and 1.
         return train, val, [str(i) for i in range(max(args.num_classes, 2))]
 
-    from seglayers.datasets import shapes
-
+    generated = volumes if args.spatial_dims == 3 else shapes
     args.num_classes = args.num_classes or 4
     try:
-        images, masks = shapes.load_data(
-            args.num_samples, tuple(args.image_size), args.num_classes, args.seed
+        images, masks = generated.load_data(
+            args.num_samples, args.size, args.num_classes, args.seed
         )
     except ValueError as error:
         raise _library_error(error) from None
@@ -139,7 +163,7 @@ def _load_data(args):
     return (
         (images[:split], masks[:split]),
         (images[split:], masks[split:]),
-        list(shapes.CLASS_NAMES[: args.num_classes]),
+        list(generated.CLASS_NAMES[: args.num_classes]),
     )
 
 
@@ -164,12 +188,13 @@ def train(args):
     keras.utils.set_random_seed(args.seed)
     try:
         model = getattr(seglayers, name)(**kwargs)
-        model.build((None, None, None, 3))
-        model.compute_output_shape((None, *args.image_size, 3))  # checks the size
+        channels = _channels(train_data)
+        model.build((None,) * (args.spatial_dims + 1) + (channels,))
+        model.compute_output_shape((None, *args.size, channels))  # checks the size
     except (ValueError, TypeError) as error:
         raise _library_error(error) from None
     model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
+        optimizer=keras.optimizers.Adam(DEFAULTS[args.spatial_dims]["learning_rate"]),
         loss=seglayers.DiceCrossEntropyLoss(ignore_class=args.ignore_class),
         metrics=[
             seglayers.MeanIoU(
@@ -180,13 +205,15 @@ def train(args):
             seglayers.PixelAccuracy(args.num_classes, ignore_class=args.ignore_class),
         ],
     )
-    source = args.data or "the shapes data set"
+    source = args.data or (
+        f"the {'volumes' if args.spatial_dims == 3 else 'shapes'} data set"
+    )
     shown = ", ".join(
         f"{key}={value!r}" for key, value in kwargs.items() if key != "rescale"
     )
     print(
         f"Training {name}({shown}): {model.count_params():,} parameters, on "
-        f"{source} at {args.image_size[0]}x{args.image_size[1]}."
+        f"{source} at {'x'.join(map(str, args.size))}."
     )
     if isinstance(train_data, tuple):
         fit_data = dict(x=train_data[0], y=train_data[1], batch_size=args.batch_size)
@@ -262,6 +289,12 @@ def train(args):
         "history.csv, metrics.json, previews/"
     )
     return 0
+
+
+def _channels(data):
+    if isinstance(data, tuple):
+        return data[0].shape[-1]
+    return data.element_spec[0].shape[-1]
 
 
 def _preview_samples(data):

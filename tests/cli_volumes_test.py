@@ -1,0 +1,231 @@
+"""`seglayers train --spatial-dims 3`, and evaluate and predict on volumes
+(`.npy` and NIfTI folders), on tiny volumes (16³, filters=4)."""
+
+import importlib
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import seglayers
+from seglayers import cli
+from seglayers.datasets import volumes
+
+TINY = ["--volume-size", "16", "16", "16", "--filters", "4", "--depth", "2"]
+TINY_RUN = ["--num-samples", "6", "--epochs", "1", "--verbose", "0", *TINY]
+# A scan's affine: voxel sizes, an axis flip and an origin, as NIfTI stores.
+AFFINE = np.array(
+    [[0, 0, -1.5, 90.0], [0, 0.8, 0, -40.0], [2.0, 0, 0, 12.5], [0, 0, 0, 1]]
+)
+tf_data_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.data loader"
+)
+
+
+def _saved_model(path, spatial_dims):
+    model = seglayers.UNet(
+        4, filters=4, depth=2, rescale=1 / 255, spatial_dims=spatial_dims
+    )
+    model.build((None,) * (spatial_dims + 1) + (1 if spatial_dims == 3 else 3,))
+    model.save(path)
+    return path
+
+
+def _volume_folder(root, extension, shape=(16, 16, 16), count=2):
+    """`root/images` and `root/masks` of the built-in volumes, as `.npy` or
+    `.nii.gz` (with `AFFINE`, and a scaled scan: slope 2, intercept 10)."""
+    images, masks = volumes.load_data(count, shape, seed=1)
+    for folder in ("images", "masks"):
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+    for i, (image, mask) in enumerate(zip(images[..., 0], masks[..., 0])):
+        for folder, array in (("images", image), ("masks", mask.astype(np.uint8))):
+            path = os.path.join(root, folder, f"v{i}{extension}")
+            if extension == ".npy":
+                np.save(path, array)
+                continue
+            import nibabel
+
+            scan = nibabel.Nifti1Image(array, AFFINE)
+            if folder == "images":
+                scan.header.set_data_dtype(np.int16)
+                scan.header.set_slope_inter(2.0, 10.0)
+            nibabel.save(scan, path)
+    return root
+
+
+def _one_line_error(capsys):
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("seglayers: error: "), error
+    return error[0]
+
+
+def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        cli.main(["train", "--spatial-dims", "3", *TINY_RUN, "--output", str(run)]) == 0
+    )
+    assert sorted(os.listdir(run)) == [
+        "best.keras",
+        "history.csv",
+        "metrics.json",
+        "model.keras",
+        "previews",
+    ]
+    assert sorted(os.listdir(run / "previews")) == ["epoch_001.png", "final.png"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"mean_iou", "iou/torus", "dice/sphere", "pixel_accuracy"} <= set(metrics)
+    printed = capsys.readouterr().out
+    assert (
+        "Training UNet(num_classes=4, filters=4, depth=2, spatial_dims=3): " in printed
+    )
+    assert "volumes data set at 16x16x16" in printed and "torus" in printed
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    assert model.spatial_dims == 3
+    outputs = model.predict(np.zeros((1, 16, 16, 16, 1)), verbose=0)
+    assert outputs.shape == (1, 16, 16, 16, 4)
+
+
+@tf_data_only
+def test_train_volumes_from_a_folder(tmp_path, capsys):
+    data = _volume_folder(tmp_path / "data", ".npy", count=5)
+    run = tmp_path / "run"
+    command = ["train", "--spatial-dims", "3", "--data", str(data), *TINY_RUN]
+    assert cli.main([*command, "--num-classes", "4", "--output", str(run)]) == 0
+    assert f"on {data} at 16x16x16" in capsys.readouterr().out
+    assert (run / "model.keras").exists()
+
+
+@tf_data_only
+@pytest.mark.parametrize("extension", [".npy", ".nii.gz"])
+def test_evaluate_volumes(tmp_path, capsys, extension):
+    pytest.importorskip("nibabel")
+    model = _saved_model(tmp_path / "m.keras", 3)
+    data = _volume_folder(tmp_path / "data", extension)
+    report = tmp_path / "eval.json"
+    command = ["evaluate", str(model), "--data", str(data), *TINY[:4]]
+    assert cli.main([*command, "--json", str(report)]) == 0
+    results = json.loads(report.read_text())
+    assert {"mean_iou", "iou/3", "dice/0", "pixel_accuracy"} <= set(results)
+    assert f"pixel accuracy: {results['pixel_accuracy']:.3f}" in capsys.readouterr().out
+
+
+def test_predict_volumes_npy_and_nifti(tmp_path, capsys, monkeypatch):
+    nibabel = pytest.importorskip("nibabel")
+    # The module (`seglayers.inference.predict_tiled` is also the function).
+    tiled = importlib.import_module("seglayers.inference.predict_tiled")
+
+    model = _saved_model(tmp_path / "m.keras", 3)
+    # 20 > 16 along the depth: predicted in 16³ tiles at its own size.
+    shape = (20, 16, 16)
+    npy = _volume_folder(tmp_path / "npy", ".npy", shape, count=1) / "images"
+    nifti = _volume_folder(tmp_path / "nii", ".nii.gz", shape, count=1) / "images"
+    real, calls = tiled.predict_tiled, []
+
+    def counted(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiled, "predict_tiled", counted)
+    output = tmp_path / "out"
+    command = ["predict", str(model), str(npy), str(nifti / "v0.nii.gz")]
+    assert cli.main([*command, "--output", str(output), *TINY[:4]]) == 2  # same name
+    assert "share a file name" in _one_line_error(capsys)
+    for folder in (npy, nifti):
+        command = ["predict", str(model), str(folder), *TINY[:4]]
+        assert cli.main([*command, "--output", str(output / folder.parent.name)]) == 0
+    assert calls == [(16, 16, 16)] * 2
+    ids = np.load(output / "npy" / "v0_mask.npy")
+    assert ids.shape == shape and ids.dtype == np.uint8 and ids.max() < 4
+    scan = nibabel.load(nifti / "v0.nii.gz")
+    mask = nibabel.load(output / "nii" / "v0_mask.nii.gz")
+    np.testing.assert_array_equal(mask.affine, scan.affine)
+    assert mask.header.get_zooms() == scan.header.get_zooms()
+    assert mask.header["sform_code"] == scan.header["sform_code"]
+    # The ids as stored: the scan's slope and intercept are not applied.
+    assert mask.get_data_dtype() == np.uint8 and mask.dataobj.slope == 1
+    ids = np.asarray(mask.dataobj)
+    assert ids.shape == shape and ids.max() < 4 and mask.dataobj.inter == 0
+    assert os.listdir(output / "nii") == ["v0_mask.nii.gz"]
+
+
+def _image_folder(root):
+    from PIL import Image
+
+    for folder in ("images", "masks"):
+        os.makedirs(root / folder)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "masks" / "a.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--model", "fpn"],
+            "--model fpn is a 2-D model (it decodes a 2-D image encoder); with "
+            "--spatial-dims 3 use --model unet or unetplusplus.",
+        ),
+        (["--encoder", "resnet50"], "--encoder needs --spatial-dims 2"),
+        (
+            ["--image-size", "16", "16"],
+            "--image-size is for images, but --spatial-dims is 3 (volumes); give "
+            "--volume-size D H W instead.",
+        ),
+        (["--volume-size", "16", "16", "8"], "--volume-size must be a triple of ints"),
+        (["--data", "IMAGES", "--num-classes", "2"], "trains on volumes, but"),
+    ],
+)
+def test_train_volume_errors(tmp_path, capsys, args, message):
+    args = [
+        str(_image_folder(tmp_path / "images")) if a == "IMAGES" else a for a in args
+    ]
+    run = tmp_path / "run"
+    command = ["train", "--spatial-dims", "3", "--num-samples", "5", "--epochs", "1"]
+    assert cli.main([*command, *args, "--output", str(run)]) == 2
+    assert message in _one_line_error(capsys)
+    assert not run.exists()
+
+
+def test_volume_size_needs_spatial_dims_3(tmp_path, capsys):
+    command = ["train", "--volume-size", "16", "16", "16"]
+    assert cli.main([*command, "--output", str(tmp_path / "run")]) == 2
+    assert "--volume-size is for volumes, but --spatial-dims is 2 (images); give " in (
+        _one_line_error(capsys)
+    )
+
+
+@pytest.mark.parametrize(
+    "command, dims, data, message",
+    [
+        ("evaluate", 3, "images", "is a 3-D model (it takes volumes), but"),
+        ("evaluate", 2, "volumes", "is a 2-D model (it takes images), but"),
+        ("predict", 3, "images", "holds images; give it volumes, or use a model"),
+        ("predict", 2, "volumes", "trained with --spatial-dims 3 for volumes."),
+        ("predict", 3, "image-size", "--image-size is for images, but"),
+        ("predict", 3, "flat", "has shape (16, 16); volumes must be"),
+    ],
+)
+def test_images_and_volumes_do_not_mix(tmp_path, capsys, command, dims, data, message):
+    model = str(_saved_model(tmp_path / "m.keras", dims))
+    if data == "volumes":
+        folder = _volume_folder(tmp_path / "data", ".npy", count=1)
+    else:
+        folder = _image_folder(tmp_path / "data")
+    extra = []
+    if data == "image-size":
+        extra = ["--image-size", "16", "16"]
+        folder = _volume_folder(tmp_path / "vol", ".npy", count=1)
+    elif data == "flat":
+        np.save(tmp_path / "flat.npy", np.zeros((16, 16)))
+    output = tmp_path / "out"
+    if command == "evaluate":
+        argv = ["evaluate", model, "--data", str(folder)]
+    else:
+        target = tmp_path / "flat.npy" if data == "flat" else folder / "images"
+        argv = ["predict", model, str(target), "--output", str(output)]
+    assert cli.main(argv + extra) == 2
+    assert message in _one_line_error(capsys)
+    assert not output.exists()
