@@ -2,9 +2,15 @@
 
 import keras
 
+from seglayers._validation import check_choice
 from seglayers.distribute.batch_normalization import BatchNormalization
 
-NORMALIZATIONS = ("batch", "group", "layer", None)
+NORMALIZATIONS = ("batch", "group", "instance", "layer", None)
+# What a model's `normalization="auto"` stands for, by `spatial_dims`: batch
+# normalization for images (the 0.1.0 default, kept); instance normalization
+# for volumes, whose batches of 1 or 2 make batch statistics noisy (MONAI's
+# `UNet` default too).
+AUTO_NORMALIZATION = {2: "batch", 3: "instance"}
 
 # Wu & He (2018) use 32 groups; fewer when the channels do not divide evenly.
 _MAX_GROUPS = 32
@@ -15,6 +21,15 @@ def num_groups(channels, max_groups=_MAX_GROUPS):
     return max(g for g in range(1, min(channels, max_groups) + 1) if channels % g == 0)
 
 
+def resolve_normalization(normalization, spatial_dims):
+    """A model's `normalization` argument (`"auto"` allowed) as the value its
+    blocks take; raises if it is none of them."""
+    check_choice("normalization", normalization, ("auto",) + NORMALIZATIONS)
+    if normalization == "auto":
+        return AUTO_NORMALIZATION[spatial_dims]
+    return normalization
+
+
 def make_normalization(normalization, channels, name, dtype=None):
     """Returns a new normalization layer for `channels` features, or None."""
     if normalization == "batch":
@@ -23,6 +38,10 @@ def make_normalization(normalization, channels, name, dtype=None):
         return keras.layers.GroupNormalization(
             groups=num_groups(channels), dtype=dtype, name=name
         )
+    if normalization == "instance":
+        # One group per channel: each sample and channel is normalized over
+        # its own spatial axes, as instance normalization is.
+        return keras.layers.GroupNormalization(groups=-1, dtype=dtype, name=name)
     if normalization == "layer":
         return keras.layers.LayerNormalization(dtype=dtype, name=name)
     return None

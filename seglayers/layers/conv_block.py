@@ -26,8 +26,10 @@ class ConvBlock(keras.layers.Layer):
     Args:
         filters: int, the number of output channels.
         num_convs: int, how many convolutions the block stacks. Defaults to 2.
-        normalization: one of `"batch"`, `"group"` (up to 32 groups), `"layer"`
-            (over channels) or `None`. Defaults to `"batch"`.
+        normalization: one of `"batch"`, `"group"` (up to 32 groups),
+            `"instance"` (each sample and channel over its own spatial axes,
+            for the small batches of volumes), `"layer"` (over channels) or
+            `None`. Defaults to `"batch"`.
         activation: str, the name of a Keras activation. Defaults to `"relu"`.
         dropout: float in [0, 1), the rate of a dropout after the block.
             Defaults to 0 (none).

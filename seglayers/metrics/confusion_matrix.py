@@ -133,6 +133,13 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     # --- state ------------------------------------------------------------
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        bins = self._bins(y_true, y_pred, sample_weight)
+        self._add(count_bins(bins, self._length))
+
+    def _bins(self, y_true, y_pred, sample_weight=None):
+        """The histogram bin of every pixel, `y_pred`'s shape without the
+        channels: `true * size + pred` for a counted pixel, else one of the
+        bins after the `size * size` cells."""
         y_pred = ops.convert_to_tensor(y_pred)
         pred = predicted_ids(
             y_pred,
@@ -158,7 +165,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
             _raise_on_weights(concrete_value(ops.any(bad)), weight)
             bins = ops.where(weight == 0, size * size + _IGNORED, bins)
             bins = ops.where(bad, size * size + _BAD_WEIGHT, bins)
-        self._add(count_bins(bins, self._length))
+        return bins
 
     def _add(self, counts):
         low = self.counts_low + counts

@@ -1,5 +1,6 @@
 from seglayers._api import register
 from seglayers._validation import check_bool, check_positive_int
+from seglayers.layers._normalization import resolve_normalization
 from seglayers.layers.decoder_block import DecoderBlock
 from seglayers.models._checks import level_filters
 from seglayers.models._contracting_path import (
@@ -27,6 +28,16 @@ class UNet(SegmentationModel):
     31,031,810 parameters) with same padding; the defaults add batch
     normalization, which trains faster and more reliably.
 
+    `UNet(num_classes=3, filters=[64, 128, 256, 512], depth=3,
+    normalization="batch", spatial_dims=3)` is the 3-D U-Net of Çiçek et al.
+    (2016) on 3-channel volumes (22,405,827 parameters) but for two choices of
+    the blocks: each level's first convolution has the level's full width
+    (the paper's has half: 3 → 32 → 64 at the top) and each up-convolution
+    goes to the level's width (the paper's keeps its channels, 512 → 512).
+    The paper's 19,069,955 counts convolution kernels and biases only;
+    with `normalization=None` this model has 22,397,379: +7,025,664 in the
+    contracting path, -3,698,240 in the expanding path.
+
     Inputs of any height and width work. Sizes divisible by `2**depth` are
     best; for other sizes each `DecoderBlock` zero-pads its upsampled features
     at the bottom and right edge to the size of the skip. Inputs are used as
@@ -45,8 +56,12 @@ class UNet(SegmentationModel):
         depth: int, the number of poolings (and of upsamplings). Defaults to
             4, or 5 with an `encoder` (its stride-32 features at the bottom).
         num_convs: int, convolutions per block. Defaults to 2.
-        normalization: `"batch"`, `"group"`, `"layer"` or `None`.
-            Defaults to `"batch"`.
+        normalization: `"auto"`, `"batch"`, `"group"` (up to 32 groups),
+            `"instance"` (each sample and channel over its own spatial axes),
+            `"layer"` or `None`. Defaults to `"auto"`: `"batch"` for images;
+            `"instance"` for volumes (`spatial_dims=3`), whose batches of one
+            or two make batch statistics noisy (MONAI's `UNet` default too).
+            `get_config()` keeps `"auto"`; the blocks hold what it stands for.
         activation: str, the name of a Keras activation. Defaults to `"relu"`.
         dropout: float in [0, 1), dropout at the end of the contracting path
             (after the deepest encoder block and the bottleneck, as in the
@@ -126,7 +141,7 @@ class UNet(SegmentationModel):
         filters=None,
         depth=None,
         num_convs=2,
-        normalization="batch",
+        normalization="auto",
         activation="relu",
         dropout=0.0,
         upsampling="transpose",
@@ -171,7 +186,7 @@ class UNet(SegmentationModel):
         # === Layers ===
         block_args = dict(
             num_convs=num_convs,
-            normalization=normalization,
+            normalization=resolve_normalization(normalization, spatial_dims),
             activation=activation,
             residual=residual,
             spatial_dims=spatial_dims,

@@ -2,6 +2,7 @@ from keras import ops
 
 from seglayers._api import register
 from seglayers._validation import check_bool
+from seglayers.layers._normalization import resolve_normalization
 from seglayers.layers.decoder_block import DecoderBlock
 from seglayers.models._checks import level_filters
 from seglayers.models._contracting_path import (
@@ -45,8 +46,9 @@ class UNetPlusPlus(SegmentationModel):
         depth: int, the number of poolings. Defaults to 4, or 5 with an
             `encoder` (its stride-32 features at the bottom).
         num_convs: int, convolutions per node. Defaults to 2.
-        normalization: `"batch"`, `"group"`, `"layer"` or `None`.
-            Defaults to `"batch"`.
+        normalization: `"auto"`, `"batch"`, `"group"`, `"instance"`,
+            `"layer"` or `None`, as in `UNet`. Defaults to `"auto"`:
+            `"batch"` for images, `"instance"` for volumes.
         activation: str, the name of a Keras activation. Defaults to `"relu"`.
         dropout: float in [0, 1), dropout at the end of the contracting
             path, as in `UNet`. Defaults to 0.
@@ -115,7 +117,7 @@ class UNetPlusPlus(SegmentationModel):
         filters=None,
         depth=None,
         num_convs=2,
-        normalization="batch",
+        normalization="auto",
         activation="relu",
         dropout=0.0,
         upsampling="transpose",
@@ -163,7 +165,7 @@ class UNetPlusPlus(SegmentationModel):
         # === Layers ===
         block_args = dict(
             num_convs=num_convs,
-            normalization=normalization,
+            normalization=resolve_normalization(normalization, spatial_dims),
             activation=activation,
             residual=residual,
             spatial_dims=spatial_dims,

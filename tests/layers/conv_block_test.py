@@ -26,8 +26,9 @@ def test_layer(kwargs):
         {"filters": 4, "spatial_dims": 3},
         {"filters": 4, "normalization": "group", "residual": True, "spatial_dims": 3},
         {"filters": 4, "normalization": "layer", "dropout": 0.1, "spatial_dims": 3},
+        {"filters": 4, "normalization": "instance", "spatial_dims": 3},
     ],
-    ids=["batch", "group-residual", "layer-dropout"],
+    ids=["batch", "group-residual", "layer-dropout", "instance"],
 )
 def test_layer_3d(kwargs):
     run_layer_test(ConvBlock, kwargs, (2, 8, 8, 8, 3), (2, 8, 8, 8, 4))
@@ -46,6 +47,23 @@ def test_3d_block_uses_3d_layers():
     normalized = keras.ops.convert_to_numpy(block.norms[0](x))
     np.testing.assert_allclose(normalized.mean(axis=(1, 2, 3)), 0, atol=1e-4)
     np.testing.assert_allclose(normalized.std(axis=(1, 2, 3)), 1, atol=1e-2)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_instance_normalization_normalizes_each_sample_and_channel(spatial_dims):
+    block = ConvBlock(4, normalization="instance", spatial_dims=spatial_dims)
+    spatial = (6, 8, 8)[-spatial_dims:]
+    block.build((None, *spatial, 3))
+    norm = block.norms[0]
+    assert isinstance(norm, keras.layers.GroupNormalization) and norm.groups == 4
+    # Per-channel scale and offset, no batch statistics to keep.
+    assert [tuple(w.shape) for w in norm.weights] == [(4,), (4,)]
+    rng = np.random.default_rng(0)
+    x = rng.normal(3, 2, size=(2, *spatial, 4)) * np.arange(1, 5)
+    normalized = keras.ops.convert_to_numpy(norm(x.astype("float32")))
+    axes = tuple(range(1, spatial_dims + 1))
+    np.testing.assert_allclose(normalized.mean(axis=axes), 0, atol=1e-4)
+    np.testing.assert_allclose(normalized.std(axis=axes), 1, atol=1e-2)
 
 
 def test_layer_structure():
@@ -98,7 +116,8 @@ def test_residual_adds_the_shortcut():
         (
             {"filters": 4, "normalization": "bach"},
             ValueError,
-            r"`normalization` must be one of 'batch', 'group', 'layer' or None\. "
+            r"`normalization` must be one of 'batch', 'group', 'instance', 'layer' or "
+            r"None\. "
             r"Received: normalization='bach'",
         ),
         ({"filters": 4, "activation": "relux"}, ValueError, r"activation='relux'"),

@@ -32,6 +32,9 @@ def evaluate(strategy):
             metrics=[
                 seglayers.MeanIoU(5, ignore_class=255, class_names=list("abcde")),
                 seglayers.MeanDice(5, ignore_class=255),
+                seglayers.MeanDice(
+                    5, ignore_class=255, per_sample=True, name="dice_per_sample"
+                ),
                 seglayers.PixelAccuracy(5, ignore_class=255),
             ],
         )
@@ -59,6 +62,8 @@ def test_mirrored_strategy_gives_the_single_device_values():
     one, two = result["one"], result["two"]
     for key in ("mean_iou", "iou/a", "iou/e", "mean_dice", "pixel_accuracy"):
         assert two[key] == one[key], key
+    # Per sample: float32 sums of Dice values, added in another order.
+    assert two["dice_per_sample"] == pytest.approx(one["dice_per_sample"], rel=1e-6)
     # Not doubled by Keras's unscaling of 0-d losses (see SegmentationLoss.call).
     assert two["loss"] == pytest.approx(result["halves"], rel=1e-5)
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-2)

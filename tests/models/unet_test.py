@@ -58,7 +58,7 @@ BINARY = {
 
 
 def test_model_harness(tmp_path):
-    run_model_test(UNet, EVERY_OPTION, (2, 64, 64, 3), tmp_path)
+    run_model_test(UNet, EVERY_OPTION, (2, 64, 64, 3), tmp_path, mixed_training=True)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +87,47 @@ def test_model_harness_in_3d(tmp_path):
     assert model.encoder_blocks[0].spatial_dims == 3
 
 
+@pytest.mark.parametrize(
+    "spatial_dims, normalization, layer",
+    [
+        (2, "auto", "batch"),
+        (3, "auto", "instance"),
+        (3, "batch", "batch"),
+        (2, "instance", "instance"),
+    ],
+)
+def test_auto_normalization_is_instance_for_volumes(spatial_dims, normalization, layer):
+    kwargs = {**TINY, "spatial_dims": spatial_dims}
+    if normalization != "auto":
+        kwargs["normalization"] = normalization
+    model = UNet(**kwargs)
+    blocks = [*model.encoder_blocks, model.bottleneck, *model.decoder_blocks]
+    assert {block.normalization for block in blocks} == {layer}
+    # The config keeps the argument as given, so files saved with "batch"
+    # (every 0.1.0 file) reload as they were.
+    assert model.get_config()["normalization"] == normalization
+    assert UNet.from_config(model.get_config()).get_config() == model.get_config()
+
+
+def test_default_2d_unet_is_the_0_1_0_one():
+    auto = UNet(**TINY)
+    batch = UNet(**TINY, normalization="batch")
+    for model in (auto, batch):
+        model.build((None, None, None, 3))
+    assert [w.path for w in auto.weights] == [w.path for w in batch.weights]
+    auto.set_weights(batch.get_weights())
+    images, _ = _data(n=1)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(auto(images / 255.0)),
+        keras.ops.convert_to_numpy(batch(images / 255.0)),
+    )
+
+
+def test_3d_default_harness(tmp_path):
+    kwargs = {"num_classes": 2, "filters": 4, "depth": 2, "spatial_dims": 3}
+    run_model_test(UNet, kwargs, (1, 16, 16, 16, 1), tmp_path, light=True)
+
+
 def test_3d_with_an_encoder_is_refused():
     with pytest.raises(ValueError, match=r"`encoder` needs\s+spatial_dims=2"):
         UNet(2, encoder="resnet50", spatial_dims=3)
@@ -111,6 +152,64 @@ def test_the_papers_network(num_classes, params):
     widths = [block.filters for block in model.encoder_blocks]
     assert widths + [model.bottleneck.filters] == [64, 128, 256, 512, 1024]
     assert [block.filters for block in model.decoder_blocks] == [512, 256, 128, 64]
+
+
+def _conv_params(c_in, c_out, kernel_volume=27, bias=True):
+    return c_in * kernel_volume * c_out + (c_out if bias else 0)
+
+
+# Çiçek et al. (2016), figure 1: each level's first convolution has half the
+# channels of its second (3 -> 32 -> 64 at the top); up-convolutions keep the
+# channels (512 -> 512) and the decoder convolves [up, skip] to the level's
+# width. Their 19,069,955 counts each convolution's kernel and bias, no bias
+# for the up-convolutions and no batch normalization parameters.
+_CICEK_ENCODER = [(3, 32, 64), (64, 64, 128), (128, 128, 256), (256, 256, 512)]
+_CICEK_DECODER = [(512, 256, 256), (256, 128, 128), (128, 64, 64)]
+CICEK_3D_UNET = {
+    "num_classes": 3,
+    "filters": [64, 128, 256, 512],
+    "depth": 3,
+    "normalization": "batch",
+    "upsampling": "transpose",
+    "spatial_dims": 3,
+}
+
+
+def _cicek_encoder_params():
+    return sum(
+        _conv_params(c_in, half) + _conv_params(half, width)
+        for c_in, half, width in _CICEK_ENCODER
+    )
+
+
+def _cicek_decoder_params():
+    return sum(
+        _conv_params(c_in, c_in, kernel_volume=8, bias=False)
+        + _conv_params(c_in + skip, width)
+        + _conv_params(width, width)
+        for c_in, skip, width in _CICEK_DECODER
+    )
+
+
+def test_the_cicek_3d_unet():
+    paper = _cicek_encoder_params() + _cicek_decoder_params() + _conv_params(64, 3, 1)
+    assert paper == 19_069_955  # as the paper states
+    model = UNet(**CICEK_3D_UNET)
+    model.build((None, None, None, None, 3))
+    assert model.count_params() == 22_405_827
+    assert [block.filters for block in model.decoder_blocks] == [256, 128, 64]
+    # Counted as the paper counts (no normalization), the difference is two
+    # choices of `ConvBlock`/`DecoderBlock`: full-width first convolutions
+    # (+7,025,664) and up-convolutions to the level's width (-3,698,240).
+    plain = UNet(**{**CICEK_3D_UNET, "normalization": None})
+    plain.build((None, None, None, None, 3))
+    assert plain.count_params() == 22_397_379 == paper + 7_025_664 - 3_698_240
+    encoder = [*plain.encoder_blocks, plain.bottleneck]
+    assert sum(b.count_params() for b in encoder) - _cicek_encoder_params() == (
+        7_025_664
+    )
+    decoder = sum(b.count_params() for b in plain.decoder_blocks)
+    assert decoder - _cicek_decoder_params() == -3_698_240
 
 
 @pytest.mark.parametrize("size", [(32, 32), (33, 47), (17, 63)])
@@ -170,9 +269,10 @@ def test_unknown_channels():
         ),
         ({"filters": [8, 16, 0, 8, 8]}, ValueError, r"filters\[2\]=0"),
         (
-            {"normalization": "instance"},
+            {"normalization": "bach"},
             ValueError,
-            r"`normalization` must be one of 'batch', 'group', 'layer' or None",
+            r"`normalization` must be one of 'auto', 'batch', 'group', 'instance', "
+            r"'layer' or None\. Received: normalization='bach'",
         ),
         (
             {"upsampling": "conv"},
