@@ -52,15 +52,22 @@ COMPARISONS = [
     ("DeepLabV3Plus", {}, "DeepLabV3Plus", "defaults"),
 ]
 
-# Run by smp's Python: prints {class name: decoder + head parameters}.
-_SMP_CHILD = """
-import json, sys, types
-# A PyPI torchvision built for CUDA cannot load its operators next to a CPU
-# torch ("operator torchvision::nms does not exist", raised while
-# registering their fake kernels for torch.compile). Counting parameters
-# needs none of them.
+# The first lines of every script smp's Python runs (also
+# `benchmarks.pytorch_peers`'): a PyPI torchvision built for CUDA cannot
+# load its operators next to a CPU torch ("operator torchvision::nms does
+# not exist", raised while registering their fake kernels for
+# torch.compile). smp's models need none of them.
+SMP_IMPORT = """
+import sys, types
 sys.modules["torchvision._meta_registrations"] = types.ModuleType("stub")
 import segmentation_models_pytorch as smp
+"""
+
+# Run by smp's Python: prints {class name: decoder + head parameters}.
+_SMP_CHILD = (
+    SMP_IMPORT
+    + """
+import json
 
 counts = {"version": smp.__version__}
 for name in sys.argv[2:]:
@@ -74,17 +81,23 @@ for name in sys.argv[2:]:
     )
 print("SMP " + json.dumps(counts))
 """
+)
+
+
+def check_smp_python(smp_python, module, flag):
+    """Stops `module` with the way to make smp's Python if none was given."""
+    if not smp_python:
+        raise SystemExit(
+            f"{module} needs a Python with PyTorch and "
+            f"segmentation-models-pytorch: pass {flag} PATH or set "
+            f"{SMP_PYTHON_VARIABLE}. To make one: python -m venv /tmp/smpvenv && "
+            "/tmp/smpvenv/bin/pip install torch==2.13.0 segmentation-models-pytorch"
+        )
 
 
 def smp_counts(smp_python, num_classes=NUM_CLASSES):
     """smp's decoder + head parameters by class name, and its version."""
-    if not smp_python:
-        raise SystemExit(
-            "benchmarks.smp_parameters needs a Python with PyTorch and "
-            "segmentation-models-pytorch: pass --smp-python PATH or set "
-            f"{SMP_PYTHON_VARIABLE}. To make one: python -m venv /tmp/smpvenv && "
-            "/tmp/smpvenv/bin/pip install torch==2.13.0 segmentation-models-pytorch"
-        )
+    check_smp_python(smp_python, "benchmarks.smp_parameters", "--smp-python")
     names = sorted({smp_name for _, _, smp_name, _ in COMPARISONS})
     result = subprocess.run(
         [smp_python, "-W", "ignore", "-c", _SMP_CHILD, str(num_classes), *names],
