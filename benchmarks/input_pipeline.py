@@ -1,9 +1,11 @@
 """Input pipeline: the folder loader, and OneHotMask inside tf.data.
 
-1. `segmentation_dataset_from_directory` (images and masks, masks read with
-   Pillow and checked) against `keras.utils.image_dataset_from_directory`
-   reading the same images alone (`labels=None`): images/s over one pass,
-   256×256 PNGs, batch 32. The ratio is the price of the masks.
+1. `segmentation_dataset_from_directory` (images and masks; greyscale PNG
+   masks decoded in TensorFlow and checked, Pillow only for palette PNGs)
+   against `keras.utils.image_dataset_from_directory` reading the same
+   images alone (`labels=None`): images/s over one pass, 256×256 PNGs,
+   batch 32. The ratio is the price of the masks, less the resize that
+   files already at `image_size` skip (Keras always resizes).
 2. `OneHotMask` mapped over a dataset of 256×256 id masks against the
    hand-written `tf.one_hot` a user would map instead: masks/s.
 

@@ -3,21 +3,15 @@
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-from seglayers._masks import (
-    bad_id_mask,
-    check_palette,
-    num_ids,
-    palette_ids,
-    raise_on_bad_ids,
-)
+from seglayers._masks import check_palette, num_ids
 from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
 )
 from seglayers.data.file_checks import check_pairs, find_pairs
+from seglayers.data.mask_files import mask_reader, tf_decoder
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # Lossy formats would invent labels at every edge, so masks are lossless.
@@ -53,10 +47,11 @@ def segmentation_dataset_from_directory(
     ```
 
     Every file's header (and a cut-short file's end) is checked up front, so
-    a broken file is named, and a mask must have its image's size. Masks are
-    read with Pillow: a palette-mode ("P") PNG gives its
-    palette indices, the class ids, and not the colours that
-    `tf.io.decode_png` would expand them to. A single-channel mask gives its
+    a broken file is named, and a mask must have its image's size. Masks
+    decode in TensorFlow (greyscale and RGB PNG, BMP), except palette-mode
+    ("P") PNGs, which Pillow reads: they give their palette indices, the
+    class ids, and not the colours that `tf.io.decode_png` would expand them
+    to. A single-channel mask gives its
     values; an RGB mask needs `palette` to map colours to ids. Masks are
     resized with nearest neighbour only, never inventing labels; ids are
     checked as each mask is read, and one outside `[0, num_classes)` that is
@@ -98,11 +93,12 @@ def segmentation_dataset_from_directory(
     if num_classes is not None:
         check_positive_int("num_classes", num_classes)
         check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
-    pairs = _find_pairs(directory)
+    pairs, decoders = _find_pairs(directory)
     if palette is not None:
         palette = _palette(palette, num_classes, ignore_class)
     splits, seed = split_pairs(pairs, directory, shuffle, seed, validation_split)
     options = dict(
+        decoders=decoders,
         image_size=tuple(image_size),
         batch_size=batch_size,
         num_classes=num_classes,
@@ -194,8 +190,7 @@ def _find_pairs(directory):
         MASK_EXTENSIONS,
         "images/a.jpg with masks/a.png",
     )
-    check_pairs(pairs)
-    return pairs
+    return pairs, check_pairs(pairs)
 
 
 def _palette(palette, num_classes, ignore_class):
@@ -205,50 +200,10 @@ def _palette(palette, num_classes, ignore_class):
     return check_palette(palette, num_ids(num_classes), ignore_class)
 
 
-def _read_mask(path, num_classes, ignore_class, palette):
-    """Reads a mask file as int32 ids `(H, W, 1)`, checking every id."""
-    path = path.decode() if isinstance(path, bytes) else path
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            array = np.asarray(image)
-    except Exception as error:
-        raise ValueError(f"Cannot read the mask {path}: {error}") from None
-    if palette is not None:
-        if array.ndim != 3 or array.shape[-1] < 3:
-            raise ValueError(
-                f"{path}: with a `palette`, masks must be RGB; this one is "
-                f"mode {mode!r}."
-            )
-        array = keras.ops.convert_to_numpy(
-            palette_ids(
-                array[..., :3],
-                palette,
-                num_ids(num_classes),
-                ignore_class,
-                subject=f"The mask {path}",
-            )
-        )
-    elif array.ndim == 3:
-        if not (array[..., :1] == array[..., 1:3]).all():
-            raise ValueError(
-                f"{path} is a colour (mode {mode!r}) mask; pass `palette` to map "
-                "its colours to class ids, or save masks as single-channel or "
-                "palette-mode PNGs of ids."
-            )
-        array = array[..., 0]
-    array = array.astype(np.int32)
-    if num_classes is not None:
-        classes = num_ids(num_classes)
-        bad = bad_id_mask(array, classes, ignore_class)
-        raise_on_bad_ids(array, bad, classes, ignore_class, f"The mask {path}")
-    return array[..., None]
-
-
 def _make_dataset(
     pairs,
     *,
+    decoders,
     image_size,
     batch_size,
     num_classes,
@@ -260,31 +215,28 @@ def _make_dataset(
     one_hot,
     as_dict,
 ):
-    image_paths = tf.constant([p[0] for p in pairs])
-    mask_paths = tf.constant([p[1] for p in pairs])
-    dataset = tf.data.Dataset.from_tensor_slices((image_paths, mask_paths))
+    decoders = [tf_decoder(decoders[p[1]], palette) for p in pairs]
+    names = sorted(set(decoders))
+    read_mask = mask_reader(names, num_classes, ignore_class, palette)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (
+            tf.constant([p[0] for p in pairs]),
+            tf.constant([p[1] for p in pairs]),
+            tf.constant([names.index(d) for d in decoders], tf.int32),
+        )
+    )
     if shuffle:
         dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
 
-    def load(image_path, mask_path):
-        # Images decode in TensorFlow (no GIL); `_check_pairs` has already
+    def load(image_path, mask_path, decoder):
+        # Images decode in TensorFlow (no GIL); `check_pairs` has already
         # named files that are cut short, which this decoder would not.
         image = tf.io.decode_image(
             tf.io.read_file(image_path), channels=3, expand_animations=False
         )
-        image = tf.image.resize(image, image_size, method=interpolation)
-        image.set_shape(image_size + (3,))
-        mask = tf.numpy_function(
-            lambda p: _read_mask(p, num_classes, ignore_class, palette),
-            [mask_path],
-            tf.int32,
-            stateful=False,
-        )
-        mask.set_shape((None, None, 1))
-        mask = tf.image.resize(mask, image_size, method="nearest")
-        mask = tf.cast(mask, tf.int32)
-        mask.set_shape(image_size + (1,))
-        return tf.cast(image, tf.float32), mask
+        image = _resize(image, image_size, interpolation, tf.float32)
+        mask = _resize(read_mask(mask_path, decoder), image_size, "nearest", tf.int32)
+        return image, mask
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if one_hot:
@@ -294,6 +246,27 @@ def _make_dataset(
     if batch_size is not None:
         dataset = dataset.batch(batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# At scale 1 these give back every pixel exactly (lanczos is off by 3e-5),
+# so a file already at `image_size` skips them: for a 256² mask, the nearest
+# resize cost three times its decode.
+_EXACT_AT_SCALE_1 = ("bilinear", "nearest", "bicubic", "area")
+
+
+def _resize(tensor, size, method, dtype):
+    """`tensor` (H, W, C) resized to `size` with `method`, as `dtype`."""
+
+    def resize():
+        return tf.cast(tf.image.resize(tensor, size, method=method), dtype)
+
+    if method in _EXACT_AT_SCALE_1:
+        same = tf.reduce_all(tf.shape(tensor)[:2] == size)
+        tensor = tf.cond(same, lambda: tf.cast(tensor, dtype), resize)
+    else:
+        tensor = resize()
+    tensor.set_shape(size + (tensor.shape[-1],))
+    return tensor
 
 
 def _one_hot(num_classes, ignore_class):

@@ -49,30 +49,68 @@ def _looks_complete(path):
     return tail.endswith(trailer)
 
 
-def _check_complete(path):
+def _check_complete(path, kind="image"):
     """Names a file cut short (a copy or download interrupted): TensorFlow's
-    decoder, which reads the images in tf.data, would fail on it mid-epoch
-    without naming it ("Invalid PNG data, size 6210"). Only a file whose end
-    looks wrong is decoded, by Pillow, to confirm."""
+    decoder, which reads the images (and most masks) in tf.data, would fail
+    on it mid-epoch without naming it ("Invalid PNG data, size 6210"). Only a
+    file whose end looks wrong is decoded, by Pillow, to confirm."""
     if _looks_complete(path):
         return
     try:
         with Image.open(path) as image:
             image.load()
     except Exception as error:
-        raise unreadable("image", path, error) from None
+        raise unreadable(kind, path, error) from None
+
+
+def _mask_header(path):
+    """`((height, width), decoder)` of a mask file from its header: the
+    decoder is "png" (8-bit grey), "png16" (16-bit grey), "png_rgb" (8-bit
+    RGB or RGBA), "bmp" (8-bit indices) or "bmp_rgb" (24-bit), where
+    TensorFlow's decoder gives exactly Pillow's array, else "pillow":
+    palette PNGs (TF would expand indices to colours), GIFs, 1-, 2- and
+    4-bit files (TF scales them to 0..255), grey with alpha, 16-bit colour,
+    compressed or 32-bit BMPs."""
+    try:
+        with Image.open(path) as image:
+            size, form, mode = (image.height, image.width), image.format, image.mode
+        with open(path, "rb") as f:
+            header = f.read(34)
+    except Exception as error:
+        raise unreadable("mask", path, error) from None
+    decoder = "pillow"
+    if form == "PNG":
+        # IHDR, always first: bit depth at byte 24, colour type at 25.
+        depth, colour = header[24], header[25]
+        if depth == 8 and (colour, mode) == (0, "L"):
+            decoder = "png"
+        elif depth == 8 and (colour, mode) in ((2, "RGB"), (6, "RGBA")):
+            decoder = "png_rgb"
+        elif depth == 16 and colour == 0:
+            decoder = "png16"
+    elif form == "BMP":
+        bits = int.from_bytes(header[28:30], "little")
+        compression = int.from_bytes(header[30:34], "little")
+        if compression == 0 and (bits, mode) in ((8, "L"), (8, "P")):
+            decoder = "bmp"
+        elif compression == 0 and (bits, mode) == (24, "RGB"):
+            decoder = "bmp_rgb"
+    return size, decoder
 
 
 def check_pairs(pairs):
     """Reads every header now, so that a file that is no image, or is cut
     short, or a mask of another size than its image, is named before training
     starts. Both are resized to `image_size` afterwards, which would hide a
-    size mismatch."""
+    size mismatch. Returns `{mask path: decoder}` (see `_mask_header`)."""
+    decoders = {}
     for image_path, mask_path in pairs:
         image_size = _image_size(image_path, "image")
         _check_complete(image_path)
-        mask_size = _image_size(mask_path, "mask")
+        mask_size, decoders[mask_path] = _mask_header(mask_path)
+        _check_complete(mask_path, "mask")
         check_same_size(image_path, image_size, mask_path, mask_size)
+    return decoders
 
 
 def check_same_size(path, size, mask_path, mask_size, kind="image"):

@@ -418,3 +418,122 @@ def test_binary_masks_with_num_classes_1(tmp_path):
                 tmp_path, image_size=(20, 24), num_classes=1, ignore_class=255
             )
         )
+
+
+def _save_mask(path, mask, form):
+    """Writes the ids `mask` (H, W) as `form`, a layout a mask file can have."""
+    if form in ("L", "I;16"):
+        Image.fromarray(mask.astype(np.uint16 if form == "I;16" else np.uint8)).save(
+            path
+        )
+    elif form == "P":
+        image = Image.fromarray(mask.astype(np.uint8), mode="P")
+        image.putpalette(sum(PALETTE, []) + [255, 255, 255] * 253)
+        image.save(path)
+    else:  # "RGB" or "RGBA": the colours of PALETTE, white where ignored.
+        colours = np.array(PALETTE + [[255, 255, 255]] * 253, np.uint8)[mask]
+        if form == "RGBA":
+            colours = np.dstack([colours, np.full(mask.shape, 9, np.uint8)])
+        Image.fromarray(colours).save(path)
+
+
+@pytest.mark.parametrize(
+    "name, form, decoder, palette",
+    [
+        ("m.png", "L", "png", None),
+        ("m.png", "I;16", "png16", None),
+        ("m.bmp", "L", "bmp", None),
+        ("m.bmp", "P", "bmp", None),
+        ("m.png", "P", "pillow", None),
+        ("m.png", "RGB", "png_rgb", PALETTE + [[255, 255, 255]]),
+        ("m.png", "RGBA", "png_rgb", PALETTE + [[255, 255, 255]]),
+        ("m.bmp", "RGB", "bmp_rgb", PALETTE + [[255, 255, 255]]),
+    ],
+)
+def test_tensorflow_and_pillow_read_the_same_ids(
+    tmp_path, name, form, decoder, palette
+):
+    from seglayers.data.file_checks import _mask_header
+    from seglayers.data.mask_files import read_mask
+
+    os.makedirs(tmp_path / "images")
+    os.makedirs(tmp_path / "masks")
+    mask = np.random.default_rng(0).integers(0, 3, size=(20, 24))
+    mask[:2] = 255
+    Image.new("RGB", (24, 20)).save(tmp_path / "images" / "m.png")
+    path = tmp_path / "masks" / name
+    _save_mask(path, mask, form)
+    assert _mask_header(str(path)) == ((20, 24), decoder)
+    by_pillow = read_mask(str(path), 3, 255, palette)
+    _, loaded = _all(
+        segmentation_dataset_from_directory(
+            tmp_path,
+            image_size=(20, 24),
+            num_classes=3,
+            ignore_class=255,
+            palette=palette,
+            batch_size=1,
+        )
+    )
+    np.testing.assert_array_equal(loaded[0], by_pillow)
+    np.testing.assert_array_equal(loaded[0, ..., 0], mask)
+
+
+def test_palette_mask_among_greyscale_masks(tmp_path):
+    written = _write_pairs(tmp_path, n=4)
+    _save_mask(tmp_path / "masks" / "s2.png", written[2], "P")
+    _save_mask(tmp_path / "masks" / "s3.bmp", written[3], "L")
+    os.remove(tmp_path / "masks" / "s3.png")
+    _, masks = _all(
+        segmentation_dataset_from_directory(
+            tmp_path,
+            image_size=(20, 24),
+            num_classes=3,
+            ignore_class=255,
+            shuffle=False,
+        )
+    )
+    np.testing.assert_array_equal(masks[..., 0], np.stack(written))
+
+
+def test_out_of_range_16_bit_mask_names_the_file(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    mask = np.zeros((20, 24), np.uint16)
+    mask[0, 0] = 300
+    _save_mask(tmp_path / "masks" / "s1.png", mask, "I;16")
+    with pytest.raises(
+        Exception, match=r"s1\.png holds class ids \[300\] outside \[0, 3\)"
+    ):
+        _all(
+            segmentation_dataset_from_directory(
+                tmp_path, image_size=(20, 24), num_classes=3, ignore_class=255
+            )
+        )
+
+
+def test_truncated_mask_is_named_up_front(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    path = tmp_path / "masks" / "s1.png"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ValueError, match=r"Cannot read the mask .*s1\.png"):
+        segmentation_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "lanczos3"])
+def test_files_of_another_size_are_resized(tmp_path, interpolation):
+    _write_pairs(tmp_path, n=2, size=(40, 48))
+    images, masks = _all(
+        segmentation_dataset_from_directory(
+            tmp_path,
+            image_size=(20, 24),
+            num_classes=3,
+            ignore_class=255,
+            interpolation=interpolation,
+            shuffle=False,
+        )
+    )
+    image = np.asarray(Image.open(tmp_path / "images" / "s0.png"))
+    expected = tf.image.resize(image, (20, 24), method=interpolation).numpy()
+    np.testing.assert_array_equal(images[0], expected)
+    assert masks.shape == (2, 20, 24, 1) and set(np.unique(masks)) <= {0, 1, 2, 255}

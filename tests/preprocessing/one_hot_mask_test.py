@@ -218,3 +218,33 @@ def test_bad_arguments(kwargs, error, match):
 def test_palette_needs_rgb():
     with pytest.raises(ValueError, match=r"With a `palette`, masks must be RGB"):
         OneHotMask(3, palette=PALETTE)(np.zeros((1, 2, 2), "int32"))
+
+
+@pytest.mark.parametrize("ignore_class", [255, -1, None])
+def test_rows_eager_and_traced(ignore_class):
+    ids = [0, 2, 1] + ([ignore_class] if ignore_class is not None else [])
+    mask = np.array([ids], "int32")
+    expected = np.eye(3, dtype="float32")[[0, 2, 1]]
+    if ignore_class is not None:
+        expected = np.concatenate([expected, np.zeros((1, 3), "float32")])
+    layer = OneHotMask(3, ignore_class=ignore_class)
+    np.testing.assert_array_equal(_np(layer(mask))[0], expected)
+    np.testing.assert_array_equal(_traced(layer, mask)[0], expected)
+
+
+def test_bad_ids_beside_the_ignore_class_in_a_traced_function():
+    layer = OneHotMask(3, ignore_class=255)
+    mask = np.array([[0, 255, 7, 2, 254]], "int32")
+    if keras.backend.backend() != "tensorflow":
+        out = _traced(layer, mask)[0]
+        np.testing.assert_array_equal(out.sum(-1), [1, 0, 0, 1, 0])
+        return
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[7 254\]"):
+        _traced(layer, mask)
+
+
+def test_empty_batch_in_a_traced_function():
+    out = _traced(OneHotMask(3, ignore_class=255), np.zeros((0, 4, 4, 1), "int32"))
+    assert out.shape == (0, 4, 4, 3)

@@ -1,0 +1,138 @@
+"""Mask files to class ids, in TensorFlow where its decoders give exactly
+what Pillow gives, and with Pillow where only it keeps the meaning (palette
+PNGs give indices, not colours) or where a mask must be named in an error.
+`file_checks._mask_header` picks the decoder of each file from its header.
+"""
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from seglayers._masks import (
+    bad_id_mask,
+    num_ids,
+    palette_ids,
+    raise_on_bad_ids,
+)
+
+
+def read_mask(path, num_classes, ignore_class, palette):
+    """Reads a mask file as int32 ids `(H, W, 1)`, checking every id."""
+    path = path.decode() if isinstance(path, bytes) else path
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            array = np.asarray(image)
+    except Exception as error:
+        raise ValueError(f"Cannot read the mask {path}: {error}") from None
+    if palette is not None:
+        if array.ndim != 3 or array.shape[-1] < 3:
+            raise ValueError(
+                f"{path}: with a `palette`, masks must be RGB; this one is "
+                f"mode {mode!r}."
+            )
+        array = keras.ops.convert_to_numpy(
+            palette_ids(
+                array[..., :3],
+                palette,
+                num_ids(num_classes),
+                ignore_class,
+                subject=f"The mask {path}",
+            )
+        )
+    elif array.ndim == 3:
+        if not (array[..., :1] == array[..., 1:3]).all():
+            raise ValueError(
+                f"{path} is a colour (mode {mode!r}) mask; pass `palette` to map "
+                "its colours to class ids, or save masks as single-channel or "
+                "palette-mode PNGs of ids."
+            )
+        array = array[..., 0]
+    array = array.astype(np.int32)
+    if num_classes is not None:
+        classes = num_ids(num_classes)
+        bad = bad_id_mask(array, classes, ignore_class)
+        raise_on_bad_ids(array, bad, classes, ignore_class, f"The mask {path}")
+    return array[..., None]
+
+
+# How each mask is decoded: in TensorFlow (no GIL) where its decoder gives
+# Pillow's array, else by `read_mask` (see `file_checks._mask_header`).
+_TF_DECODE = {
+    "png": lambda data: tf.io.decode_png(data, channels=1),
+    "png16": lambda data: tf.io.decode_png(data, channels=1, dtype=tf.uint16),
+    # RGBA without its alpha, which `read_mask` never reads either.
+    "png_rgb": lambda data: tf.io.decode_png(data, channels=3),
+    "bmp": lambda data: tf.io.decode_bmp(data)[..., :1],  # As stored: one.
+    "bmp_rgb": lambda data: tf.io.decode_bmp(data, channels=3),
+}
+
+
+def tf_decoder(decoder, palette):
+    """`decoder`, or Pillow for a palette lookup the graph cannot make:
+    `palette_ids` is `keras.ops`, which runs on tf.data's tensors on the
+    TensorFlow backend only, and a mask without colours, which Pillow's
+    reader names."""
+    if palette is None or decoder == "pillow":
+        return decoder
+    if keras.backend.backend() != "tensorflow" or not decoder.endswith("_rgb"):
+        return "pillow"
+    return decoder
+
+
+def mask_reader(names, num_classes, ignore_class, palette):
+    """`read(path, index)`: int32 ids `(H, W, 1)` of a mask, decoded as
+    `names[index]` says. A mask whose decoded values raise any doubt (ids
+    out of range, colours) is read again by `read_mask`, whose error names
+    the file; a valid one never meets the GIL."""
+
+    def with_pillow(path):
+        mask = tf.numpy_function(
+            lambda p: read_mask(p, num_classes, ignore_class, palette),
+            [path],
+            tf.int32,
+            stateful=False,
+        )
+        mask.set_shape((None, None, 1))
+        return mask
+
+    def in_tensorflow(path, name):
+        raw = tf.cast(_TF_DECODE[name](tf.io.read_file(path)), tf.int32)
+        ids, doubtful = _checked_ids(raw, num_classes, ignore_class, palette)
+        return tf.cond(doubtful, lambda: with_pillow(path), lambda: ids)
+
+    def read(path, index):
+        branches = [
+            functools.partial(with_pillow, path)
+            if name == "pillow"
+            else functools.partial(in_tensorflow, path, name)
+            for name in names
+        ]
+        if len(branches) == 1:
+            return branches[0]()
+        return tf.switch_case(index, branches)
+
+    return read
+
+
+def _checked_ids(raw, num_classes, ignore_class, palette):
+    """`(ids, doubtful)` of a decoded mask `(H, W, channels)`, as
+    `read_mask` reads it: a colour of `palette`, or the first channel (the
+    others must equal it); doubtful if `read_mask` would raise."""
+    if palette is not None:
+        classes = num_ids(num_classes)
+        ids = palette_ids(raw[..., :3], palette, classes, ignore_class)[..., None]
+        doubtful = tf.constant(False)
+    elif raw.shape[-1] == 1:
+        ids, doubtful = raw, tf.constant(False)
+    else:
+        ids = raw[..., :1]
+        doubtful = tf.reduce_any(raw[..., :1] != raw[..., 1:3])
+    if num_classes is not None:
+        bad = bad_id_mask(ids, num_ids(num_classes), ignore_class)
+        doubtful = doubtful | tf.reduce_any(bad)
+    return ids, doubtful
