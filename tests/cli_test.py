@@ -108,6 +108,35 @@ def test_train_unet_plus_plus(tmp_path, capsys):
     assert "mean_iou" in json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], ("UNet", {"filters": 16, "depth": 3, "rescale": 1 / 255})),
+        (["--model", "unetplusplus", "--depth", "2"], ("UNetPlusPlus", {"depth": 2})),
+        # Over an encoder (fpn's default one too) the model's defaults hold.
+        (["--model", "fpn"], ("FPN", {})),
+        (["--model", "fpn", "--depth", "4"], ("FPN", {"depth": 4})),
+        (
+            ["--model", "unet", "--encoder", "resnet50"],
+            ("UNet", {"encoder": "resnet50"}),
+        ),
+    ],
+)
+def test_model_arguments(flags, expected):
+    from seglayers.cli import _parser
+    from seglayers.cli.train import _check_train_args, _model_arguments
+
+    args = _parser().parse_args(["train", *flags])
+    _check_train_args(args)
+    name, kwargs = _model_arguments(args)
+    assert name == expected[0]
+    kwargs.pop("num_classes")
+    for key, value in expected[1].items():
+        assert kwargs.pop(key) == value, key
+    if name != "UNetPlusPlus":
+        assert not kwargs, kwargs
+
+
 # ~1 min on this machine (a MobileNetV3 trains); one model is enough, the
 # command reaches every model through the same table.
 @pytest.mark.slow

@@ -30,6 +30,8 @@ MODELS = {
 }
 # The models that also take volumes (the others decode a 2-D encoder).
 VOLUME_MODELS = ("unet", "unetplusplus")
+# The classes with an encoder of their own when --encoder is left out.
+OWN_ENCODER_MODELS = ("UNet", "UNetPlusPlus")
 
 
 def _model_arguments(args):
@@ -43,9 +45,13 @@ def _model_arguments(args):
                 f"{' and '.join('--' + t for t in takes) or 'neither'}."
             )
     kwargs = {"num_classes": args.num_classes}
+    own_encoder = args.encoder is None and name in OWN_ENCODER_MODELS
     for flag in takes:
         value = getattr(args, flag)
-        if value is None and args.encoder is None:
+        if value is None and own_encoder:
+            # The command's small defaults are for a model's own encoder;
+            # over an encoder (fpn's and deeplabv3plus's default resnet50
+            # included) a flag left out keeps the model's default.
             value = DEFAULTS[args.spatial_dims][flag]
         if value is not None:
             kwargs[flag] = value
@@ -53,7 +59,7 @@ def _model_arguments(args):
         kwargs["spatial_dims"] = 3
     if args.encoder is not None:
         kwargs["encoder"] = args.encoder
-    elif name in ("UNet", "UNetPlusPlus"):
+    elif own_encoder:
         # Their own encoder takes inputs in [0, 1]; a pretrained-style
         # encoder maps [0, 255] images itself.
         kwargs["rescale"] = 1 / 255
