@@ -35,7 +35,7 @@ DEFAULTS = {
         size=(24, 24, 24),
         epochs=7,
         batch_size=2,
-        filters=8,
+        filters=16,
         depth=3,
         learning_rate=3e-3,
     ),
