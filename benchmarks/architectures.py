@@ -77,24 +77,13 @@ def _compiled_model(args):
     import keras
 
     import seglayers
-    from seglayers.cli.train import _load_data, _model_arguments
+    from seglayers.cli.train import _load_data, _model_arguments, compile_model
 
     (images, masks), _, class_names = _load_data(args)
     name, kwargs = _model_arguments(args)
     keras.utils.set_random_seed(args.seed)
     model = getattr(seglayers, name)(**kwargs)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=seglayers.DiceCrossEntropyLoss(ignore_class=args.ignore_class),
-        metrics=[
-            seglayers.MeanIoU(
-                args.num_classes,
-                ignore_class=args.ignore_class,
-                class_names=class_names,
-            ),
-            seglayers.PixelAccuracy(args.num_classes, ignore_class=args.ignore_class),
-        ],
-    )
+    compile_model(model, args, class_names)
     batch = args.batch_size
     return model, (images[:batch], masks[:batch])
 

@@ -127,3 +127,30 @@ def _move_into_place(staging, output, overwrite):
             )
         shutil.rmtree(output)
     os.replace(staging, output)
+
+
+def listed_files(inputs, extensions, kind, check_files=False):
+    """The files named in `inputs`: files, and the files of each folder
+    whose names end in `extensions`; `kind` ("image", "volume") names them
+    in the errors. With `check_files`, a file given by name must end in
+    `extensions` too."""
+    files = []
+    for path in inputs:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, name)
+                for name in os.listdir(path)
+                if name.lower().endswith(extensions)
+            )
+            if not found:
+                raise UsageError(f"{path} holds no {kind} ({', '.join(extensions)}).")
+            files += found
+        elif os.path.isfile(path):
+            if check_files and not path.lower().endswith(extensions):
+                raise UsageError(
+                    f"{path} is not a {kind}; give {', '.join(extensions)} files."
+                )
+            files.append(path)
+        else:
+            raise UsageError(f"No such {kind} or folder: {path}.")
+    return files

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from seglayers.cli._common import UsageError, _library_error
+from seglayers.cli._common import UsageError, _library_error, listed_files
 
 # Mirrors seglayers.data.volumes.VOLUME_EXTENSIONS and
 # seglayers.data.directory.IMAGE_EXTENSIONS, which import TensorFlow: the
@@ -132,29 +132,7 @@ def load_folder(dims, directory, size, model_path=None, **kwargs):
 
 def volume_files(inputs):
     """The volume files named in `inputs` (files, or folders of volumes)."""
-    files = []
-    for path in inputs:
-        if os.path.isdir(path):
-            found = sorted(
-                os.path.join(path, name)
-                for name in os.listdir(path)
-                if name.lower().endswith(VOLUME_EXTENSIONS)
-            )
-            if not found:
-                raise UsageError(
-                    f"{path} holds no volume ({', '.join(VOLUME_EXTENSIONS)})."
-                )
-            files += found
-        elif os.path.isfile(path):
-            if not path.lower().endswith(VOLUME_EXTENSIONS):
-                raise UsageError(
-                    f"{path} is not a volume; give {', '.join(VOLUME_EXTENSIONS)} "
-                    "files."
-                )
-            files.append(path)
-        else:
-            raise UsageError(f"No such volume or folder: {path}.")
-    return files
+    return listed_files(inputs, VOLUME_EXTENSIONS, "volume", check_files=True)
 
 
 def volume_stem(path):

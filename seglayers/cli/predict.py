@@ -5,30 +5,18 @@ import os
 
 from seglayers._masks import num_ids
 from seglayers.cli import _volumes
-from seglayers.cli._common import UsageError, _library_error, _load_model
+from seglayers.cli._common import (
+    UsageError,
+    _library_error,
+    _load_model,
+    listed_files,
+)
 
 
 def _image_files(inputs):
     from seglayers.data.directory import IMAGE_EXTENSIONS
 
-    files = []
-    for path in inputs:
-        if os.path.isdir(path):
-            found = sorted(
-                os.path.join(path, name)
-                for name in os.listdir(path)
-                if name.lower().endswith(IMAGE_EXTENSIONS)
-            )
-            if not found:
-                raise UsageError(
-                    f"{path} holds no image ({', '.join(IMAGE_EXTENSIONS)})."
-                )
-            files += found
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise UsageError(f"No such image or folder: {path}.")
-    return files
+    return listed_files(inputs, IMAGE_EXTENSIONS, "image")
 
 
 def _read_image(path):

@@ -199,18 +199,7 @@ def train(args):
         model.compute_output_shape((None, *args.size, channels))  # checks the size
     except (ValueError, TypeError) as error:
         raise _library_error(error) from None
-    model.compile(
-        optimizer=keras.optimizers.Adam(DEFAULTS[args.spatial_dims]["learning_rate"]),
-        loss=seglayers.DiceCrossEntropyLoss(ignore_class=args.ignore_class),
-        metrics=[
-            seglayers.MeanIoU(
-                args.num_classes,
-                ignore_class=args.ignore_class,
-                class_names=class_names,
-            ),
-            seglayers.PixelAccuracy(args.num_classes, ignore_class=args.ignore_class),
-        ],
-    )
+    compile_model(model, args, class_names)
     source = args.data or (
         f"the {'volumes' if args.spatial_dims == 3 else 'shapes'} data set"
     )
@@ -307,3 +296,24 @@ def _preview_samples(data):
     if isinstance(data, tuple):
         return data[0][:4], data[1][:4]
     return data.take(1)
+
+
+def compile_model(model, args, class_names):
+    """Compiles `model` as the command trains it (also what
+    `benchmarks.architectures` times)."""
+    import keras
+
+    import seglayers
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(DEFAULTS[args.spatial_dims]["learning_rate"]),
+        loss=seglayers.DiceCrossEntropyLoss(ignore_class=args.ignore_class),
+        metrics=[
+            seglayers.MeanIoU(
+                args.num_classes,
+                ignore_class=args.ignore_class,
+                class_names=class_names,
+            ),
+            seglayers.PixelAccuracy(args.num_classes, ignore_class=args.ignore_class),
+        ],
+    )
