@@ -4,7 +4,9 @@ The 3-D counterpart of `shapes`: each volume holds several random spheres,
 cubes and tori (randomly turned; they overlap, later ones drawn on top) in
 random grey levels on a smooth, noisy background, like a scan with one
 channel; the mask gives the exact class of every voxel. Grey levels say
-nothing about the class, so a model has to learn the shapes themselves.
+nothing about the class, so a model has to learn the shapes themselves;
+each shape is at least 48 grey levels brighter or darker than what it is
+drawn on, so no labelled shape hides in the noise.
 Everything is made in numpy from one seed, so the same arguments always give
 the same data.
 """
@@ -20,6 +22,8 @@ _MAX_SHAPES = 4
 _CHUNK = 16  # volumes per vectorized background/noise step
 # A torus's tube radius, as a share of its ring radius.
 _TUBE = 0.5
+# The least difference between a shape's grey level and what lies under it.
+_MIN_CONTRAST = 48
 
 
 def load_data(num_samples=100, volume_size=(32, 32, 32), num_classes=4, seed=0):
@@ -115,7 +119,13 @@ def _draw_shapes(rng, volumes, masks, num_classes):
     centres = rng.uniform(0.2, 0.8, size=shape + (3,)) * size
     radii = rng.uniform(0.2, 0.35, size=shape) * size.min()
     rotations = _rotations(rng, n * _MAX_SHAPES).reshape(shape + (3, 3))
-    levels = rng.uniform(0, 255, size=shape).astype(np.float32)
+    # Each shape's grey level differs from what it is drawn on (at its
+    # centre) by 48 to 128, brighter or darker at random (darker where
+    # brighter would pass 255, and the reverse). With any level, one shape
+    # in five hid in the noise; a mask that marks an invisible shape is
+    # label noise.
+    contrasts = rng.uniform(_MIN_CONTRAST, 128, size=shape)
+    contrasts *= rng.choice((-1.0, 1.0), size=shape)
     grids = [np.arange(s, dtype=np.float32) for s in masks.shape[1:]]
     for i in range(n):
         for j in range(counts[i]):
@@ -127,7 +137,11 @@ def _draw_shapes(rng, volumes, masks, num_classes):
             offsets = [g[s] - c for g, s, c in zip(grids, box, centre)]
             inside = _inside(kinds[i, j], offsets, radius, rotations[i, j])
             masks[i][box][inside] = kinds[i, j]
-            volumes[i][box][inside] = levels[i, j]
+            under = volumes[i][tuple(np.minimum(centre.astype(int), high - 1))]
+            level = under + contrasts[i, j]
+            if not 0 <= level <= 255:
+                level = under - contrasts[i, j]
+            volumes[i][box][inside] = level
 
 
 def _inside(kind, offsets, radius, rotation):

@@ -48,8 +48,8 @@ class DecoderBlock(keras.layers.Layer):
     Args:
         filters: int, the number of output channels.
         num_convs: int, convolutions after the concatenation. Defaults to 2.
-        normalization: `"batch"`, `"group"`, `"layer"` or `None`.
-            Defaults to `"batch"`.
+        normalization: `"batch"`, `"group"`, `"instance"`, `"layer"` or
+            `None`, as in `ConvBlock`. Defaults to `"batch"`.
         activation: str, the name of a Keras activation. Defaults to `"relu"`.
         dropout: float in [0, 1), dropout rate after the convolutions.
             Defaults to 0.

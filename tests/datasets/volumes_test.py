@@ -41,6 +41,19 @@ def test_masks_are_exact_where_shapes_are_painted():
         assert (masks == kind).any()
 
 
+def test_shapes_stand_out_from_what_they_are_drawn_on():
+    # On a flat grey of 100, a shape's level is 48 to 128 away; only where
+    # one shape lies over another (compared with that one) can it be closer.
+    # With levels drawn at random from 0 to 255, 37% of the voxels were.
+    rng = np.random.default_rng(0)
+    data = np.full((16, 32, 32, 32, 1), 100.0, np.float32)
+    masks = np.zeros((16, 32, 32, 32), np.int32)
+    volumes._draw_shapes(rng, data, masks, num_classes=4)
+    painted = data[..., 0][masks > 0]
+    assert np.mean(np.abs(painted - 100) < volumes._MIN_CONTRAST) < 0.05
+    assert painted.min() >= 0 and painted.max() <= 255
+
+
 @pytest.mark.parametrize(
     "kind, volume",
     [
