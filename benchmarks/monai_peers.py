@@ -47,7 +47,7 @@ import sys
 import time
 
 from benchmarks.harness import peak_memory_mb, row, summarize
-from benchmarks.pytorch_peers import TorchWorker, _time_against
+from benchmarks.pytorch_peers import TorchWorker, _time_against, step_row
 from benchmarks.smp_parameters import SMP_PYTHON_VARIABLE
 
 PARTS = ("2d", "3d", "sliding")
@@ -228,29 +228,22 @@ def training_rows(part, backend, quick, torch_python):
             theirs_count = worker.build(name, monai_kwargs)
             # 3-D steps take seconds: fewer repeats keep a part in minutes.
             repeats, warmup = (5, 2) if dims == 2 else (3, 1)
-            ours_time, theirs_time = _time_against(
+            times = _time_against(
                 ours, worker.step, repeats=2 if quick else repeats, warmup=warmup
             )
-            result = row(
-                f"{part} train step vs MONAI (CPU)",
-                backend,
-                f"UNet(filters=16, depth=4, {label}) vs monai {name}"
-                f"({monai_label}), {'×'.join([str(size)] * dims)}×{channels}, "
-                f"batch {batch}, Adam",
-                ours_time,
-                theirs_time,
-                "ms",
-                per_call=1000.0,
-                higher=False,
+            rows.append(
+                step_row(
+                    f"{part} train step vs MONAI (CPU)",
+                    backend,
+                    f"UNet(filters=16, depth=4, {label}) vs monai {name}"
+                    f"({monai_label}), {'×'.join([str(size)] * dims)}×{channels}, "
+                    f"batch {batch}, Adam",
+                    times,
+                    (ours_count, theirs_count),
+                    worker,
+                    "monai",
+                )
             )
-            result.update(
-                seglayers_parameters=ours_count,
-                torch_parameters=theirs_count,
-                torch_threads=worker.versions["threads"],
-                versions=f"torch {worker.versions['torch']}, monai "
-                f"{worker.versions['monai']}",
-            )
-            rows.append(result)
     finally:
         worker.close()
     return rows

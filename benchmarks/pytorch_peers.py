@@ -213,6 +213,21 @@ def _time_against(ours, theirs, repeats, warmup):
     return summarize(ours_times), summarize(theirs_times)
 
 
+def step_row(question, backend, what, times, counts, worker, library):
+    """A training-step row (ms, lower is better) with both parameter counts
+    and the PyTorch worker's threads and versions (`library`: "smp" or
+    "monai", a key of `worker.versions`)."""
+    result = row(question, backend, what, *times, "ms", per_call=1000.0, higher=False)
+    result.update(
+        seglayers_parameters=counts[0],
+        torch_parameters=counts[1],
+        torch_threads=worker.versions["threads"],
+        versions=f"torch {worker.versions['torch']}, {library} "
+        f"{worker.versions[library]}",
+    )
+    return result
+
+
 def run(backend, quick=False, torch_python=None):
     """Rows of each model against smp's on `backend` (the benchmark module
     interface; smp's Python from `torch_python` or $SEGLAYERS_SMP_PYTHON)."""
@@ -225,28 +240,21 @@ def run(backend, quick=False, torch_python=None):
         for name, kwargs, smp_name, smp_kwargs, setting in COMPARISONS:
             ours, ours_count = seglayers_model(name, kwargs, batch, size)
             theirs_count = worker.build(smp_name, smp_kwargs)
-            ours_time, theirs_time = _time_against(
+            times = _time_against(
                 ours, worker.step, repeats=2 if quick else 4, warmup=2
             )
-            result = row(
-                "train step vs PyTorch (CPU)",
-                backend,
-                f"{name} ({setting}) vs smp.{smp_name}, resnet50, {size}², "
-                f"batch {batch}, Adam",
-                ours_time,
-                theirs_time,
-                "ms",
-                per_call=1000.0,
-                higher=False,
+            rows.append(
+                step_row(
+                    "train step vs PyTorch (CPU)",
+                    backend,
+                    f"{name} ({setting}) vs smp.{smp_name}, resnet50, {size}², "
+                    f"batch {batch}, Adam",
+                    times,
+                    (ours_count, theirs_count),
+                    worker,
+                    "smp",
+                )
             )
-            result.update(
-                seglayers_parameters=ours_count,
-                torch_parameters=theirs_count,
-                torch_threads=worker.versions["threads"],
-                versions=f"torch {worker.versions['torch']}, smp "
-                f"{worker.versions['smp']}",
-            )
-            rows.append(result)
     finally:
         worker.close()
     return rows
