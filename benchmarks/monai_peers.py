@@ -18,8 +18,9 @@ process), MONAI in a Python with PyTorch and MONAI (`--torch-python`, or the
   `num_res_units=2` a residual unit of two convolutions down and one up;
   instance norm and PReLU unless set).
 - `3d`: the same on one volume of 48³×1 (--quick: 32³), 2 classes,
-  `UNet(..., spatial_dims=3)` with its 3-D default (instance normalization)
-  and with batch norm, against the matching MONAI networks.
+  `UNet(..., spatial_dims=3)` with instance normalization (MONAI's default;
+  seglayers' 3-D default is group normalization, instance normalization in
+  levels of up to 32 channels) and with batch norm, against the matching MONAI networks.
 - `sliding`: `predict_tiled` against MONAI's `sliding_window_inference` on
   one 96³×1 volume (--quick: 64³), 48³ patches (--quick: 32³), overlap
   0.25, Gaussian blending (σ = patch / 8 on both sides), 4 patches per
@@ -97,8 +98,8 @@ TRAINING = {
         (3, 1, 2, 1, 48, 32),
         [
             (
-                {},
-                "defaults: instance norm",
+                {"normalization": "instance"},
+                "instance norm",
                 "BasicUNet",
                 BASIC_INSTANCE,
                 "instance norm, ReLU",

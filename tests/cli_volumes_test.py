@@ -1,6 +1,7 @@
 """`seglayers train --spatial-dims 3`, and evaluate and predict on volumes
 (`.npy` and NIfTI folders), on tiny volumes (16³, filters=4)."""
 
+import csv
 import importlib
 import json
 import os
@@ -63,9 +64,8 @@ def _one_line_error(capsys):
 
 def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
-    assert (
-        cli.main(["train", "--spatial-dims", "3", *TINY_RUN, "--output", str(run)]) == 0
-    )
+    command = ["train", "--spatial-dims", "3", *TINY_RUN, "--epochs", "2"]
+    assert cli.main([*command, "--output", str(run)]) == 0
     assert sorted(os.listdir(run)) == [
         "best.keras",
         "history.csv",
@@ -73,7 +73,15 @@ def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
         "model.keras",
         "previews",
     ]
-    assert sorted(os.listdir(run / "previews")) == ["epoch_001.png", "final.png"]
+    assert sorted(os.listdir(run / "previews")) == [
+        "epoch_001.png",
+        "epoch_002.png",
+        "final.png",
+    ]
+    # The last 30% of the epochs (rounded: 1 of 2) at a tenth of the rate.
+    with open(run / "history.csv") as f:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    np.testing.assert_allclose(rates, [3e-3, 3e-4])
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"mean_iou", "iou/torus", "dice/sphere", "pixel_accuracy"} <= set(metrics)
     printed = capsys.readouterr().out
@@ -85,6 +93,18 @@ def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
     assert model.spatial_dims == 3
     outputs = model.predict(np.zeros((1, 16, 16, 16, 1)), verbose=0)
     assert outputs.shape == (1, 16, 16, 16, 4)
+
+
+def test_the_learning_rate_drops_for_the_last_epochs_of_volumes_only():
+    from argparse import Namespace
+
+    from seglayers.cli.train import _learning_rate_drop
+
+    [drop] = _learning_rate_drop(Namespace(spatial_dims=3, epochs=10))
+    rates = [drop.schedule(epoch) for epoch in range(10)]
+    np.testing.assert_allclose(rates, [3e-3] * 7 + [3e-4] * 3)
+    assert _learning_rate_drop(Namespace(spatial_dims=3, epochs=1)) == []
+    assert _learning_rate_drop(Namespace(spatial_dims=2, epochs=10)) == []
 
 
 @tf_data_only

@@ -235,7 +235,9 @@ def train(args):
                 validation_data=val_data,
                 epochs=args.epochs,
                 verbose=args.verbose,
+                # The drop first: CSVLogger then writes its learning rate.
                 callbacks=[
+                    *_learning_rate_drop(args),
                     csv_logger,
                     seglayers.MaskVisualizer(
                         _preview_samples(val_data),
@@ -284,6 +286,23 @@ def train(args):
         "history.csv, metrics.json, previews/"
     )
     return 0
+
+
+def _learning_rate_drop(args):
+    """The callback (as a list of none or one) that trains the last epochs,
+    `lr_drop_share` of them, at a tenth of the learning rate."""
+    import keras
+
+    defaults = DEFAULTS[args.spatial_dims]
+    last = round(defaults["lr_drop_share"] * args.epochs)
+    if not last:
+        return []
+    rate, first = defaults["learning_rate"], args.epochs - last
+    return [
+        keras.callbacks.LearningRateScheduler(
+            lambda epoch: rate / 10 if epoch >= first else rate
+        )
+    ]
 
 
 def _channels(data):

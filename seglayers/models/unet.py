@@ -59,8 +59,10 @@ class UNet(SegmentationModel):
         normalization: `"auto"`, `"batch"`, `"group"` (up to 32 groups),
             `"instance"` (each sample and channel over its own spatial axes),
             `"layer"` or `None`. Defaults to `"auto"`: `"batch"` for images;
-            `"instance"` for volumes (`spatial_dims=3`), whose batches of one
-            or two make batch statistics noisy (MONAI's `UNet` default too).
+            `"group"` for volumes (`spatial_dims=3`), whose batches of one
+            or two make batch statistics noisy: instance normalization in
+            levels of up to 32 channels, 2 or 4 channels per group deeper,
+            where a volume is a few voxels across.
             `get_config()` keeps `"auto"`; the blocks hold what it stands for.
         activation: str, the name of a Keras activation. Defaults to `"relu"`.
         dropout: float in [0, 1), dropout at the end of the contracting path

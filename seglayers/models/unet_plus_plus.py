@@ -48,7 +48,7 @@ class UNetPlusPlus(SegmentationModel):
         num_convs: int, convolutions per node. Defaults to 2.
         normalization: `"auto"`, `"batch"`, `"group"`, `"instance"`,
             `"layer"` or `None`, as in `UNet`. Defaults to `"auto"`:
-            `"batch"` for images, `"instance"` for volumes.
+            `"batch"` for images, `"group"` for volumes.
         activation: str, the name of a Keras activation. Defaults to `"relu"`.
         dropout: float in [0, 1), dropout at the end of the contracting
             path, as in `UNet`. Defaults to 0.

@@ -68,7 +68,7 @@ def test_a_pointwise_model_gives_the_whole_volume_prediction(size, tile):
 def test_a_3d_unet_in_tiles_matches_the_whole_volume():
     keras.utils.set_random_seed(0)
     # Batch normalization (moving statistics at inference): the default in
-    # 3-D, instance normalization, normalizes each tile by its own statistics,
+    # 3-D, group normalization, normalizes each tile by its own statistics,
     # so only tiles of the training patch size match what it learned.
     model = UNet(3, filters=4, depth=2, spatial_dims=3, normalization="batch")
     volume = np.random.default_rng(0).uniform(size=(24, 24, 24, 1)).astype("float32")

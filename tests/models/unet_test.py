@@ -91,12 +91,12 @@ def test_model_harness_in_3d(tmp_path):
     "spatial_dims, normalization, layer",
     [
         (2, "auto", "batch"),
-        (3, "auto", "instance"),
+        (3, "auto", "group"),
         (3, "batch", "batch"),
         (2, "instance", "instance"),
     ],
 )
-def test_auto_normalization_is_instance_for_volumes(spatial_dims, normalization, layer):
+def test_auto_normalization_is_group_for_volumes(spatial_dims, normalization, layer):
     kwargs = {**TINY, "spatial_dims": spatial_dims}
     if normalization != "auto":
         kwargs["normalization"] = normalization
