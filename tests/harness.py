@@ -1,9 +1,10 @@
 """One test harness for every public layer and model.
 
 `run_layer_test` checks, for one layer configuration: the config round trip
-(on the revived object), a symbolic and an eager call against the expected
-shape, that no weight is made after `build`, one training step, the call
-under mixed precision, and a `.keras` save → load in the same outputs.
+(on the revived object), a symbolic and a concrete call (`call`: eager, and
+jitted on JAX) against the expected shape, that no weight is made after
+`build`, one training step, the call under mixed precision, and a `.keras`
+save → load in the same outputs.
 `run_saving_in_fresh_process` checks that a saved model loads in a new Python
 process that only imported `seglayers`, on any backend.
 """
@@ -455,7 +456,8 @@ def run_model_test(
 
 
 def _light_checks(model, model_cls, init_kwargs, inputs, tmp_path):
-    """Mixed precision and an in-process `.keras` round trip, eagerly."""
+    """Mixed precision and an in-process `.keras` round trip, without
+    compiling a training step (`call` jits the forward pass on JAX)."""
     for policy in ("mixed_float16", "mixed_bfloat16"):
         keras.config.set_dtype_policy(policy)
         try:
