@@ -5,7 +5,7 @@
 jitted on JAX) against the expected shape, that no weight is made after
 `build`, one training step, the call under mixed precision, and a `.keras`
 save → load in the same outputs.
-`run_saving_in_fresh_process` checks that a saved model loads in a new Python
+`load_in_fresh_process` checks that a saved model loads in a new Python
 process that only imported `seglayers`, on any backend.
 """
 
