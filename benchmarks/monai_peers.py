@@ -20,7 +20,8 @@ process), MONAI in a Python with PyTorch and MONAI (`--torch-python`, or the
 - `3d`: the same on one volume of 48³×1 (--quick: 32³), 2 classes,
   `UNet(..., spatial_dims=3)` with instance normalization (MONAI's default;
   seglayers' 3-D default is group normalization, instance normalization in
-  levels of up to 32 channels) and with batch norm, against the matching MONAI networks.
+  levels of up to 32 channels) and with batch norm, against the matching
+  MONAI networks.
 - `sliding`: `predict_tiled` against MONAI's `sliding_window_inference` on
   one 96³×1 volume (--quick: 64³), 48³ patches (--quick: 32³), overlap
   0.25, Gaussian blending (σ = patch / 8 on both sides), 4 patches per

@@ -47,7 +47,7 @@ def random_inputs(shapes, seed=0):
     return rng.uniform(-1, 1, size=shapes).astype("float32")
 
 
-def call(layer, inputs, input_shape=None, **kwargs):
+def call(layer, inputs, **kwargs):
     """`layer(inputs, **kwargs)` on concrete inputs: eagerly, and on JAX
     inside `jax.jit`, statelessly (state updates, such as a batch norm's
     moving statistics, come out as values and are then assigned).
@@ -57,17 +57,16 @@ def call(layer, inputs, input_shape=None, **kwargs):
     traced. Traced, the layer runs the same `__call__` (input casting under
     mixed precision included) under stricter rules (no Python branch on a
     tensor's value), so no check is lost. An unbuilt layer is built first
-    from `input_shape` (default: the inputs' shapes), outside the trace.
+    from the inputs' shapes, as an eager first call builds it, outside the
+    trace.
     """
     if keras.backend.backend() != "jax":
         return layer(inputs, **kwargs)
     import jax
 
     if not layer.built:
-        if input_shape is None:
-            input_shape = [tuple(x.shape) for x in _as_list(inputs)]
-            input_shape = input_shape if isinstance(inputs, list) else input_shape[0]
-        layer.build(input_shape)
+        shapes = [tuple(x.shape) for x in _as_list(inputs)]
+        layer.build(shapes if isinstance(inputs, list) else shapes[0])
     variables = layer.trainable_variables + layer.non_trainable_variables
 
     def stateless(values, x):
@@ -152,9 +151,7 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape):
     assert [tuple(s) for s in computed] == expected
     outputs = _as_list(call(layer, call_input))
     assert [tuple(o.shape) for o in outputs] == expected
-    call(layer, call_input, training=True) if _takes_training(layer) else call(
-        layer, call_input
-    )
+    call(layer, call_input, **({"training": True} if _takes_training(layer) else {}))
     assert len(layer.weights) == num_weights, "a call created weights"
 
     # One training step moves the trainable weights and stays finite.
@@ -174,7 +171,7 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape):
         keras.config.set_dtype_policy(policy)
         try:
             layer = layer_cls(**init_kwargs)
-            outputs = _as_list(call(layer, call_input, input_shape))
+            outputs = _as_list(call(layer, call_input))
             for output in outputs:
                 assert keras.backend.standardize_dtype(output.dtype) == half
                 assert np.all(np.isfinite(keras.ops.convert_to_numpy(output)))
@@ -428,7 +425,7 @@ def run_model_test(
             half = model_cls(**init_kwargs)
             if policy == "mixed_float16" and mixed_training:
                 assert np.isfinite(_train_step(half, inputs))
-            outputs = call(half, inputs, (None, *inputs.shape[1:]))
+            outputs = call(half, inputs)
             assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
             assert half.head.compute_dtype == "float32"
             assert np.isfinite(keras.ops.convert_to_numpy(outputs)).all()
@@ -461,7 +458,7 @@ def _light_checks(model, model_cls, init_kwargs, inputs, tmp_path):
     for policy in ("mixed_float16", "mixed_bfloat16"):
         keras.config.set_dtype_policy(policy)
         try:
-            outputs = call(model_cls(**init_kwargs), inputs, (None, *inputs.shape[1:]))
+            outputs = call(model_cls(**init_kwargs), inputs)
             assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
             assert np.isfinite(keras.ops.convert_to_numpy(outputs)).all()
         finally:

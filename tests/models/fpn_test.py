@@ -78,7 +78,7 @@ def test_named_encoder_and_its_default():
                 segmentation_channels=32, encoder_trainable=False)  # fmt: skip
     assert not model.encoder.trainable
     inputs = np.ones((1, 33, 47, 3), "float32")
-    assert tuple(call(model, inputs, (None, None, None, 3)).shape) == (1, 33, 47, 2)
+    assert tuple(call(model, inputs).shape) == (1, 33, 47, 2)
 
 
 def _stride_8_encoder():
