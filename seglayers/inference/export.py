@@ -7,7 +7,7 @@ Every seglayers model is fully convolutional, so `UNet.export` asks for
 `(None, None, None, channels)` instead, through `export_arguments`.
 
 TensorFlow is imported here only for a TFLite export, the one that needs
-its constants.
+its constants, and `onnx` only after an ONNX export.
 """
 
 import keras
@@ -73,6 +73,60 @@ def export_arguments(model, format, input_signature=None, kwargs=None):
 
         kwargs["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
     return input_signature, kwargs
+
+
+def restore_onnx_output_rank(path, rank):
+    """Squeezes the leading axis of length 1 that tf2onnx sometimes leaves on
+    an output of the ONNX file at `path`, so that every output has `rank`
+    axes, as the model's own. Returns whether the file was rewritten.
+
+    Works around tf2onnx 1.17 (Keras 3.15.1's ONNX export on TensorFlow).
+    A one-channel head exported at any size ends in a transpose of
+    `(batch, 1, height, width)` to channels-last, which tf2onnx turns into a
+    reshape whose target shape is computed at run time. Its
+    `ReshapeOptimizer` then rewrites that reshape as one to
+    `(1, batch, height, width, 1)` followed by a squeeze of the leading
+    axis, and adds the squeeze with `Graph.insert_node_on_output`, which
+    rewires the reshape's consumer nodes but not the graph's outputs. When
+    the optimizer passes reach the reshape only after the output `Identity`
+    was removed (in some runs, not all), the squeeze is left unconnected
+    and the file serves `(1, batch, height, width, 1)`. Only that shape is
+    touched: an output with one axis too many, of length 1 first, made by a
+    `Reshape`.
+    """
+    import onnx
+
+    model = onnx.load(path)
+    graph = model.graph
+    opset = next(
+        (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13
+    )
+    rewritten = False
+    for output in graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if len(dims) != rank + 1 or dims[0].dim_value != 1:
+            continue
+        (producer,) = [node for node in graph.node if output.name in node.output]
+        if producer.op_type != "Reshape":
+            continue
+        inner = f"{output.name}_with_leading_axis"
+        producer.output[list(producer.output).index(output.name)] = inner
+        if opset >= 13:  # `axes` became an input in opset 13.
+            axes = onnx.helper.make_tensor(
+                f"{inner}_axes", onnx.TensorProto.INT64, [1], [0]
+            )
+            graph.initializer.append(axes)
+            squeeze = onnx.helper.make_node(
+                "Squeeze", [inner, axes.name], [output.name]
+            )
+        else:
+            squeeze = onnx.helper.make_node("Squeeze", [inner], [output.name], axes=[0])
+        graph.node.append(squeeze)
+        del dims[0]
+        rewritten = True
+    if rewritten:
+        onnx.save(model, path)
+    return rewritten
 
 
 def load_exported(path, format):

@@ -13,7 +13,7 @@ from seglayers._validation import (
     check_rescale,
     check_spatial_dims,
 )
-from seglayers.inference.export import export_arguments
+from seglayers.inference.export import export_arguments, restore_onnx_output_rank
 from seglayers.layers._spatial import LAYERS, match_spatial_size, upsample_bilinear_2x
 from seglayers.models import encoders
 from seglayers.models._checks import check_input_shape
@@ -312,17 +312,25 @@ class SegmentationModel(keras.Model):
         (`(None, None, None, channels)`), not only the size it was trained on;
         and with `format="litert"`, with built-in TFLite ops only. Pass
         `input_signature` (or, for TFLite, `target_spec`) to choose otherwise.
+        An ONNX file on TensorFlow is checked for the stray leading axis
+        tf2onnx sometimes leaves on one-channel outputs (see
+        `seglayers.inference.export.restore_onnx_output_rank`).
         """
         input_signature, kwargs = export_arguments(
             self, format, input_signature, kwargs
         )
-        return super().export(
+        result = super().export(
             filepath,
             format=format,
             verbose=verbose,
             input_signature=input_signature,
             **kwargs,
         )
+        if format == "onnx" and keras.backend.backend() == "tensorflow":
+            # One input; the outputs have its rank.
+            spec = keras.tree.flatten(input_signature)[0]
+            restore_onnx_output_rank(filepath, rank=len(spec.shape))
+        return result
 
     def save(self, filepath, *args, **kwargs):
         # Keras 3.15's legacy HDF5 format writes a subclassed model to a file

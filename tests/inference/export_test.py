@@ -15,6 +15,7 @@ from seglayers.inference.export import (
     any_size_signature,
     export_arguments,
     load_exported,
+    restore_onnx_output_rank,
 )
 
 ON_TF = keras.backend.backend() == "tensorflow"
@@ -134,6 +135,47 @@ def test_tflite_defaults_to_builtin_ops_only_and_keeps_a_given_target_spec():
     given = {"supported_ops": [tf.lite.OpsSet.SELECT_TF_OPS]}
     _, kwargs = export_arguments(model, "litert", kwargs={"target_spec": given})
     assert kwargs["target_spec"] is given
+
+
+def _onnx_head(path, shape, opset=17):
+    """An ONNX file ending as tf2onnx's one-channel head sometimes does: an
+    input `(batch, 1, height, width)` reshaped to `shape` (a `0` copies the
+    input's axis), with that reshape's output as the graph's output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    target = helper.make_tensor("shape", TensorProto.INT64, [len(shape)], shape)
+    rank = len(shape)
+    dims = [1] + [None] * (rank - 2) + [1] if rank == 5 else [None] * 3 + [1]
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, None, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)],
+        initializer=[target],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.save(model, path)
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_restore_onnx_output_rank_squeezes_tf2onnx_leading_axis(tmp_path, opset):
+    path = str(tmp_path / "head.onnx")
+    _onnx_head(path, [1, -1, 0, 0, 1], opset)
+    images = np.random.default_rng(0).uniform(size=(2, 1, 5, 7)).astype("float32")
+    assert load_exported(path, "onnx")(images).shape == (1, 2, 5, 7, 1)
+    assert restore_onnx_output_rank(path, rank=4)
+    served = load_exported(path, "onnx")(images)
+    np.testing.assert_array_equal(served, images.transpose(0, 2, 3, 1))
+    assert _input_shape(path, "onnx") == (None, 1, None, None)
+
+
+def test_restore_onnx_output_rank_leaves_a_right_file_alone(tmp_path):
+    path = tmp_path / "head.onnx"
+    _onnx_head(str(path), [-1, 0, 0, 1])
+    before = path.read_bytes()
+    assert not restore_onnx_output_rank(str(path), rank=4)
+    assert path.read_bytes() == before
 
 
 def test_load_exported_names_the_formats():
