@@ -52,6 +52,36 @@ def test_train_writes_the_run_folder(tmp_path, capsys):
     assert [p for p in os.listdir(tmp_path) if p.startswith(".seglayers-run")] == []
 
 
+def test_fit_reads_batches_without_tf_data_autotuning():
+    # Autotuning off: see `_fit_dataset` (epochs began up to 30 s late).
+    from seglayers.cli.train import _fit_dataset
+
+    images = np.arange(10, dtype="float32").reshape(5, 1, 1, 2)
+    masks = np.arange(5).reshape(5, 1, 1, 1)
+    shuffled = _fit_dataset((images, masks), 2, shuffle_seed=0)
+    in_order = _fit_dataset((images, masks), 2)
+    for dataset in (shuffled, in_order):
+        assert dataset.options().autotune.enabled is False
+
+    def ids(dataset):
+        return [m.ravel().tolist() for _, m in dataset.as_numpy_iterator()]
+
+    epochs = [ids(shuffled) for _ in range(2)]
+    # Every sample once an epoch, in batches of 2, in a new order each epoch
+    # (the same one for the same seed).
+    for epoch in epochs:
+        assert [len(b) for b in epoch] == [2, 2, 1]
+        assert sorted(sum(epoch, [])) == [0, 1, 2, 3, 4]
+    assert epochs[0] != epochs[1]
+    again = _fit_dataset((images, masks), 2, shuffle_seed=0)
+    assert ids(again) == epochs[0]
+    assert ids(in_order) == [[0, 1], [2, 3], [4]]
+    for image, mask in in_order.as_numpy_iterator():
+        np.testing.assert_array_equal(image[:, 0, 0, 0], 2 * mask.ravel())
+    # A dataset (a folder loader's) keeps its elements and loses autotuning.
+    assert _fit_dataset(in_order, 2).options().autotune.enabled is False
+
+
 def test_refuses_to_overwrite_a_run(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

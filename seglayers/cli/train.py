@@ -210,11 +210,11 @@ def train(args):
         f"Training {name}({shown}): {model.count_params():,} parameters, on "
         f"{source} at {'x'.join(map(str, args.size))}."
     )
-    if isinstance(train_data, tuple):
-        fit_data = dict(x=train_data[0], y=train_data[1], batch_size=args.batch_size)
-    else:
-        # The loader shuffles; Keras warns if fit's shuffle is left on.
-        fit_data = dict(x=train_data, shuffle=False)
+    # The loader shuffles; Keras warns if fit's shuffle is left on.
+    fit_data = dict(
+        x=_fit_dataset(train_data, args.batch_size, shuffle_seed=args.seed),
+        shuffle=False,
+    )
 
     # Everything is written to a temporary folder beside the run folder and
     # moved into place at the end: a failed run leaves nothing half-written.
@@ -232,7 +232,7 @@ def train(args):
         try:
             model.fit(
                 **fit_data,
-                validation_data=val_data,
+                validation_data=_fit_dataset(val_data, args.batch_size),
                 epochs=args.epochs,
                 verbose=args.verbose,
                 # The drop first: CSVLogger then writes its learning rate.
@@ -303,6 +303,35 @@ def _learning_rate_drop(args):
             lambda epoch: rate / 10 if epoch >= first else rate
         )
     ]
+
+
+def _fit_dataset(data, batch_size, shuffle_seed=None):
+    """The `tf.data.Dataset` that `fit` reads `data` from (arrays as
+    `(images, masks)`, or a dataset from a folder loader), with tf.data's
+    autotuning off.
+
+    Works around TensorFlow 2.21: when an epoch ends, Keras drops the
+    epoch's iterator, and the iterator's destructor waits for its autotuning
+    thread, which sleeps out its current period (up to a minute) in
+    `Model::OptimizeLoop` before it sees the cancellation. Epochs then began
+    0 to 30 s late, at random: 4 of the 10 epochs of the 3-D run, about 75 s
+    of its 300 (seen with gdb: the main thread in
+    `RootDataset::Iterator::~Iterator`, the model thread in
+    `OptimizeLoop`). Arrays given to `fit` take Keras's own autotuned
+    pipeline, so they are batched here instead. Without autotuning,
+    parallel maps run as many calls as there are cores, which a CPU run
+    uses anyway.
+    """
+    import tensorflow as tf
+
+    if isinstance(data, tuple):
+        dataset = tf.data.Dataset.from_tensor_slices(data)
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(len(data[0]), seed=shuffle_seed)
+        data = dataset.batch(batch_size).prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.with_options(options)
 
 
 def _channels(data):
