@@ -308,30 +308,20 @@ def _learning_rate_drop(args):
 def _fit_dataset(data, batch_size, shuffle_seed=None):
     """The `tf.data.Dataset` that `fit` reads `data` from (arrays as
     `(images, masks)`, or a dataset from a folder loader), with tf.data's
-    autotuning off.
-
-    Works around TensorFlow 2.21: when an epoch ends, Keras drops the
-    epoch's iterator, and the iterator's destructor waits for its autotuning
-    thread, which sleeps out its current period (up to a minute) in
-    `Model::OptimizeLoop` before it sees the cancellation. Epochs then began
-    0 to 30 s late, at random: 4 of the 10 epochs of the 3-D run, about 75 s
-    of its 300 (seen with gdb: the main thread in
-    `RootDataset::Iterator::~Iterator`, the model thread in
-    `OptimizeLoop`). Arrays given to `fit` take Keras's own autotuned
-    pipeline, so they are batched here instead. Without autotuning,
-    parallel maps run as many calls as there are cores, which a CPU run
-    uses anyway.
+    autotuning off (`seglayers.data.directory.without_autotuning`: with it,
+    epochs began 0 to 30 s late). Arrays given to `fit` itself take Keras's
+    own autotuned pipeline, so they are batched here instead.
     """
     import tensorflow as tf
+
+    from seglayers.data.directory import without_autotuning
 
     if isinstance(data, tuple):
         dataset = tf.data.Dataset.from_tensor_slices(data)
         if shuffle_seed is not None:
             dataset = dataset.shuffle(len(data[0]), seed=shuffle_seed)
         data = dataset.batch(batch_size).prefetch(2)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return data.with_options(options)
+    return without_autotuning(data)
 
 
 def _channels(data):

@@ -15,6 +15,7 @@ from seglayers.data.directory import (
     check_split_arguments,
     split_pairs,
     subset_datasets,
+    without_autotuning,
 )
 from seglayers.data.file_checks import check_same_size, find_pairs, unreadable
 
@@ -317,4 +318,4 @@ def _make_dataset(pairs, *, shuffle, shape, batch_size, seed, **options):
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size is not None:
         dataset = dataset.batch(batch_size)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotuning(dataset.prefetch(tf.data.AUTOTUNE))

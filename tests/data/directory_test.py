@@ -122,6 +122,9 @@ def test_split_is_deterministic_and_disjoint(tmp_path):
     assert len(val_masks) == 3 and len(_all(train)[1]) == 7
     train_set = {m.tobytes() for m in _all(train)[1]}
     assert not train_set & {m.tobytes() for m in val_masks}
+    # Autotuning off (`without_autotuning`: it delayed epochs by up to 30 s).
+    for dataset in (train, val):
+        assert dataset.options().autotune.enabled is False
 
 
 def test_one_hot_and_dict_output(tmp_path):

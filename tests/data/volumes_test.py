@@ -178,6 +178,8 @@ def test_split_is_deterministic_and_disjoint(tmp_path):
     train_set = {v.tobytes() for v in _all(train)[0]}
     assert len(val_set) == 2 and len(train_set) == 3
     assert not train_set & val_set
+    for dataset in (train, val, again):
+        assert dataset.options().autotune.enabled is False
 
 
 def test_trains_a_3d_unet(tmp_path):
