@@ -38,6 +38,26 @@ def _write_folder(root, n, size):
         )
 
 
+def _pass_row(what, ours, theirs, unit, n, backend, quick):
+    """A row of elements per second over one pass of `ours` against one of
+    `theirs` (each pass a new iterator, as an epoch of `fit`)."""
+    ours_time, theirs_time = time_pair(
+        lambda: [None for _ in ours],
+        lambda: [None for _ in theirs],
+        repeats=3 if quick else 5,
+        warmup=1,
+    )
+    return row(
+        "input pipeline",
+        backend,
+        what,
+        ours_time,
+        theirs_time,
+        unit,
+        per_call=float(n),
+    )
+
+
 def run(backend, quick=False):
     if backend != "tensorflow":
         return []
@@ -60,10 +80,6 @@ def run(backend, quick=False):
             image_size=(size, size),
             shuffle=False,
         )
-
-        def one_pass(dataset):
-            return lambda: [None for _ in dataset]
-
         # Keras's loader as it comes (tf.data autotuning on, whose iterator
         # teardown waits for the autotuning thread: see
         # `seglayers.data.directory.without_autotuning`), and with autotuning
@@ -72,46 +88,16 @@ def run(backend, quick=False):
             ("", theirs),
             (", both without autotuning", without_autotuning(theirs)),
         ):
-            ours_time, theirs_time = time_pair(
-                one_pass(ours),
-                one_pass(baseline),
-                repeats=3 if quick else 5,
-                warmup=1,
+            what = (
+                "segmentation_dataset_from_directory (image+mask) vs "
+                f"image_dataset_from_directory (image only), {n} PNGs {size}²{label}"
             )
-            rows.append(
-                row(
-                    "input pipeline",
-                    backend,
-                    f"segmentation_dataset_from_directory (image+mask) vs "
-                    f"image_dataset_from_directory (image only), {n} PNGs "
-                    f"{size}²{label}",
-                    ours_time,
-                    theirs_time,
-                    "img/s",
-                    per_call=float(n),
-                )
-            )
+            rows.append(_pass_row(what, ours, baseline, "img/s", n, backend, quick))
 
     masks = np.random.default_rng(0).integers(0, 21, size=(n, size, size, 1))
     base = tf.data.Dataset.from_tensor_slices(masks.astype("int32")).batch(32)
-    layer = seglayers.OneHotMask(21)
-    with_layer = base.map(layer)
+    with_layer = base.map(seglayers.OneHotMask(21))
     by_hand = base.map(lambda m: tf.one_hot(m[..., 0], 21))
-    ours_time, theirs_time = time_pair(
-        lambda: [None for _ in with_layer],
-        lambda: [None for _ in by_hand],
-        repeats=3 if quick else 5,
-        warmup=1,
-    )
-    rows.append(
-        row(
-            "input pipeline",
-            backend,
-            f"OneHotMask(21) in tf.data vs tf.one_hot, {size}² masks",
-            ours_time,
-            theirs_time,
-            "masks/s",
-            per_call=float(n),
-        )
-    )
+    what = f"OneHotMask(21) in tf.data vs tf.one_hot, {size}² masks"
+    rows.append(_pass_row(what, with_layer, by_hand, "masks/s", n, backend, quick))
     return rows
