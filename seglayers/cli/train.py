@@ -210,7 +210,7 @@ def train(args):
         f"Training {name}({shown}): {model.count_params():,} parameters, on "
         f"{source} at {'x'.join(map(str, args.size))}."
     )
-    # The loader shuffles; Keras warns if fit's shuffle is left on.
+    # The dataset shuffles; Keras warns if fit's shuffle is left on.
     fit_data = dict(
         x=_fit_dataset(train_data, args.batch_size, shuffle_seed=args.seed),
         shuffle=False,
@@ -309,18 +309,25 @@ def _fit_dataset(data, batch_size, shuffle_seed=None):
     """The `tf.data.Dataset` that `fit` reads `data` from (arrays as
     `(images, masks)`, or a dataset from a folder loader), with tf.data's
     autotuning off (`seglayers.data.directory.without_autotuning`: with it,
-    epochs began 0 to 30 s late). Arrays given to `fit` itself take Keras's
-    own autotuned pipeline, so they are batched here instead.
+    epochs began 0 to 30 s late). Arrays are batched here on every backend:
+    on TensorFlow, `fit` would put them in an autotuned pipeline of its own.
+    Batches are gathered by shuffled indices from one copy of the arrays, as
+    Keras does, not through a shuffle buffer holding another copy.
     """
     import tensorflow as tf
 
     from seglayers.data.directory import without_autotuning
 
     if isinstance(data, tuple):
-        dataset = tf.data.Dataset.from_tensor_slices(data)
+        indices = tf.data.Dataset.range(len(data[0]))
         if shuffle_seed is not None:
-            dataset = dataset.shuffle(len(data[0]), seed=shuffle_seed)
-        data = dataset.batch(batch_size).prefetch(2)
+            indices = indices.shuffle(len(data[0]), seed=shuffle_seed)
+        arrays = tf.data.Dataset.from_tensors(data).repeat()
+        data = (
+            tf.data.Dataset.zip((indices.batch(batch_size), arrays))
+            .map(lambda i, d: tuple(tf.gather(a, i) for a in d))
+            .prefetch(2)
+        )
     return without_autotuning(data)
 
 

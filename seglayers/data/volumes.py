@@ -92,7 +92,8 @@ def volume_dataset_from_directory(
     Returns:
         A `tf.data.Dataset` of float32 volumes `(batch, D, H, W, channels)`,
         values as stored, and int32 masks `(batch, D, H, W, 1)`, or a
-        `(train, validation)` pair for `subset="both"`.
+        `(train, validation)` pair for `subset="both"`. With tf.data's
+        autotuning off, as `segmentation_dataset_from_directory`.
 
     Example:
 

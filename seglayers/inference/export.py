@@ -106,9 +106,10 @@ def restore_onnx_output_rank(path, rank):
         dims = output.type.tensor_type.shape.dim
         if len(dims) != rank + 1 or dims[0].dim_value != 1:
             continue
-        (producer,) = [node for node in graph.node if output.name in node.output]
-        if producer.op_type != "Reshape":
+        producers = [i for i, n in enumerate(graph.node) if output.name in n.output]
+        if len(producers) != 1 or graph.node[producers[0]].op_type != "Reshape":
             continue
+        producer = graph.node[producers[0]]
         inner = f"{output.name}_with_leading_axis"
         producer.output[list(producer.output).index(output.name)] = inner
         if opset >= 13:  # `axes` became an input in opset 13.
@@ -121,7 +122,8 @@ def restore_onnx_output_rank(path, rank):
             )
         else:
             squeeze = onnx.helper.make_node("Squeeze", [inner], [output.name], axes=[0])
-        graph.node.append(squeeze)
+        # Right after the reshape: nodes stay in topological order.
+        graph.node.insert(producers[0] + 1, squeeze)
         del dims[0]
         rewritten = True
     if rewritten:

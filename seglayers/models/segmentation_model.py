@@ -327,9 +327,9 @@ class SegmentationModel(keras.Model):
             **kwargs,
         )
         if format == "onnx" and keras.backend.backend() == "tensorflow":
-            # One input; the outputs have its rank.
-            spec = keras.tree.flatten(input_signature)[0]
-            restore_onnx_output_rank(filepath, rank=len(spec.shape))
+            # Outputs `(batch, *spatial, classes)`, whatever the signature.
+            rank = getattr(self, "spatial_dims", 2) + 2
+            restore_onnx_output_rank(filepath, rank=rank)
         return result
 
     def save(self, filepath, *args, **kwargs):
