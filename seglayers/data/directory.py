@@ -263,8 +263,8 @@ def without_autotuning(dataset):
     in `RootDataset::Iterator::~Iterator`, the model thread in
     `OptimizeLoop`). Without autotuning, `num_parallel_calls=AUTOTUNE` runs
     a fixed number of calls (the cores, up to 16), and the folder loaders
-    read as fast
-    (1,151 against 1,143 images/s, 256 PNGs of 256², median of 7 passes).
+    read as fast (1,151 against 1,143 images/s, 256 PNGs of 256², median of
+    7 passes).
     """
     options = tf.data.Options()
     options.autotune.enabled = False
