@@ -113,7 +113,11 @@ def test_a_failed_run_writes_nothing(tmp_path, monkeypatch):
         (["--validation-split", "1.5"], "--validation-split must be between 0 and 1"),
         (["--num-classes", "7"], "--num-classes must be 2, 3 or 4"),
         (["--depth", "6"], "halves the input 6 times"),
-        (["--num-samples", "2"], "leaves an empty training or validation set"),
+        (
+            ["--num-samples", "2"],
+            "--num-samples 2 with --validation-split 0.2 leaves no sample to "
+            "validate; use more samples or a larger --validation-split.",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

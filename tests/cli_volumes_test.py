@@ -64,8 +64,10 @@ def _one_line_error(capsys):
 
 def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
-    command = ["train", "--spatial-dims", "3", *TINY_RUN, "--epochs", "2"]
-    assert cli.main([*command, "--output", str(run)]) == 0
+    # 40 volumes: the default --validation-split of the built-in volumes
+    # (0.05) validates 2, and 38 train in 19 steps an epoch.
+    command = ["train", "--spatial-dims", "3", *TINY_RUN, "--num-samples", "40"]
+    assert cli.main([*command, "--epochs", "2", "--output", str(run)]) == 0
     assert sorted(os.listdir(run)) == [
         "best.keras",
         "history.csv",
@@ -78,10 +80,8 @@ def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
         "epoch_002.png",
         "final.png",
     ]
-    # The last 30% of the epochs (rounded: 1 of 2) at a tenth of the rate.
     with open(run / "history.csv") as f:
-        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
-    np.testing.assert_allclose(rates, [3e-3, 3e-4])
+        assert len(list(csv.DictReader(f))) == 2
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"mean_iou", "iou/torus", "dice/sphere", "pixel_accuracy"} <= set(metrics)
     printed = capsys.readouterr().out
@@ -93,18 +93,47 @@ def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
     assert model.spatial_dims == 3
     outputs = model.predict(np.zeros((1, 16, 16, 16, 1)), verbose=0)
     assert outputs.shape == (1, 16, 16, 16, 4)
+    # Up over 2 of the 38 steps (4%), then down along a cosine to 3e-5.
+    schedule = model.optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    config = schedule["config"]
+    assert (config["warmup_steps"], config["decay_steps"]) == (2, 36)
+    assert int(model.optimizer.iterations) == 38
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 3e-5)
 
 
-def test_the_learning_rate_drops_for_the_last_epochs_of_volumes_only():
+def test_the_learning_rate_warms_up_and_decays_for_volumes_only():
     from argparse import Namespace
 
-    from seglayers.cli.train import _learning_rate_drop
+    from seglayers.cli.train import _learning_rate
 
-    [drop] = _learning_rate_drop(Namespace(spatial_dims=3, epochs=10))
-    rates = [drop.schedule(epoch) for epoch in range(10)]
-    np.testing.assert_allclose(rates, [3e-3] * 7 + [3e-4] * 3)
-    assert _learning_rate_drop(Namespace(spatial_dims=3, epochs=1)) == []
-    assert _learning_rate_drop(Namespace(spatial_dims=2, epochs=10)) == []
+    volumes_args = Namespace(spatial_dims=3, epochs=10)
+    schedule = _learning_rate(volumes_args, steps_per_epoch=240)
+    # 2,400 steps: 96 up from 3e-5 to 3e-3, then 2,304 down to 3e-5, half
+    # way (cos = 0) at 0.505 of the rate.
+    rates = [float(schedule(step)) for step in (0, 48, 96, 96 + 1152, 2400)]
+    expected = [3e-5, (3e-5 + 3e-3) / 2, 3e-3, 0.505 * 3e-3, 3e-5]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+    # Without the steps (what the benchmarks compile), or for images: the rate.
+    assert _learning_rate(volumes_args) == 3e-3
+    assert _learning_rate(Namespace(spatial_dims=2, epochs=10), 240) == 1e-3
+
+
+def test_the_built_in_volumes_validate_a_twentieth_and_folders_a_fifth():
+    from seglayers.cli import _parser
+    from seglayers.cli.train import _resolve_defaults
+
+    for extra, split in (
+        ([], 0.05),
+        (["--data", "d"], 0.2),
+        (["--validation-split", "0.3"], 0.3),
+    ):
+        args = _parser().parse_args(["train", "--spatial-dims", "3", *extra])
+        _resolve_defaults(args)
+        assert args.validation_split == split
+    args = _parser().parse_args(["train"])
+    _resolve_defaults(args)
+    assert (args.validation_split, args.num_samples) == (0.2, 2000)
 
 
 @tf_data_only
@@ -203,7 +232,7 @@ def test_train_volume_errors(tmp_path, capsys, args, message):
         str(_image_folder(tmp_path / "images")) if a == "IMAGES" else a for a in args
     ]
     run = tmp_path / "run"
-    command = ["train", "--spatial-dims", "3", "--num-samples", "5", "--epochs", "1"]
+    command = ["train", "--spatial-dims", "3", "--num-samples", "40", "--epochs", "1"]
     assert cli.main([*command, *args, "--output", str(run)]) == 2
     assert message in _one_line_error(capsys)
     assert not run.exists()

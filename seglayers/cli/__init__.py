@@ -119,7 +119,12 @@ def _parser():
         help=f"poolings of unet and unetplusplus (default {_both('depth')}, or 5 "
         "over an --encoder); levels of fpn (3 to 5, default 5)",
     )
-    train.add_argument("--validation-split", type=float, default=0.2)
+    train.add_argument(
+        "--validation-split",
+        type=float,
+        help="share of the data held out to validate (default 0.2; for the "
+        f"built-in volumes {_DEFAULTS[3]['validation_split']})",
+    )
     train.add_argument(
         "--output", metavar="RUN_DIR", default=None, help="default: runs/<timestamp>"
     )

@@ -201,6 +201,25 @@ def test_export_restores_the_onnx_output_rank_of_the_model(
     assert load_exported(path, "onnx")(images).shape == (served or (1, 2, 5, 7, 1))
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError)
+def test_plain_tf2onnx_insert_node_on_output_leaves_the_graph_output_behind():
+    # The cause of `restore_onnx_output_rank` (tf2onnx 1.17): the reshape
+    # optimizer adds its squeeze with `Graph.insert_node_on_output`, which
+    # rewires the nodes that read a tensor but not the graph's outputs, so a
+    # squeeze on an output is left dangling. When this passes, the repair
+    # can go.
+    from onnx import TensorProto
+
+    graph_module = pytest.importorskip("tf2onnx.graph")
+    graph = graph_module.Graph([], opset=13)
+    graph.add_graph_input("x", TensorProto.FLOAT, [1, 2])
+    relu = graph.make_node("Relu", ["x"])
+    graph.outputs = [relu.output[0]]
+    squeeze = graph.make_node("Squeeze", [relu.output[0]])
+    graph.insert_node_on_output(squeeze, relu.output[0])
+    assert graph.outputs == [squeeze.output[0]]
+
+
 def test_load_exported_names_the_formats():
     with pytest.raises(ValueError, match=r"Received: format='tflite'"):
         load_exported("model.tflite", "tflite")
