@@ -22,17 +22,17 @@ _KINDS = {2: ("a 2-D model", "images"), 3: ("a 3-D model", "volumes")}
 # 1e-3 started too slowly for a run of minutes (a choice, not a tuned value).
 # `decay`: the rate rises linearly from a hundredth over the first
 # `WARMUP_SHARE` of the training steps, then falls along a cosine to a
-# hundredth (`seglayers.cli.train._learning_rate`). For volumes (seed 0,
-# trial runs of 2,400 steps) it gave validation mean IoU 0.716, against
-# 0.724 falling linearly after the same warmup, 0.699 falling linearly
-# without one, and 0.708 with a tenth of the rate for the last 30% of the
-# steps (the previous default), which gave 0.691 against 0.650 with none.
-# The built-in volumes cost about a millisecond each to make, so their run
-# sees each of 4,750 volumes once rather than 480 ten times: at the same
-# 2,400 steps (and the drop), 0.708 against 0.656 (seed 0) and 0.708
-# against 0.673 (seed 1), and the model is no longer better on its
-# training volumes than on new ones. `validation_split` is for the built-in
-# data (250 of 5,000 volumes validate); a --data folder holds out 0.2.
+# hundredth (`seglayers.cli.train._learning_rate`). The built-in volumes
+# cost about a millisecond each to make, so their run sees each of 4,750
+# once rather than 480 ten times (the model had begun to learn its 480:
+# mean IoU 0.722 on them, 0.658 on the validation volumes).
+# `validation_split` is for the built-in data (250 of 5,000 validate); a
+# --data folder holds out 0.2. Trial runs of 2,400 steps, validation mean
+# IoU for seeds 0 and 1 (README, "Volumes"): 480 ten times with a tenth
+# of the rate for the last 30%, 0.656 and 0.673; 4,800 once, 0.708 and
+# 0.708; with the warmup and a linear fall, 0.724 and 0.727; without the
+# warmup, 0.699; with the warmup and the cosine, 0.716 (seed 0). The
+# command with these defaults: 0.703 and 0.712.
 DEFAULTS = {
     2: dict(
         num_samples=2000,
