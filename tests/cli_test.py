@@ -62,6 +62,16 @@ def test_fit_reads_batches_without_tf_data_autotuning():
     in_order = _fit_dataset((images, masks), 2)
     for dataset in (shuffled, in_order):
         assert dataset.options().autotune.enabled is False
+        # Taken in numpy: the arrays' dtypes and per-sample shapes, known.
+        image_spec, mask_spec = dataset.element_spec
+        assert (image_spec.dtype, image_spec.shape.as_list()) == (
+            "float32",
+            [None, 1, 1, 2],
+        )
+        assert (mask_spec.dtype, mask_spec.shape.as_list()) == (
+            "int64",
+            [None, 1, 1, 1],
+        )
 
     def ids(dataset):
         return [m.ravel().tolist() for _, m in dataset.as_numpy_iterator()]

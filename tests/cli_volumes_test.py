@@ -15,7 +15,8 @@ from seglayers import cli
 from seglayers.datasets import volumes
 
 TINY = ["--volume-size", "16", "16", "16", "--filters", "4", "--depth", "2"]
-TINY_RUN = ["--num-samples", "6", "--epochs", "1", "--verbose", "0", *TINY]
+# 40 volumes: the built-in volumes' default split (0.05) validates 2.
+TINY_RUN = ["--num-samples", "40", "--epochs", "1", "--verbose", "0", *TINY]
 # A scan's affine: voxel sizes, an axis flip and an origin, as NIfTI stores.
 AFFINE = np.array(
     [[0, 0, -1.5, 90.0], [0, 0.8, 0, -40.0], [2.0, 0, 0, 12.5], [0, 0, 0, 1]]
@@ -64,10 +65,9 @@ def _one_line_error(capsys):
 
 def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
-    # 40 volumes: the default --validation-split of the built-in volumes
-    # (0.05) validates 2, and 38 train in 19 steps an epoch.
-    command = ["train", "--spatial-dims", "3", *TINY_RUN, "--num-samples", "40"]
-    assert cli.main([*command, "--epochs", "2", "--output", str(run)]) == 0
+    # 38 volumes train, in 19 steps an epoch.
+    command = ["train", "--spatial-dims", "3", *TINY_RUN, "--epochs", "2"]
+    assert cli.main([*command, "--output", str(run)]) == 0
     assert sorted(os.listdir(run)) == [
         "best.keras",
         "history.csv",
@@ -119,21 +119,21 @@ def test_the_learning_rate_warms_up_and_decays_for_volumes_only():
     assert _learning_rate(Namespace(spatial_dims=2, epochs=10), 240) == 1e-3
 
 
-def test_the_built_in_volumes_validate_a_twentieth_and_folders_a_fifth():
+def test_the_built_in_volumes_train_once_and_a_folder_ten_epochs():
     from seglayers.cli import _parser
     from seglayers.cli.train import _resolve_defaults
 
-    for extra, split in (
-        ([], 0.05),
-        (["--data", "d"], 0.2),
-        (["--validation-split", "0.3"], 0.3),
-    ):
-        args = _parser().parse_args(["train", "--spatial-dims", "3", *extra])
+    def resolved(*flags):
+        args = _parser().parse_args(["train", *flags])
         _resolve_defaults(args)
-        assert args.validation_split == split
-    args = _parser().parse_args(["train"])
-    _resolve_defaults(args)
-    assert (args.validation_split, args.num_samples) == (0.2, 2000)
+        return args.epochs, args.validation_split
+
+    assert resolved("--spatial-dims", "3") == (1, 0.05)
+    # A folder is a fixed set of files: ten epochs, a fifth to validate.
+    assert resolved("--spatial-dims", "3", "--data", "d") == (10, 0.2)
+    assert resolved("--spatial-dims", "3", "--validation-split", "0.3") == (1, 0.3)
+    assert resolved("--spatial-dims", "3", "--data", "d", "--epochs", "2") == (2, 0.2)
+    assert resolved() == resolved("--data", "d") == (10, 0.2)
 
 
 @tf_data_only
@@ -143,7 +143,10 @@ def test_train_volumes_from_a_folder(tmp_path, capsys):
     command = ["train", "--spatial-dims", "3", "--data", str(data), *TINY_RUN]
     assert cli.main([*command, "--num-classes", "4", "--output", str(run)]) == 0
     assert f"on {data} at 16x16x16" in capsys.readouterr().out
-    assert (run / "model.keras").exists()
+    # The schedule spans the folder's steps: 4 volumes train, in 2 batches.
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    config = model.optimizer.get_config()["learning_rate"]["config"]
+    assert config["warmup_steps"] + config["decay_steps"] == 2
 
 
 @tf_data_only

@@ -32,6 +32,7 @@ import sys
 # `_library_error` is read by the tests.
 from seglayers.cli._common import UsageError, _library_error  # noqa: F401
 from seglayers.cli._volumes import DEFAULTS as _DEFAULTS
+from seglayers.cli._volumes import FOLDER_DEFAULTS as _FOLDER_DEFAULTS
 from seglayers.cli.train import MODELS
 
 
@@ -97,7 +98,12 @@ def _parser():
         help=f"with --spatial-dims 3: volumes are made or resampled to this "
         f"(default {_size(3)})",
     )
-    train.add_argument("--epochs", type=int, help=f"default {_both('epochs')}")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        help=f"default {_DEFAULTS[2]['epochs']}; for the built-in volumes "
+        f"{_DEFAULTS[3]['epochs']}, for a --data folder {_FOLDER_DEFAULTS['epochs']}",
+    )
     train.add_argument("--batch-size", type=int, help=f"default {_both('batch_size')}")
     train.add_argument("--model", choices=tuple(MODELS), default="unet")
     train.add_argument(
@@ -122,8 +128,9 @@ def _parser():
     train.add_argument(
         "--validation-split",
         type=float,
-        help="share of the data held out to validate (default 0.2; for the "
-        f"built-in volumes {_DEFAULTS[3]['validation_split']})",
+        help="share of the data held out to validate (default "
+        f"{_FOLDER_DEFAULTS['validation_split']}; for the built-in volumes "
+        f"{_DEFAULTS[3]['validation_split']})",
     )
     train.add_argument(
         "--output", metavar="RUN_DIR", default=None, help="default: runs/<timestamp>"

@@ -24,15 +24,10 @@ _KINDS = {2: ("a 2-D model", "images"), 3: ("a 3-D model", "volumes")}
 # `WARMUP_SHARE` of the training steps, then falls along a cosine to a
 # hundredth (`seglayers.cli.train._learning_rate`). The built-in volumes
 # cost about a millisecond each to make, so their run sees each of 4,750
-# once rather than 480 ten times (the model had begun to learn its 480:
-# mean IoU 0.722 on them, 0.658 on the validation volumes).
-# `validation_split` is for the built-in data (250 of 5,000 validate); a
-# --data folder holds out 0.2. Trial runs of 2,400 steps, validation mean
-# IoU for seeds 0 and 1 (README, "Volumes"): 480 ten times with a tenth
-# of the rate for the last 30%, 0.656 and 0.673; 4,800 once, 0.708 and
-# 0.708; with the warmup and a linear fall, 0.724 and 0.727; without the
-# warmup, 0.699; with the warmup and the cosine, 0.716 (seed 0). The
-# command with these defaults: 0.703 and 0.712.
+# once rather than 480 ten times (the model had begun to learn its 480);
+# 250 of the 5,000 validate. The trial runs behind these choices are in
+# the README, "Volumes". A --data folder is a fixed set of files: the
+# `FOLDER_DEFAULTS` replace those for it.
 DEFAULTS = {
     2: dict(
         num_samples=2000,
@@ -57,8 +52,8 @@ DEFAULTS = {
         validation_split=0.05,
     ),
 }
-# --validation-split of a --data folder.
-FOLDER_VALIDATION_SPLIT = 0.2
+# --epochs and --validation-split of a --data folder, images or volumes.
+FOLDER_DEFAULTS = dict(epochs=10, validation_split=0.2)
 # The share of the steps that warm the learning rate up where it `decay`s.
 WARMUP_SHARE = 0.04
 _SIZE_FLAGS = {

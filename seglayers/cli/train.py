@@ -19,7 +19,7 @@ from seglayers.cli._common import (
 )
 from seglayers.cli._volumes import (
     DEFAULTS,
-    FOLDER_VALIDATION_SPLIT,
+    FOLDER_DEFAULTS,
     WARMUP_SHARE,
     load_folder,
     resolve_size,
@@ -96,11 +96,12 @@ def _resolve_defaults(args):
             "--encoder needs --spatial-dims 2: the encoders are 2-D image "
             "models; for volumes leave it out (the model's own encoder)."
         )
-    if args.data is not None and args.validation_split is None:
-        args.validation_split = FOLDER_VALIDATION_SPLIT
+    defaults = dict(DEFAULTS[args.spatial_dims])
+    if args.data is not None:
+        defaults.update(FOLDER_DEFAULTS)
     for name in ("num_samples", "epochs", "batch_size", "validation_split"):
         if getattr(args, name) is None:
-            setattr(args, name, DEFAULTS[args.spatial_dims][name])
+            setattr(args, name, defaults[name])
     resolve_size(args, args.spatial_dims, f"--spatial-dims is {args.spatial_dims}")
 
 
@@ -334,7 +335,7 @@ def _fit_dataset(data, batch_size, shuffle_seed=None):
     """The `tf.data.Dataset` that `fit` reads `data` from (arrays as
     `(images, masks)`, or a dataset from a folder loader), with tf.data's
     autotuning off (`seglayers.data.directory.without_autotuning`: with it,
-    epochs began 0 to 30 s late). Arrays are batched here on every backend:
+    some epochs began 10 to 30 s late). Arrays are batched here on every backend:
     on TensorFlow, `fit` would put them in an autotuned pipeline of its own.
     Batches are taken by shuffled indices from the arrays themselves, in
     numpy: no copy of them is made (`Dataset.from_tensors` made two, 1 GB
@@ -352,9 +353,10 @@ def _fit_dataset(data, batch_size, shuffle_seed=None):
 
         def gather(batch):
             taken = tf.numpy_function(
-                lambda batch: tuple(array[batch] for array in arrays),
+                lambda rows: tuple(array[rows] for array in arrays),
                 [batch],
                 [array.dtype for array in arrays],
+                stateful=False,
             )
             return tuple(
                 tf.ensure_shape(part, (None, *array.shape[1:]))
