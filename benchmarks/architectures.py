@@ -73,11 +73,12 @@ def _command_args(model, quick):
 
 def _compiled_model(args):
     """`(model, (images, masks))`: the command's model, compiled as
-    `seglayers.cli.train` compiles it, and one batch of its data."""
+    `seglayers train` compiles it, and one batch of its data."""
     import keras
 
     import seglayers
-    from seglayers.cli.train import _load_data, _model_arguments, compile_model
+    from seglayers.cli._fit import compile_model
+    from seglayers.cli.train import _load_data, _model_arguments
 
     (images, masks), _, class_names = _load_data(args)
     name, kwargs = _model_arguments(args)

@@ -53,13 +53,13 @@ def test_train_writes_the_run_folder(tmp_path, capsys):
 
 
 def test_fit_reads_batches_without_tf_data_autotuning():
-    # Autotuning off: see `_fit_dataset` (epochs began up to 30 s late).
-    from seglayers.cli.train import _fit_dataset
+    # Autotuning off: see `fit_dataset` (epochs began up to 30 s late).
+    from seglayers.cli._fit import fit_dataset
 
     images = np.arange(10, dtype="float32").reshape(5, 1, 1, 2)
     masks = np.arange(5).reshape(5, 1, 1, 1)
-    shuffled = _fit_dataset((images, masks), 2, shuffle_seed=0)
-    in_order = _fit_dataset((images, masks), 2)
+    shuffled = fit_dataset((images, masks), 2, shuffle_seed=0)
+    in_order = fit_dataset((images, masks), 2)
     for dataset in (shuffled, in_order):
         assert dataset.options().autotune.enabled is False
         # Taken in numpy: the arrays' dtypes and per-sample shapes, known.
@@ -83,13 +83,13 @@ def test_fit_reads_batches_without_tf_data_autotuning():
         assert [len(b) for b in epoch] == [2, 2, 1]
         assert sorted(sum(epoch, [])) == [0, 1, 2, 3, 4]
     assert epochs[0] != epochs[1]
-    again = _fit_dataset((images, masks), 2, shuffle_seed=0)
+    again = fit_dataset((images, masks), 2, shuffle_seed=0)
     assert ids(again) == epochs[0]
     assert ids(in_order) == [[0, 1], [2, 3], [4]]
     for image, mask in in_order.as_numpy_iterator():
         np.testing.assert_array_equal(image[:, 0, 0, 0], 2 * mask.ravel())
     # A dataset (a folder loader's) keeps its elements and loses autotuning.
-    assert _fit_dataset(in_order, 2).options().autotune.enabled is False
+    assert fit_dataset(in_order, 2).options().autotune.enabled is False
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, capsys):

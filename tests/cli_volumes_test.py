@@ -105,18 +105,18 @@ def test_train_volumes_writes_the_run_folder(tmp_path, capsys):
 def test_the_learning_rate_warms_up_and_decays_for_volumes_only():
     from argparse import Namespace
 
-    from seglayers.cli.train import _learning_rate
+    from seglayers.cli._fit import learning_rate
 
     volumes_args = Namespace(spatial_dims=3, epochs=10)
-    schedule = _learning_rate(volumes_args, steps_per_epoch=240)
+    schedule = learning_rate(volumes_args, steps_per_epoch=240)
     # 2,400 steps: 96 up from 3e-5 to 3e-3, then 2,304 down to 3e-5, half
     # way (cos = 0) at 0.505 of the rate.
     rates = [float(schedule(step)) for step in (0, 48, 96, 96 + 1152, 2400)]
     expected = [3e-5, (3e-5 + 3e-3) / 2, 3e-3, 0.505 * 3e-3, 3e-5]
     np.testing.assert_allclose(rates, expected, rtol=1e-5)
     # Without the steps (what the benchmarks compile), or for images: the rate.
-    assert _learning_rate(volumes_args) == 3e-3
-    assert _learning_rate(Namespace(spatial_dims=2, epochs=10), 240) == 1e-3
+    assert learning_rate(volumes_args) == 3e-3
+    assert learning_rate(Namespace(spatial_dims=2, epochs=10), 240) == 1e-3
 
 
 def test_the_built_in_volumes_train_once_and_a_folder_ten_epochs():

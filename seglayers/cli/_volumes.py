@@ -22,7 +22,7 @@ _KINDS = {2: ("a 2-D model", "images"), 3: ("a 3-D model", "volumes")}
 # 1e-3 started too slowly for a run of minutes (a choice, not a tuned value).
 # `decay`: the rate rises linearly from a hundredth over the first
 # `WARMUP_SHARE` of the training steps, then falls along a cosine to a
-# hundredth (`seglayers.cli.train._learning_rate`). The built-in volumes
+# hundredth (`seglayers.cli._fit.learning_rate`). The built-in volumes
 # cost about a millisecond each to make, so their run sees each of 4,750
 # once rather than 480 ten times (the model had begun to learn its 480);
 # 250 of the 5,000 validate. The trial runs behind these choices are in

@@ -17,10 +17,10 @@ from seglayers.cli._common import (
     _move_into_place,
     print_metrics,
 )
+from seglayers.cli._fit import compile_model, fit_dataset
 from seglayers.cli._volumes import (
     DEFAULTS,
     FOLDER_DEFAULTS,
-    WARMUP_SHARE,
     load_folder,
     resolve_size,
 )
@@ -208,12 +208,9 @@ def train(args):
         model.compute_output_shape((None, *args.size, channels))  # checks the size
     except (ValueError, TypeError) as error:
         raise _library_error(error) from None
-    compile_model(
-        model,
-        args,
-        class_names,
-        steps_per_epoch=_steps_per_epoch(train_data, args.batch_size),
-    )
+    train_batches = fit_dataset(train_data, args.batch_size, shuffle_seed=args.seed)
+    # A folder dataset that does not know its length trains at a fixed rate.
+    compile_model(model, args, class_names, max(int(train_batches.cardinality()), 0))
     source = args.data or (
         f"the {'volumes' if args.spatial_dims == 3 else 'shapes'} data set"
     )
@@ -223,11 +220,6 @@ def train(args):
     print(
         f"Training {name}({shown}): {model.count_params():,} parameters, on "
         f"{source} at {'x'.join(map(str, args.size))}."
-    )
-    # The dataset shuffles; Keras warns if fit's shuffle is left on.
-    fit_data = dict(
-        x=_fit_dataset(train_data, args.batch_size, shuffle_seed=args.seed),
-        shuffle=False,
     )
 
     # Everything is written to a temporary folder beside the run folder and
@@ -245,8 +237,10 @@ def train(args):
         start = time.perf_counter()
         try:
             model.fit(
-                **fit_data,
-                validation_data=_fit_dataset(val_data, args.batch_size),
+                train_batches,
+                # The dataset shuffles; Keras warns if fit's shuffle is left on.
+                shuffle=False,
+                validation_data=fit_dataset(val_data, args.batch_size),
                 epochs=args.epochs,
                 verbose=args.verbose,
                 callbacks=[
@@ -300,73 +294,6 @@ def train(args):
     return 0
 
 
-def _learning_rate(args, steps_per_epoch=None):
-    """Adam's learning rate for --spatial-dims: the rate alone, or where the
-    defaults `decay` it and `steps_per_epoch` is known, a schedule over the
-    training steps: up linearly from a hundredth of the rate in the first
-    `WARMUP_SHARE` of them, then down along a cosine to a hundredth."""
-    import keras
-
-    defaults = DEFAULTS[args.spatial_dims]
-    rate = defaults["learning_rate"]
-    if not (defaults["decay"] and steps_per_epoch):
-        return rate
-    steps = args.epochs * steps_per_epoch
-    warmup = round(WARMUP_SHARE * steps)
-    return keras.optimizers.schedules.CosineDecay(
-        rate / 100,
-        decay_steps=steps - warmup,
-        alpha=0.01,
-        warmup_target=rate,
-        warmup_steps=warmup,
-    )
-
-
-def _steps_per_epoch(data, batch_size):
-    """The batches in an epoch of `data` (arrays or a finite dataset of
-    batches), or None when a dataset does not know its length."""
-    if isinstance(data, tuple):
-        return -(-len(data[0]) // batch_size)
-    steps = int(data.cardinality())
-    return steps if steps > 0 else None
-
-
-def _fit_dataset(data, batch_size, shuffle_seed=None):
-    """The `tf.data.Dataset` that `fit` reads `data` from (arrays as
-    `(images, masks)`, or a dataset from a folder loader), with tf.data's
-    autotuning off (`seglayers.data.directory.without_autotuning`: with it,
-    some epochs began 10 to 30 s late). Arrays are batched here on every backend:
-    on TensorFlow, `fit` would put them in an autotuned pipeline of its own.
-    Batches are taken by shuffled indices from the arrays themselves, in
-    numpy: no copy of them is made (`Dataset.from_tensors` made two, 1 GB
-    more at the peak for the 5,000 built-in volumes of 24³).
-    """
-    import tensorflow as tf
-
-    from seglayers.data.directory import without_autotuning
-
-    if isinstance(data, tuple):
-        arrays = data
-        indices = tf.data.Dataset.range(len(arrays[0]))
-        if shuffle_seed is not None:
-            indices = indices.shuffle(len(arrays[0]), seed=shuffle_seed)
-
-        def gather(batch):
-            taken = tf.numpy_function(
-                lambda rows: tuple(array[rows] for array in arrays),
-                [batch],
-                [array.dtype for array in arrays],
-                stateful=False,
-            )
-            return tuple(
-                tf.ensure_shape(part, (None, *array.shape[1:]))
-                for part, array in zip(taken, arrays)
-            )
-
-        data = indices.batch(batch_size).map(gather).prefetch(2)
-    return without_autotuning(data)
-
-
 def _channels(data):
     if isinstance(data, tuple):
         return data[0].shape[-1]
@@ -377,25 +304,3 @@ def _preview_samples(data):
     if isinstance(data, tuple):
         return data[0][:4], data[1][:4]
     return data.take(1)
-
-
-def compile_model(model, args, class_names, steps_per_epoch=None):
-    """Compiles `model` as the command trains it (also what
-    `benchmarks.architectures` times); `steps_per_epoch` sets the learning
-    rate's schedule (`_learning_rate`)."""
-    import keras
-
-    import seglayers
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(_learning_rate(args, steps_per_epoch)),
-        loss=seglayers.DiceCrossEntropyLoss(ignore_class=args.ignore_class),
-        metrics=[
-            seglayers.MeanIoU(
-                args.num_classes,
-                ignore_class=args.ignore_class,
-                class_names=class_names,
-            ),
-            seglayers.PixelAccuracy(args.num_classes, ignore_class=args.ignore_class),
-        ],
-    )
