@@ -5,6 +5,7 @@ import csv
 import importlib
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -200,6 +201,61 @@ def test_predict_volumes_npy_and_nifti(tmp_path, capsys, monkeypatch):
     ids = np.asarray(mask.dataobj)
     assert ids.shape == shape and ids.max() < 4 and mask.dataobj.inter == 0
     assert os.listdir(output / "nii") == ["v0_mask.nii.gz"]
+
+
+@pytest.mark.parametrize(
+    "volume, args, message",
+    [
+        (
+            np.full((16, 16, 16), np.nan, np.float32),
+            [],
+            r"The volume .*v\.npy holds 4096 NaN or infinite voxels; replace them",
+        ),
+        (
+            np.zeros((0, 16, 16), np.float32),
+            [],
+            r"The volume .*v\.npy has shape \(0, 16, 16\);.*none of them empty\.",
+        ),
+        (
+            np.zeros((16, 16, 16), np.float32),
+            ["--volume-size", "16", "16", "0", "--no-tiling"],
+            r"--volume-size must be the size the model trained on.*"
+            r"Received: --volume-size \(16, 16, 0\)",
+        ),
+        (  # Raised in UNet.call, which Keras wraps: its own message is kept.
+            np.zeros((16, 16, 16), np.float32),
+            ["--volume-size", "2", "2", "2"],
+            r"^seglayers: error: `UNet` with --depth 2 halves the input 2 times",
+        ),
+    ],
+)
+def test_predict_refuses_volumes_it_cannot_segment(
+    tmp_path, capsys, volume, args, message
+):
+    model = _saved_model(tmp_path / "m.keras", 3)
+    np.save(tmp_path / "v.npy", volume)
+    output = tmp_path / "out"
+    command = ["predict", str(model), str(tmp_path / "v.npy"), "--output"]
+    assert cli.main([*command, str(output), *args]) == 2
+    assert re.search(message, _one_line_error(capsys))
+    assert not output.exists()
+
+
+def test_built_in_data_too_large_for_memory_is_a_usage_error(
+    tmp_path, capsys, monkeypatch
+):
+    def too_large(*args, **kwargs):
+        raise MemoryError("Unable to allocate 1.49 TiB")
+
+    monkeypatch.setattr(volumes, "load_data", too_large)
+    run = tmp_path / "run"
+    command = ["train", "--spatial-dims", "3", *TINY_RUN, "--output", str(run)]
+    assert cli.main(command) == 2
+    assert _one_line_error(capsys) == (
+        "seglayers: error: --num-samples 40 at 16x16x16 does not fit in memory; "
+        "use fewer samples or a smaller --volume-size."
+    )
+    assert not run.exists()
 
 
 def _image_folder(root):

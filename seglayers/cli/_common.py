@@ -68,6 +68,16 @@ def _library_error(error):
     """One line from an error raised in seglayers or in a tf.data pipeline,
     naming the flags rather than the library's arguments."""
     text = str(error)
+    # Keras wraps an error raised in a layer's `call` (e.g. a volume too small
+    # for the model): "Exception encountered when calling UNet.call().", then
+    # the error's own message (set in bold), then the arguments.
+    wrapped = re.search(
+        r"Exception encountered when calling [^\n]*\n\n(?:\x1b\[1m)?([^\n]+?)"
+        r"(?:\x1b\[0m)?(?:\n|$)",
+        text,
+    )
+    if wrapped:
+        text = wrapped.group(1)
     # Errors raised inside tf.data (e.g. a bad mask) arrive wrapped, with the
     # original `ValueError: ...` line somewhere in the text.
     found = re.search(r"ValueError: (.+)", text)

@@ -161,17 +161,18 @@ def volume_stem(path):
 def read_volume(path):
     """`(volume (D, H, W, C) float32, NIfTI image or None)`; the NIfTI image
     (header only) carries the affine and header the mask is written with."""
-    from seglayers.data.volumes import _nibabel, _read
+    from seglayers.data.volumes import _nibabel, read_volume_array
 
     try:
-        volume = _read(path, "volume", np.float32)
+        volume = read_volume_array(path)
         source = None if path.lower().endswith(".npy") else _nibabel(path).load(path)
     except (ValueError, ImportError) as error:
         raise _library_error(error) from None
-    if volume.ndim not in (3, 4):
+    if volume.ndim not in (3, 4) or 0 in volume.shape:
         raise UsageError(
             f"The volume {path} has shape {volume.shape}; volumes must be "
-            "(depth, height, width) or (depth, height, width, channels)."
+            "(depth, height, width) or (depth, height, width, channels), "
+            "none of them empty."
         )
     return (volume[..., None] if volume.ndim == 3 else volume), source
 
@@ -182,9 +183,17 @@ def predict_volume(model, volume, volume_size, tiling=True, overlap=0.25):
     along any axis in overlapping tiles (`predict_tiled`), any other resampled
     to `volume_size` (trilinear) and its ids back by nearest neighbour."""
     from seglayers._masks import model_predicted_ids
+    from seglayers._validation import check_spatial_size
     from seglayers.data.volumes import _resample
     from seglayers.inference.predict_tiled import predict_tiled
 
+    volume_size = check_spatial_size(
+        "volume_size",
+        volume_size,
+        3,
+        "the size the model trained on: a positive int or a tuple (depth, "
+        "height, width) of positive ints",
+    )
     size = volume.shape[:3]
     if tiling and any(s > t for s, t in zip(size, volume_size)):
         scores = predict_tiled(model, volume, volume_size, overlap=overlap, verbose=0)

@@ -174,6 +174,12 @@ def _load_data(args):
         )
     except ValueError as error:
         raise _library_error(error) from None
+    except MemoryError:
+        flag = "--volume-size" if args.spatial_dims == 3 else "--image-size"
+        raise UsageError(
+            f"--num-samples {args.num_samples} at {'x'.join(map(str, args.size))} "
+            f"does not fit in memory; use fewer samples or a smaller {flag}."
+        ) from None
     split = len(images) - int(len(images) * args.validation_split)
     return (
         (images[:split], masks[:split]),

@@ -175,6 +175,21 @@ def _read(path, kind, dtype=None):
         raise unreadable(kind, path, error) from None
 
 
+def read_volume_array(path):
+    """The volume file as float32, every voxel checked to be finite: a NaN
+    spreads through a network's convolutions, and would end as NaN losses
+    and metrics, or as masks of no class."""
+    volume = _read(path, "volume", np.float32)
+    finite = np.isfinite(volume)
+    if not finite.all():
+        raise ValueError(
+            f"The volume {path} holds {volume.size - int(finite.sum())} NaN or "
+            "infinite voxels; replace them (e.g. with numpy.nan_to_num) and "
+            "save the volume again."
+        )
+    return volume
+
+
 def _check_pairs(pairs, volume_size, patch_size, batch_size):
     """`(channels, size)` shared by every volume (`size` is `None` when the
     sizes differ), from the headers; raises on a pair that does not fit."""
@@ -191,6 +206,11 @@ def _check_pairs(pairs, volume_size, patch_size, batch_size):
             raise ValueError(
                 f"The mask {mask_path} has shape {mask_shape}; masks must hold "
                 "class ids, (depth, height, width) or (depth, height, width, 1)."
+            )
+        if 0 in shape:
+            raise ValueError(
+                f"The volume {volume_path} has shape {shape}, with an empty "
+                "axis; remove the file or its pair, or fix the volume."
             )
         check_same_size(volume_path, shape[:3], mask_path, mask_shape[:3], "volume")
         sizes[volume_path] = shape[:3]
@@ -275,7 +295,7 @@ def _random_patch(volume, mask, patch_size, fraction, ignore_class, rng):
 
 
 def _load(volume_path, mask_path, element_seed, options):
-    volume = _read(volume_path.decode(), "volume", np.float32)
+    volume = read_volume_array(volume_path.decode())
     if volume.ndim == 3:
         volume = volume[..., None]
     mask = _read_mask(mask_path.decode(), options["classes"], options["ignore_class"])

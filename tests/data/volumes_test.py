@@ -221,6 +221,7 @@ def _broken(root, setup):
         "mask-rgb": lambda: np.save(masks / "s1.npy", np.zeros((8, 10, 12, 3))),
         "2d": lambda: np.save(images / "s1.npy", np.zeros((10, 12))),
         "unreadable": lambda: (images / "s1.npy").write_bytes(b"not a volume"),
+        "empty-axis": lambda: np.save(images / "s1.npy", np.zeros((0, 10, 12))),
         "no-nibabel": lambda: (images / "s2.nii.gz").write_bytes(b"\x1f\x8b"),
     }
     changes.get(setup, lambda: None)()
@@ -256,6 +257,12 @@ def _broken(root, setup):
         ("mask-rgb", {}, ValueError, r"mask .*s1\.npy has shape \(8, 10, 12, 3\)"),
         ("2d", {}, ValueError, r"volume .*s1\.npy has shape \(10, 12\); volumes"),
         ("unreadable", {}, ValueError, r"Cannot read the volume .*s1\.npy"),
+        (
+            "empty-axis",
+            {},
+            ValueError,
+            r"volume .*s1\.npy has shape \(0, 10, 12\), with an empty axis",
+        ),
         ("ok", {"volume_size": (0, 4, 4)}, ValueError, r"`volume_size` must be"),
         ("ok", {"patch_size": (4, 4)}, ValueError, r"Received: patch_size=\(4, 4\)"),
         ("ok", {"foreground_fraction": 1.5}, ValueError, r"must be in \[0, 1\]"),
@@ -294,6 +301,17 @@ def test_bad_ids_name_the_file(tmp_path, mask, match):
     _write(tmp_path, n=2)
     np.save(tmp_path / "masks" / "s1.npy", mask)
     with pytest.raises(Exception, match=r"The mask .*s1\.npy " + match):
+        _all(volume_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255))
+
+
+def test_non_finite_volumes_name_the_file(tmp_path):
+    _write(tmp_path, n=2)
+    volume = np.load(tmp_path / "images" / "s1.npy").astype(np.float32)
+    volume[1, 2, 3], volume[4, 5, 6] = np.nan, np.inf
+    np.save(tmp_path / "images" / "s1.npy", volume)
+    with pytest.raises(
+        Exception, match=r"The volume .*s1\.npy holds 2 NaN or infinite voxels"
+    ):
         _all(volume_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255))
 
 
