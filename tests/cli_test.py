@@ -361,6 +361,19 @@ def test_evaluate_bad_model(tmp_path, capsys, case, message):
     assert not report.exists()
 
 
+@pytest.mark.parametrize(
+    "where, message", [("no-folder", "No such folder for --json"), (".", "is a folder")]
+)
+def test_evaluate_checks_json_before_the_work(tmp_path, capsys, where, message):
+    report = tmp_path / "missing" / "eval.json" if where == "no-folder" else tmp_path
+    # The model is missing too: the --json mistake is named first, not after
+    # a whole evaluation.
+    command = ["evaluate", str(tmp_path / "m.keras"), "--data", str(tmp_path)]
+    assert cli.main([*command, "--json", str(report)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+
+
 def _trained_model(tmp_path):
     run = tmp_path / "run"
     assert cli.main(["train", *TINY, "--epochs", "1", "--output", str(run)]) == 0

@@ -142,6 +142,12 @@ def test_train_volumes_from_a_folder(tmp_path, capsys):
     data = _volume_folder(tmp_path / "data", ".npy", count=5)
     run = tmp_path / "run"
     command = ["train", "--spatial-dims", "3", "--data", str(data), *TINY_RUN]
+    assert cli.main([*command, "--num-classes", "4", "--output", str(run)]) == 2
+    assert _one_line_error(capsys) == (
+        f"seglayers: error: --num-samples is for the built-in data; --data {data} "
+        "trains on all of its files (leave --num-samples out)."
+    )
+    command.remove("--num-samples"), command.remove("40")
     assert cli.main([*command, "--num-classes", "4", "--output", str(run)]) == 0
     assert f"on {data} at 16x16x16" in capsys.readouterr().out
     # The schedule spans the folder's steps: 4 volumes train, in 2 batches.

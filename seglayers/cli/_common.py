@@ -112,12 +112,18 @@ def _load_model(path):
     return model
 
 
-def _write_json_atomically(path, results):
+def check_json_path(path):
+    """Raises unless --json `path` can be written: checked before a command's
+    work as well as when writing."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"No such folder for --json: {folder}.")
     if os.path.isdir(path):
         raise UsageError(f"--json {path} is a folder; give a file name.")
+
+
+def _write_json_atomically(path, results):
+    check_json_path(path)
     with atomic_file(path) as f:
         json.dump(results, f, indent=2)
 

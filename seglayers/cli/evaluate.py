@@ -7,12 +7,15 @@ from seglayers.cli._common import (
     _library_error,
     _load_model,
     _write_json_atomically,
+    check_json_path,
     print_metrics,
 )
 from seglayers.cli._volumes import DEFAULTS, load_folder, resolve_size, spatial_dims
 
 
 def evaluate(args):
+    if args.json:
+        check_json_path(args.json)
     model = _load_model(args.model)
     dims = spatial_dims(model)
     resolve_size(args, dims, f"{args.model} is a {dims}-D model")

@@ -98,6 +98,11 @@ def _resolve_defaults(args):
         )
     defaults = dict(DEFAULTS[args.spatial_dims])
     if args.data is not None:
+        if args.num_samples is not None:
+            raise UsageError(
+                f"--num-samples is for the built-in data; --data {args.data} "
+                "trains on all of its files (leave --num-samples out)."
+            )
         defaults.update(FOLDER_DEFAULTS)
     for name in ("num_samples", "epochs", "batch_size", "validation_split"):
         if getattr(args, name) is None:
