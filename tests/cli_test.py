@@ -533,6 +533,28 @@ def test_messages_name_the_flags(tmp_path, capsys, args, message):
     assert not run.exists()
 
 
+@pytest.mark.parametrize(
+    "inner, shown",
+    [
+        (
+            "\x1b[1mThe size is wrong. Received: depth=2\x1b[0m",
+            "The size is wrong. Received: --depth 2",
+        ),
+        ("The size is wrong.", "The size is wrong."),
+        ("\x1b[1mFirst line.\nSecond line.\x1b[0m", "First line."),
+        ("\x1b[1m\x1b[0m", "Exception encountered when calling UNet.call()."),
+    ],
+)
+def test_library_errors_unwrap_what_keras_wraps(inner, shown):
+    # Keras 3's wrapper around an error raised in a layer's `call`.
+    text = (
+        f"Exception encountered when calling UNet.call().\n\n{inner}\n\n"
+        "Arguments received by UNet.call():\n  • inputs=tf.Tensor(shape=(1, 2))"
+    )
+    assert str(cli._library_error(ValueError(text))) == shown
+    assert str(cli._library_error(ValueError("Not wrapped."))) == "Not wrapped."
+
+
 def test_library_errors_name_the_flags():
     error = cli._library_error(
         ValueError(

@@ -225,13 +225,21 @@ def test_predict_volumes_npy_and_nifti(tmp_path, capsys, monkeypatch):
         (
             np.zeros((16, 16, 16), np.float32),
             ["--volume-size", "16", "16", "0", "--no-tiling"],
-            r"--volume-size must be the size the model trained on.*"
-            r"Received: --volume-size \(16, 16, 0\)",
+            r"--volume-size must be the size the model trained on, at least 1 on "
+            r"every axis; got 16 16 0\.$",
         ),
-        (  # Raised in UNet.call, which Keras wraps: its own message is kept.
+        (
             np.zeros((16, 16, 16), np.float32),
             ["--volume-size", "2", "2", "2"],
-            r"^seglayers: error: `UNet` with --depth 2 halves the input 2 times",
+            r"m\.keras cannot take --volume-size 2 2 2: `UNet` with depth=2 halves "
+            r"the input 2 times, so depth, height and width must be at least 4\. "
+            r"Give the size it trained on\.$",
+        ),
+        (  # Raised in UNet.call, which Keras wraps: its own message is kept.
+            np.zeros((16, 16, 16, 2), np.float32),
+            [],
+            r"^seglayers: error: This `UNet` was built for 1 input channels\. "
+            r"Received: input shape \(1, 24, 24, 24, 2\) with 2 channels\.",
         ),
     ],
 )
@@ -297,7 +305,9 @@ def test_train_volume_errors(tmp_path, capsys, args, message):
         str(_image_folder(tmp_path / "images")) if a == "IMAGES" else a for a in args
     ]
     run = tmp_path / "run"
-    command = ["train", "--spatial-dims", "3", "--num-samples", "40", "--epochs", "1"]
+    command = ["train", "--spatial-dims", "3", "--epochs", "1"]
+    if "--data" not in args:  # A folder trains on its files: no --num-samples.
+        command += ["--num-samples", "40"]
     assert cli.main([*command, *args, "--output", str(run)]) == 2
     assert message in _one_line_error(capsys)
     assert not run.exists()

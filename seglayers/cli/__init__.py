@@ -142,8 +142,8 @@ def _parser():
     train.add_argument(
         "--mixed-precision",
         action="store_true",
-        help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU (faster only on a "
-        "CPU with bfloat16 units, e.g. AVX512_BF16 or AMX)",
+        help="mixed_float16 on a GPU; mixed_bfloat16 on a CPU, faster there only "
+        "with bfloat16 units (e.g. AVX512_BF16 or AMX)",
     )
     train.add_argument(
         "--verbose",

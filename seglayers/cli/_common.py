@@ -72,12 +72,13 @@ def _library_error(error):
     # for the model): "Exception encountered when calling UNet.call().", then
     # the error's own message (set in bold), then the arguments.
     wrapped = re.search(
-        r"Exception encountered when calling [^\n]*\n\n(?:\x1b\[1m)?([^\n]+?)"
-        r"(?:\x1b\[0m)?(?:\n|$)",
+        r"Exception encountered when calling [^\n]*\n\n(.*?)"
+        r"(?:\n\nArguments received|$)",
         text,
+        re.DOTALL,
     )
-    if wrapped:
-        text = wrapped.group(1)
+    inner = re.sub(r"\x1b\[[0-9;]*m", "", wrapped.group(1)).strip() if wrapped else ""
+    text = inner or text
     # Errors raised inside tf.data (e.g. a bad mask) arrive wrapped, with the
     # original `ValueError: ...` line somewhere in the text.
     found = re.search(r"ValueError: (.+)", text)
