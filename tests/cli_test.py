@@ -128,10 +128,23 @@ def test_a_failed_run_writes_nothing(tmp_path, monkeypatch):
             "--num-samples 2 with --validation-split 0.2 leaves no sample to "
             "validate; use more samples or a larger --validation-split.",
         ),
+        (
+            ["--num-samples", "1"],
+            "--num-samples must be at least 2, one to train and one to validate; "
+            "got 1.",
+        ),
+        (
+            ["--output-in-a-file"],
+            "lies inside {tmp}/afile, which is a file; choose another --output.",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     run = tmp_path / "run"
+    if args == ["--output-in-a-file"]:
+        (tmp_path / "afile").write_text("a file")
+        args, run = [], tmp_path / "afile" / "run"
+        message = message.format(tmp=tmp_path)
     assert cli.main(["train", *TINY, *args, "--output", str(run)]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("seglayers: error: ")

@@ -122,6 +122,11 @@ def _check_train_args(args):
             f"{args.validation_split}."
         )
     if args.data is None:
+        if args.num_samples < 2:
+            raise UsageError(
+                f"--num-samples must be at least 2, one to train and one to "
+                f"validate; got {args.num_samples}."
+            )
         # At least one sample trains: int(n * split) < n for a split below 1.
         if int(args.num_samples * args.validation_split) < 1:
             raise UsageError(
@@ -139,6 +144,14 @@ def _check_train_args(args):
     output = args.output or os.path.join(
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
+    above = os.path.dirname(os.path.abspath(output))
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise UsageError(
+            f"--output {output} lies inside {above}, which is a file; choose "
+            "another --output."
+        )
     if os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(
             f"{output} exists and is not a folder; choose another --output."

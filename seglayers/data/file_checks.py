@@ -161,6 +161,11 @@ def find_pairs(directory, kind, extensions, mask_extensions, example):
     `kind` names the files ("image", "volume"); `example` shows a pair
     ("images/a.jpg with masks/a.png")."""
     directory = os.fspath(directory)
+    if os.path.isfile(directory):
+        raise ValueError(
+            f"{directory} is a file, not a folder. Pass the folder that holds "
+            "`images/` and `masks/`."
+        )
     if not os.path.isdir(directory):
         raise ValueError(
             f"No such folder: {directory}. Pass the folder that holds "

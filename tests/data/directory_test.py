@@ -216,6 +216,7 @@ def test_trains_a_unet(tmp_path):
         ("image-without-mask", {}, r"1 images have no partner in .*masks: lonely"),
         ("mask-without-image", {}, r"1 masks have no partner in .*images: orphan"),
         ("missing", {}, r"No such folder"),
+        ("file", {}, r"data is a file, not a folder\. Pass the folder that holds"),
         ("ok", {"image_size": (0, 4)}, r"`image_size` must be"),
         ("ok", {"subset": "training"}, r"needs a `validation_split`"),
         ("ok", {"validation_split": 1.5}, r"`validation_split` must be in \(0, 1\)"),
@@ -231,6 +232,8 @@ def test_bad_folders_and_arguments(tmp_path, setup, kwargs, match):
     elif setup == "empty":
         os.makedirs(root / "images")
         os.makedirs(root / "masks")
+    elif setup == "file":
+        root.write_text("not a folder")
     elif setup != "missing":
         _write_pairs(root, n=2)
     if setup == "image-without-mask":
