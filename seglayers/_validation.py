@@ -212,12 +212,11 @@ def check_size_pair(name, value, what="a positive int or a pair (height, width)"
 _SPATIAL_NAMES = {2: "(height, width)", 3: "(depth, height, width)"}
 
 
-def check_spatial_size(name, value, spatial_dims, what=None):
+def check_spatial_size(name, value, spatial_dims):
     """`value` (an int, or `spatial_dims` ints >= 1) as a tuple of one size
-    per spatial axis; `check_size_pair` for any rank (2 or 3). `what` says
-    what it should be (default: positive ints)."""
+    per spatial axis; `check_size_pair` for any rank (2 or 3)."""
     if spatial_dims == 2:
-        return check_size_pair(name, value, *([what] if what else []))
+        return check_size_pair(name, value)
     sizes = value
     if isinstance(value, int) and not isinstance(value, bool):
         sizes = (value,) * spatial_dims
@@ -227,11 +226,10 @@ def check_spatial_size(name, value, spatial_dims, what=None):
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes)
         or min(sizes) < 1
     ):
-        what = what or (
-            f"a positive int or a tuple {_SPATIAL_NAMES[spatial_dims]} of positive ints"
-        )
         raise ValueError(
-            f"`{name}` must be {what}, e.g. 64. Received: {name}={value!r}"
+            f"`{name}` must be a positive int or a tuple "
+            f"{_SPATIAL_NAMES[spatial_dims]} of positive ints, e.g. 64. "
+            f"Received: {name}={value!r}"
         )
     return tuple(sizes)
 

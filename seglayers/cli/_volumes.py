@@ -183,17 +183,9 @@ def predict_volume(model, volume, volume_size, tiling=True, overlap=0.25):
     along any axis in overlapping tiles (`predict_tiled`), any other resampled
     to `volume_size` (trilinear) and its ids back by nearest neighbour."""
     from seglayers._masks import model_predicted_ids
-    from seglayers._validation import check_spatial_size
     from seglayers.data.volumes import _resample
     from seglayers.inference.predict_tiled import predict_tiled
 
-    volume_size = check_spatial_size(
-        "volume_size",
-        volume_size,
-        3,
-        "the size the model trained on: a positive int or a tuple (depth, "
-        "height, width) of positive ints",
-    )
     size = volume.shape[:3]
     if tiling and any(s > t for s, t in zip(size, volume_size)):
         scores = predict_tiled(model, volume, volume_size, overlap=overlap, verbose=0)
