@@ -4,6 +4,12 @@ from seglayers._validation import check_positive_int
 from seglayers.layers import _spatial
 from seglayers.models import encoders
 
+# What to convert when the channels differ, by spatial dims.
+_CONVERSIONS = {
+    2: ("images", "e.g. grayscale to RGB"),
+    3: ("volumes", "the same modalities, stacked on the last axis"),
+}
+
 
 def level_filters(filters, depth):
     """The channels of each level, top to bottom: `depth + 1` ints.
@@ -46,10 +52,11 @@ def check_input_shape(
             f"{example}. Received: input shape {shape}"
         )
     if input_channels is not None and shape[-1] != input_channels:
+        things, example = _CONVERSIONS[spatial_dims]
         raise ValueError(
             f"This `{model_name}` was built for {input_channels} input "
             f"channels. Received: input shape {shape} with {shape[-1]} "
-            "channels. Convert the images (e.g. grayscale to RGB) or build "
+            f"channels. Convert the {things} ({example}) or build "
             f"a new model for {shape[-1]} channels."
         )
     if encoder is not None:

@@ -243,9 +243,21 @@ def test_wrong_number_of_channels():
     with pytest.raises(
         ValueError,
         match=r"built for 3 input channels\. Received: input shape \(1, 32, 32, 1\) "
-        r"with 1 channels\. Convert the images",
+        r"with 1 channels\. Convert the images \(e\.g\. grayscale to RGB\)",
     ):
         model(np.ones((1, 32, 32, 1), "float32"))
+
+
+def test_wrong_number_of_channels_in_3d():
+    model = UNet(num_classes=2, filters=4, depth=2, spatial_dims=3)
+    model.build((None, None, None, None, 2))
+    with pytest.raises(
+        ValueError,
+        match=r"built for 2 input channels\. Received: input shape "
+        r"\(1, 16, 16, 16, 1\) with 1 channels\. Convert the volumes \(the same "
+        r"modalities, stacked on the last axis\)",
+    ):
+        model(np.ones((1, 16, 16, 16, 1), "float32"))
 
 
 def test_unknown_channels():
