@@ -220,7 +220,10 @@ def _broken(root, setup):
         "channels": lambda: np.save(images / "s1.npy", np.zeros((8, 10, 12, 2))),
         "mask-rgb": lambda: np.save(masks / "s1.npy", np.zeros((8, 10, 12, 3))),
         "2d": lambda: np.save(images / "s1.npy", np.zeros((10, 12))),
-        "unreadable": lambda: (images / "s1.npy").write_bytes(b"not a volume"),
+        "not-npy": lambda: (images / "s1.npy").write_bytes(b"not a volume"),
+        "cut-short": lambda: (images / "s1.npy").write_bytes(
+            (images / "s1.npy").read_bytes()[:200]
+        ),
         "empty-axis": lambda: np.save(images / "s1.npy", np.zeros((0, 10, 12))),
         "no-nibabel": lambda: (images / "s2.nii.gz").write_bytes(b"\x1f\x8b"),
     }
@@ -256,7 +259,14 @@ def _broken(root, setup):
         ("channels", {}, ValueError, r"different numbers of channels \(.*s0\.npy: 1"),
         ("mask-rgb", {}, ValueError, r"mask .*s1\.npy has shape \(8, 10, 12, 3\)"),
         ("2d", {}, ValueError, r"volume .*s1\.npy has shape \(10, 12\); volumes"),
-        ("unreadable", {}, ValueError, r"Cannot read the volume .*s1\.npy"),
+        (
+            "not-npy",
+            {},
+            ValueError,
+            r"^The volume .*s1\.npy is not a \.npy file: it does not begin with "
+            r"numpy's header\. Save the array with numpy\.save, or remove the file",
+        ),
+        ("cut-short", {}, ValueError, r"Cannot read the volume .*s1\.npy"),
         (
             "empty-axis",
             {},
