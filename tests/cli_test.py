@@ -316,7 +316,10 @@ def _saved_plain_model(path):
     [
         ("missing-data", "No such folder"),
         ("no-masks-folder", "has no `masks/` folder"),
-        ("ids-too-large", "class ids [3, 4] outside [0, 3)"),
+        (
+            "ids-too-large",
+            "class ids [3, 4] outside [0, 3), and no --ignore-class is set.",
+        ),
         ("no-num-classes", "--data needs --num-classes"),
         ("broken-image", "Cannot read the image"),
     ],
@@ -346,6 +349,7 @@ def test_train_bad_data(tmp_path, capsys, case, message):
     assert cli.main(args) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0], error
+    assert "--ignore-class None" not in error[0]
     assert not (tmp_path / "run").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".seglayers")]
 

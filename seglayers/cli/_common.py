@@ -46,7 +46,10 @@ def _as_flags(text):
 
     text = re.sub(rf"`({names})`\s*=\s*", lambda m: flag(m, " "), text)
     text = re.sub(rf"(?<![\w.`-])({names})=", lambda m: flag(m, " "), text)
-    return re.sub(rf"`({names})`", flag, text)
+    text = re.sub(rf"`({names})`", flag, text)
+    # "Received: ignore_class=None" names an argument's value; a flag not
+    # given has none to show (the message says no --ignore-class is set).
+    return re.sub(r"\s*Received: --ignore-class None\.?$", "", text)
 
 
 def _check_ignore_class(args):
