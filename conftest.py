@@ -26,9 +26,12 @@ if _FLAG not in os.environ.get("XLA_FLAGS", ""):
 # its flags, so a cache left by an earlier run is safe to reuse. No size
 # limit: with one, JAX lists and stats every cached file at each write (a
 # quarter of the whole run's CPU time went to the kernel).
+# One folder per user: another user's would be unwritable, and JAX's warning
+# about it an error here.
+_USER = os.getuid() if hasattr(os, "getuid") else "user"
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(tempfile.gettempdir(), "seglayers-tests-jax-cache"),
+    os.path.join(tempfile.gettempdir(), f"seglayers-tests-jax-cache-{_USER}"),
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
