@@ -159,30 +159,30 @@ def _open(path, kind):
     """The file's array, not yet read: a memory map (`.npy`) or nibabel's
     proxy (NIfTI), whose `shape` comes from the header alone."""
     nibabel = None if path.lower().endswith(".npy") else _nibabel(path)
-    if nibabel is None:
-        _check_npy_header(path, kind)
     try:
         if nibabel is None:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         return nibabel.load(path).dataobj
     except Exception as error:
+        # numpy calls any other file "pickled data" and suggests loading it
+        # unsafely.
+        if nibabel is None and not _starts_as_npy(path):
+            raise ValueError(
+                f"The {kind} {path} is not a .npy file: it does not begin with "
+                "numpy's header. Save the array with numpy.save, or remove the "
+                "file."
+            ) from None
         raise unreadable(kind, path, error) from None
 
 
-def _check_npy_header(path, kind):
-    """Raises for a `.npy` name on another kind of file: numpy would call
-    it pickled data and suggest loading it unsafely."""
+def _starts_as_npy(path):
+    """Whether the file begins with numpy's magic string (or cannot be
+    opened, which the caller's own error reports)."""
     try:
         with open(path, "rb") as f:
-            start = f.read(6)
-    except OSError as error:
-        raise unreadable(kind, path, error) from None
-    if start != b"\x93NUMPY":
-        raise ValueError(
-            f"The {kind} {path} is not a .npy file: it does not begin with "
-            "numpy's header. Save the array with numpy.save, or remove the "
-            "file."
-        )
+            return f.read(6) == b"\x93NUMPY"
+    except OSError:
+        return True
 
 
 def _read(path, kind, dtype=None):

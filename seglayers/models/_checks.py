@@ -4,10 +4,10 @@ from seglayers._validation import check_positive_int
 from seglayers.layers import _spatial
 from seglayers.models import encoders
 
-# What to convert when the channels differ, by spatial dims.
-_CONVERSIONS = {
-    2: ("images", "e.g. grayscale to RGB"),
-    3: ("volumes", "the same modalities, stacked on the last axis"),
+# How to convert inputs whose channels differ from the model's.
+_CHANNEL_HINTS = {
+    2: "e.g. grayscale to RGB",
+    3: "the same modalities, stacked on the last axis",
 }
 
 
@@ -38,11 +38,11 @@ def check_input_shape(
     """`shape` as a tuple if a model with these settings takes it, else raises
     a `ValueError` that says what to do."""
     shape = tuple(shape)
+    things = "images" if spatial_dims == 2 else "volumes"
     if len(shape) != spatial_dims + 2:
-        kind = "images" if spatial_dims == 2 else "volumes"
         raise ValueError(
             f"`{model_name}` with spatial_dims={spatial_dims} expects "
-            f"channels-last {kind} of shape {_spatial.layout(spatial_dims)}. "
+            f"channels-last {things} of shape {_spatial.layout(spatial_dims)}. "
             f"Received: input shape {shape}"
         )
     if shape[-1] is None:
@@ -52,12 +52,11 @@ def check_input_shape(
             f"{example}. Received: input shape {shape}"
         )
     if input_channels is not None and shape[-1] != input_channels:
-        things, example = _CONVERSIONS[spatial_dims]
         raise ValueError(
             f"This `{model_name}` was built for {input_channels} input "
             f"channels. Received: input shape {shape} with {shape[-1]} "
-            f"channels. Convert the {things} ({example}) or build "
-            f"a new model for {shape[-1]} channels."
+            f"channels. Convert the {things} ({_CHANNEL_HINTS[spatial_dims]}) or "
+            f"build a new model for {shape[-1]} channels."
         )
     if encoder is not None:
         _check_encoder_input_size(encoder, shape, model_name)
@@ -69,7 +68,6 @@ def check_input_shape(
     ]
     if too_small:
         names = _spatial.size_names(spatial_dims)
-        things = "images" if spatial_dims == 2 else "volumes"
         smallest = "(" + ", ".join([str(minimum)] * spatial_dims) + ")"
         raise ValueError(
             f"`{model_name}` with depth={depth} halves the input {depth} "
