@@ -8,6 +8,7 @@ command line call these functions and never re-derive them:
   `OneHotMask` writes for `ignore_class`) are ignored pixels;
 - predictions (`predicted_ids`): logits, probabilities or one-hot (arg-max),
   one sigmoid channel (`threshold`), or ids;
+- the dtypes a mask may have (`mask_tensor`);
 - the id check and its one message (`raise_on_bad_ids`);
 - palettes (`check_palette`, `palette_ids`).
 
@@ -82,10 +83,34 @@ def bad_id_mask(values, classes, ignore_class=None):
     return bad
 
 
+def mask_tensor(mask, name="y_true"):
+    """`mask` as a tensor of class ids or one-hot rows: booleans become ids
+    0 and 1; complex, string or object values raise a `TypeError` (a cast
+    would drop the imaginary part, or fail deep in the backend)."""
+    dtype = getattr(mask, "dtype", None)
+    if dtype is None:
+        mask = np.asarray(mask)
+        dtype = mask.dtype
+    try:
+        dtype = keras.backend.standardize_dtype(dtype)
+    except ValueError:  # numpy strings and objects have no Keras name.
+        dtype = str(dtype)
+    if dtype == "bool":
+        return ops.cast(ops.convert_to_tensor(mask), "int32")
+    if "int" not in dtype and "float" not in dtype:
+        raise TypeError(
+            f"`{name}` holds {dtype} values, but a mask holds class ids "
+            "(integers, or floats that are whole numbers), booleans (ids 0 "
+            "and 1) or one-hot rows. Convert the masks to integer ids, e.g. "
+            f"`mask.astype('int32')`. Received: {name} dtype {dtype}"
+        )
+    return ops.convert_to_tensor(mask)
+
+
 def _target_form(y_true, pixel_shape, classes, y_pred_shape):
     """`("ids", ids)` (a trailing 1 dropped) or `("one_hot", y_true)`, with
     its pixels checked against `pixel_shape`; else the one error."""
-    y_true = ops.convert_to_tensor(y_true)
+    y_true = mask_tensor(y_true)
     rank, shape = len(pixel_shape), tuple(y_true.shape)
     if len(shape) == rank:
         form, values = "ids", y_true

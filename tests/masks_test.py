@@ -189,6 +189,52 @@ def test_every_metric_and_loss_refuses_the_same_forms_alike(case, match):
     assert len(messages) == 1, messages
 
 
+def test_boolean_masks_are_ids_0_and_1():
+    mask = _ids(2, seed=3) == 1
+    probs = _pred("probabilities", 2)[2]
+    expected_ids = mask.astype("int32")
+    for metric_class in METRICS:
+        expected = _metric_value(metric_class, 2, expected_ids, probs, 0.5)
+        actual = _metric_value(metric_class, 2, mask, probs, 0.5)
+        np.testing.assert_allclose(actual, expected, rtol=1e-6)
+    for loss_class in LOSSES:
+        loss = loss_class()
+        np.testing.assert_allclose(
+            _np(loss(mask, probs)), _np(loss(expected_ids, probs)), rtol=1e-6
+        )
+    np.testing.assert_array_equal(
+        _np(OneHotMask(2)(mask)), _np(OneHotMask(2)(expected_ids))
+    )
+
+
+@pytest.mark.parametrize(
+    "mask, dtype",
+    [
+        (np.ones((2, 4, 4, 1), "complex64"), "complex64"),
+        (np.full((2, 4, 4, 1), "1"), "<U1"),
+    ],
+)
+def test_masks_of_no_number_type_are_refused_by_name(mask, dtype):
+    probs = _pred("probabilities", 3)[0]
+
+    def match(name):
+        return (
+            rf"`{name}` holds {dtype} values, but a mask holds class ids .* "
+            r"Convert the masks to integer ids, e\.g\. `mask\.astype\('int32'\)`\. "
+            rf"Received: {name} dtype {dtype}"
+        )
+
+    for metric_class in METRICS:
+        with pytest.raises(TypeError, match=match("y_true")):
+            metric_class(3).update_state(mask, probs)
+    for loss_class in LOSSES:  # Before Keras casts y_true (a warning only).
+        with pytest.raises(TypeError, match=match("y_true")):
+            loss_class()(mask, probs)
+    if dtype == "complex64":  # numpy strings reach a layer as another dtype.
+        with pytest.raises(TypeError, match=match("inputs")):
+            OneHotMask(3)(mask)
+
+
 def test_metrics_refuse_scores_with_the_wrong_channel_count():
     y_true, probs = _ids(3), _pred("probabilities", 3)[0]
     for metric_class in METRICS:

@@ -7,7 +7,7 @@ outputs and 512×512 sums neither overflow nor lose the small terms.
 import keras
 from keras import ops
 
-from seglayers._masks import num_ids, raise_on_bad_ids, target_one_hot
+from seglayers._masks import mask_tensor, num_ids, raise_on_bad_ids, target_one_hot
 from seglayers._validation import (
     check_bool,
     check_class_weights,
@@ -80,6 +80,9 @@ class SegmentationLoss(keras.losses.Loss):
         # batch statistic cannot be weighed after the fact, so the weights
         # go to the pixels in `prepare` instead.
         self._sample_weight = sample_weight
+        # Before Keras casts `y_true` to the loss's dtype (complex values
+        # would lose their imaginary part with only a warning).
+        y_true = mask_tensor(y_true)
         try:
             return super().__call__(y_true, y_pred)
         finally:

@@ -7,6 +7,7 @@ from seglayers._masks import (
     bad_id_mask,
     bad_ids_message,
     check_palette,
+    mask_tensor,
     palette_ids,
     raise_on_bad_ids,
 )
@@ -87,6 +88,7 @@ class OneHotMask(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
+        inputs = mask_tensor(inputs, "inputs")
         if self.palette is not None:
             # Colours not in the palette raise eagerly, else are -1: no class.
             ids = palette_ids(inputs, self.palette, self.num_classes, self.ignore_class)
