@@ -353,3 +353,28 @@ def test_images_and_volumes_do_not_mix(tmp_path, capsys, command, dims, data, me
     assert cli.main(argv + extra) == 2
     assert message in _one_line_error(capsys)
     assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    "dims, size, other, written",
+    [
+        (3, ["--volume-size", "16", "16", "16"], "images (a.png)", "v0_mask.npy"),
+        (2, ["--image-size", "16", "16"], "volumes (v0.npy)", "a_mask.png"),
+    ],
+)
+def test_predict_notes_the_files_of_the_other_kind_it_leaves_out(
+    tmp_path, capsys, dims, size, other, written
+):
+    from PIL import Image
+
+    model = str(_saved_model(tmp_path / "m.keras", dims))
+    folder = _volume_folder(tmp_path / "data", ".npy", count=1) / "images"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "a.png")
+    output = tmp_path / "out"
+    argv = ["predict", model, str(folder), "--output", str(output), *size]
+    assert cli.main(argv) == 0
+    assert (
+        f"seglayers: note: {folder} also holds 1 {other}, which {model} does not "
+        "take; they are left out." in capsys.readouterr().err
+    )
+    assert written in os.listdir(output)

@@ -4,6 +4,7 @@ between a model and its inputs, and class-id volumes as `.npy` or NIfTI."""
 
 import gzip
 import os
+import sys
 
 import numpy as np
 
@@ -90,11 +91,23 @@ def _kind_of(path):
 
 def check_kind(dims, paths, where, model_path=None):
     """Raises when `paths` (the files of `where`) hold none of what `dims`
-    takes (images for 2, volumes for 3) but some of the other kind.
+    takes (images for 2, volumes for 3) but some of the other kind; notes
+    on stderr those of the other kind it leaves out when there are both.
     `model_path`: the model that takes them (evaluate, predict); `None` for
     `seglayers train --spatial-dims`."""
     kinds = {_kind_of(path) for path in paths}
-    if dims in kinds or 5 - dims not in kinds:
+    if 5 - dims not in kinds:
+        return
+    if dims in kinds:  # Both kinds: the other one is left out, said once.
+        others = sorted(path for path in paths if _kind_of(path) == 5 - dims)
+        what = _KINDS[dims][0] if model_path is None else model_path
+        print(
+            f"seglayers: note: {where} also holds {len(others)} "
+            f"{_KINDS[5 - dims][1]} ({os.path.basename(others[0])}"
+            f"{', ...' if len(others) > 1 else ''}), which {what} does not "
+            f"take; they are left out.",
+            file=sys.stderr,
+        )
         return
     takes, other = _KINDS[dims][1], _KINDS[5 - dims][1]
     if model_path is None:
