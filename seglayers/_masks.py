@@ -85,8 +85,9 @@ def bad_id_mask(values, classes, ignore_class=None):
 
 def mask_tensor(mask, name="y_true"):
     """`mask` as a tensor of class ids or one-hot rows: booleans become ids
-    0 and 1; complex, string or object values raise a `TypeError` (a cast
-    would drop the imaginary part, or fail deep in the backend)."""
+    0 and 1, integers narrower than int32 or unsigned become int32; complex,
+    string or object values raise a `TypeError` (a cast would drop the
+    imaginary part, or fail deep in the backend)."""
     dtype = getattr(mask, "dtype", None)
     if dtype is None:
         mask = np.asarray(mask)
@@ -95,7 +96,9 @@ def mask_tensor(mask, name="y_true"):
         dtype = keras.backend.standardize_dtype(dtype)
     except ValueError:  # numpy strings and objects have no Keras name.
         dtype = str(dtype)
-    if dtype == "bool":
+    if dtype == "bool" or (("int" in dtype) and dtype not in ("int32", "int64")):
+        # uint8 ids compared with ignore_class=-1 would wrap to 255 (and with
+        # 300 classes, `ids >= 300` to `ids >= 44`): compared as int32.
         return ops.cast(ops.convert_to_tensor(mask), "int32")
     if "int" not in dtype and "float" not in dtype:
         raise TypeError(
@@ -351,11 +354,18 @@ def check_palette(palette, num_classes=None, ignore_class=None):
     return [[int(v) for v in c] for c in colours]
 
 
+def unknown_colour_id(ignore_class):
+    """The id `palette_ids` gives a colour not in the palette in traced
+    code: neither a class nor `ignore_class`, so every id check flags it."""
+    return -2 if ignore_class == -1 else -1
+
+
 def palette_ids(colours, palette, num_classes, ignore_class=None, subject="The mask"):
     """Class ids `(..., H, W)` of RGB `colours` `(..., H, W, 3)`: the index
     of the exact colour in `palette`, `ignore_class` for the extra colour
     after the classes. A colour not in `palette` raises a `ValueError` when
-    the values are at hand, and gives -1 in traced code."""
+    the values are at hand, and gives `unknown_colour_id(ignore_class)` in
+    traced code."""
     colours = ops.cast(ops.convert_to_tensor(colours), "int32")
     if len(colours.shape) < 1 or colours.shape[-1] != 3:
         raise ValueError(
@@ -380,4 +390,4 @@ def palette_ids(colours, palette, num_classes, ignore_class=None, subject="The m
             "(index = class id; one extra colour at the end for ignored "
             "pixels) or fix the masks."
         )
-    return ops.where(known, found, -1)
+    return ops.where(known, found, unknown_colour_id(ignore_class))

@@ -235,6 +235,18 @@ def test_masks_of_no_number_type_are_refused_by_name(mask, dtype):
             OneHotMask(3)(mask)
 
 
+def test_narrow_integer_ids_are_compared_as_int32():
+    # uint8 255 against ignore_class=-1 once wrapped to "equal": ignored.
+    y_true = np.array([[[0, 1], [2, 255]]], "uint8")
+    probs = _pred("probabilities", 3)[0][:1, :2, :2]
+    for metric_class in METRICS:
+        with pytest.raises(ValueError, match=r"class ids \[255\] outside \[0, 3\)"):
+            metric_class(3, ignore_class=-1).update_state(y_true, probs)
+    for loss_class in LOSSES:
+        with pytest.raises(ValueError, match=r"class ids \[255\] outside \[0, 3\)"):
+            loss_class(ignore_class=-1)(y_true, probs)
+
+
 def test_metrics_refuse_scores_with_the_wrong_channel_count():
     y_true, probs = _ids(3), _pred("probabilities", 3)[0]
     for metric_class in METRICS:

@@ -16,6 +16,7 @@ from seglayers._masks import (
     num_ids,
     palette_ids,
     raise_on_bad_ids,
+    unknown_colour_id,
 )
 
 
@@ -44,6 +45,8 @@ def read_mask(path, num_classes, ignore_class, palette):
                 subject=f"The mask {path}",
             )
         )
+    elif array.ndim == 3 and mode in ("LA", "La", "PA"):
+        array = array[..., 0]  # Grey or palette indices, then alpha: dropped.
     elif array.ndim == 3:
         if not (array[..., :1] == array[..., 1:3]).all():
             raise ValueError(
@@ -126,7 +129,7 @@ def _checked_ids(raw, num_classes, ignore_class, palette):
     if palette is not None:
         classes = num_ids(num_classes)
         ids = palette_ids(raw[..., :3], palette, classes, ignore_class)[..., None]
-        doubtful = tf.constant(False)
+        doubtful = tf.reduce_any(ids == unknown_colour_id(ignore_class))
     elif raw.shape[-1] == 1:
         ids, doubtful = raw, tf.constant(False)
     else:

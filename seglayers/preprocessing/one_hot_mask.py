@@ -10,6 +10,7 @@ from seglayers._masks import (
     mask_tensor,
     palette_ids,
     raise_on_bad_ids,
+    unknown_colour_id,
 )
 from seglayers._validation import (
     check_ignore_class,
@@ -90,8 +91,9 @@ class OneHotMask(keras.layers.Layer):
     def call(self, inputs):
         inputs = mask_tensor(inputs, "inputs")
         if self.palette is not None:
-            # Colours not in the palette raise eagerly, else are -1: no class.
+            # Colours not in the palette raise eagerly; in a graph, below.
             ids = palette_ids(inputs, self.palette, self.num_classes, self.ignore_class)
+            ids = self._check_colours(ids)
         else:
             ids = self._ids(inputs)
         if keras.backend.backend() == "tensorflow":
@@ -199,6 +201,24 @@ class OneHotMask(keras.layers.Layer):
             hint=hint,
         )
         return assert_none_bad(values, bad, message, self._any_bad(values))
+
+    def _check_colours(self, ids):
+        """`ids` of a palette mask; inside a TensorFlow graph, the graph fails
+        when it runs if a colour was not in the palette (eagerly,
+        `palette_ids` has raised already; in `jax.jit` they are zero rows)."""
+        if concrete_value(ids) is not None or keras.backend.backend() != "tensorflow":
+            return ids
+        from seglayers.data.graph_checks import assert_none_bad
+
+        message = (
+            f"OneHotMask(num_classes={self.num_classes}): the mask holds colours "
+            "not in `palette` (their ids follow). Add them to `palette` (index "
+            "= class id; one extra colour at the end for ignored pixels) or "
+            "fix the masks."
+        )
+        return assert_none_bad(
+            ids, ids == unknown_colour_id(self.ignore_class), message
+        )
 
     def _any_bad(self, values):
         """Whether any of `values` is no class id, as one scalar: for ids,

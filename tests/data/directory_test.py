@@ -286,6 +286,32 @@ def test_colour_mask_without_palette(tmp_path):
         )
 
 
+def test_grey_masks_with_alpha_are_ids(tmp_path):
+    written = _write_pairs(tmp_path, n=2)
+    for i, mask in enumerate(written):  # The same ids, with an alpha channel.
+        alpha = np.full_like(mask, 128)
+        path = tmp_path / "masks" / f"s{i}.png"
+        Image.fromarray(np.stack([mask, alpha], -1), mode="LA").save(path)
+    _, masks = _all(
+        segmentation_dataset_from_directory(
+            tmp_path, (20, 24), num_classes=3, ignore_class=255, shuffle=False
+        )
+    )
+    np.testing.assert_array_equal(masks[..., 0], np.stack(written))
+
+
+def test_unknown_colours_with_ignore_class_minus_1(tmp_path):
+    _write_pairs(tmp_path, n=1, mask_mode="RGB")
+    # The palette lacks the white of the ignored rows: unknown colours, which
+    # once became id -1, that is ignored pixels.
+    with pytest.raises(Exception, match=r"holds colours not in `palette`: \[\[255"):
+        _all(
+            segmentation_dataset_from_directory(
+                tmp_path, (20, 24), num_classes=3, ignore_class=-1, palette=PALETTE
+            )
+        )
+
+
 def test_keras_cv_augmentation_keeps_ids(tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("keras-cv layers run inside tf.data on the TensorFlow backend")

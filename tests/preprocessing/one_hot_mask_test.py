@@ -101,6 +101,26 @@ def test_bad_ids_in_a_traced_function(mask, found, ids):
     np.testing.assert_array_equal(np.where(out.any(-1), out.argmax(-1), -1), ids)
 
 
+@pytest.mark.parametrize("ignore_class", [None, -1])
+def test_unknown_colours_in_a_traced_function(ignore_class):
+    layer = OneHotMask(3, ignore_class=ignore_class, palette=PALETTE)
+    rgb = np.zeros((1, 2, 2, 3), "uint8")
+    rgb[0, 0, 1] = [1, 2, 3]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # Before, tf.data gave the colour an all-zero row: an ignored pixel.
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=r"OneHotMask\(num_classes=3\): the mask holds colours not in "
+            r"`palette` \(their ids follow\)",
+        ):
+            _traced(layer, rgb)
+        return
+    out = _traced(layer, rgb)[0]  # jax.jit cannot fail: a zero row.
+    assert not out[0, 1].any() and out[0, 0].tolist() == [1, 0, 0]
+
+
 def test_valid_ids_in_a_traced_function():
     layer = OneHotMask(3, ignore_class=255)
     mask = np.array([[0, 255, 2, 1]], "uint8")
