@@ -34,7 +34,9 @@ def predict_tiled(
     Gaussian window (σ = tile / 8 along each axis, as in nnU-Net and MONAI's
     `sliding_window_inference`) that trusts tile centres over tile edges, and
     the weighted sum is divided by the summed weights.
-    An image smaller than a tile is predicted in one tile of its own size.
+    An image smaller than a tile is predicted in one tile of its own size,
+    or, for a model of one input size (`keras.Input((256, 256, 3))`),
+    zero-padded at its far edges to the tile.
     Volumes `(depth, height, width, channels)`, for a model of volumes (such
     as `UNet(..., spatial_dims=3)`), are cut into 3-D tiles the same way.
 
@@ -92,6 +94,14 @@ def predict_tiled(
     check_choice("verbose", verbose, ("auto", 0, 1))
 
     size = image.shape[:-1]
+    if _fixed_size(model) and any(s < t for s, t in zip(size, tile)):
+        # A model of one input size takes no smaller tile: zeros at the far
+        # edges make the image a tile's size, and the result is cut back.
+        padding = [(0, max(t - s, 0)) for s, t in zip(size, tile)] + [(0, 0)]
+        total = predict_tiled(
+            model, np.pad(image, padding), tile, overlap, batch_size, blend, verbose
+        )
+        return total[tuple(slice(0, s) for s in size)]
     tile = tuple(min(t, s) for t, s in zip(tile, size))
     starts = [_starts(s, t, overlap) for s, t in zip(size, tile)]
     corners = list(itertools.product(*starts))
@@ -146,6 +156,16 @@ _SIZE_ERRORS = {
     3: "`predict_tiled` needs a model whose output has its input's depth, "
     "height and width; tiles of {} gave outputs of {}.",
 }
+
+
+def _fixed_size(model):
+    """Whether `model` takes inputs of one spatial size only (a functional
+    model built on `keras.Input((256, 256, 3))`)."""
+    try:
+        shape = model.inputs[0].shape
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return False  # A subclassed model: any size.
+    return all(isinstance(size, int) for size in shape[1:-1])
 
 
 def _spatial_dims(model, image):

@@ -45,13 +45,15 @@ def check_input_shape(
             f"channels-last {things} of shape {_spatial.layout(spatial_dims)}. "
             f"Received: input shape {shape}"
         )
-    if shape[-1] is None:
+    if shape[-1] is None and input_channels is None:
         example = (None,) * (spatial_dims + 1) + (3,)
         raise ValueError(
             f"`{model_name}` needs a known number of input channels, e.g. "
             f"{example}. Received: input shape {shape}"
         )
-    if input_channels is not None and shape[-1] != input_channels:
+    # Free channels in a trace of a built model (TensorFlow relaxes a
+    # retraced shape): the weights fix them, and `predict` checked the data.
+    if shape[-1] not in (None, input_channels) and input_channels is not None:
         raise ValueError(
             f"This `{model_name}` was built for {input_channels} input "
             f"channels. Received: input shape {shape} with {shape[-1]} "

@@ -247,11 +247,45 @@ class SegmentationModel(keras.Model):
     def call(self, inputs, training=None):
         self._check_input_shape(inputs.shape)
         x = inputs
+        if "float" not in keras.backend.standardize_dtype(x.dtype):
+            # uint8 images as read from files: Keras casts only floats to the
+            # compute dtype, and TensorFlow's convolutions refuse integers.
+            x = ops.cast(x, self.compute_dtype)
         if self.rescaling is not None:
             x = self.rescaling(x)
         x = self.decode(self.encode(x, training=training), training=training)
         x = self.resize_to_input(x, inputs)
         return self.head_activation(self.head(x))
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_array_shape(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_array_shape(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_array_shape(x)
+        return super().predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._check_array_shape(x)
+        return super().predict_on_batch(x)
+
+    def _check_array_shape(self, x):
+        """Checks arrays given to `fit`, `evaluate`, `predict` or
+        `predict_on_batch` before any step runs. `call` checks every input
+        too, but after calls at a few sizes TensorFlow traces the step with
+        free sizes (and, after a wrong channel count, free channels), which
+        `call` cannot check: a too-small input would fail deep in a pooling
+        op instead."""
+        shape = getattr(x, "shape", None)
+        if shape is None or not hasattr(x, "dtype"):  # A dataset, a generator.
+            return
+        shape = tuple(shape)
+        if all(isinstance(size, int) for size in shape):
+            self._check_input_shape(shape)
 
     def resize_to_input(self, x, inputs):
         """`x`, the decoder's features, at the spatial size of `inputs`:

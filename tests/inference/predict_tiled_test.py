@@ -31,6 +31,16 @@ def test_a_pointwise_model_gives_the_whole_image_prediction(size, tile, overlap)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
+def test_a_model_of_one_size_takes_a_smaller_image_padded():
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(inputs))
+    image = _image(10, 12)
+    padded = np.pad(image, [(0, 6), (0, 4), (0, 0)])  # zeros at the far edges
+    whole = model.predict(padded[None], verbose=0)[0, :10, :12]
+    tiled = predict_tiled(model, image, 16, verbose=0)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
 def test_a_unet_in_tiles_matches_the_whole_image():
     keras.utils.set_random_seed(0)
     model = UNet(3, filters=4, depth=2)

@@ -226,6 +226,30 @@ def test_any_input_size_in_a_traced_predict():
     assert predictions.shape == (2, 50, 45, 2)
 
 
+def test_integer_images_are_cast_not_refused():
+    model = UNet(**TINY)  # No `rescale`: nothing else casts.
+    images = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), "uint8")
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0),
+        model.predict(images.astype("float32"), verbose=0),
+        atol=1e-6,
+    )
+
+
+def test_bad_inputs_are_named_after_predictions_at_many_sizes():
+    # After a few sizes TensorFlow traces the predict step with free sizes
+    # and channels, where `call` cannot see them: the data are checked
+    # before the step (once, a 3x3 input failed in a pooling op).
+    model = UNet(num_classes=2, filters=4, depth=2)
+    for size in (16, 20, 24, 28, 32, 36):
+        model.predict(np.zeros((1, size, size, 3), "float32"), verbose=0)
+    with pytest.raises(ValueError, match=r"must be at least 4\. Received: input"):
+        model.predict(np.zeros((1, 3, 3, 3), "float32"), verbose=0)
+    with pytest.raises(ValueError, match=r"built for 3 input channels"):
+        model.predict_on_batch(np.zeros((1, 16, 16, 4), "float32"))
+    assert model.predict(np.zeros((1, 40, 40, 3)), verbose=0).shape == (1, 40, 40, 2)
+
+
 def test_too_small_input():
     model = UNet(num_classes=2, filters=4, depth=4)
     with pytest.raises(
