@@ -171,6 +171,14 @@ def check_split_arguments(batch_size, validation_split, subset):
             f"`batch_size` must be a positive int or None. Received: "
             f"batch_size={batch_size!r}"
         )
+    if validation_split is not None and (
+        isinstance(validation_split, bool)
+        or not isinstance(validation_split, (int, float))
+    ):
+        raise TypeError(
+            "`validation_split` must be a float in (0, 1), e.g. 0.2, or None. "
+            f"Received: validation_split={validation_split!r}"
+        )
     if validation_split is not None and not 0 < validation_split < 1:
         raise ValueError(
             "`validation_split` must be in (0, 1), e.g. 0.2. "

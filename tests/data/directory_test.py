@@ -569,3 +569,13 @@ def test_files_of_another_size_are_resized(tmp_path, interpolation):
     expected = tf.image.resize(image, (20, 24), method=interpolation).numpy()
     np.testing.assert_array_equal(images[0], expected)
     assert masks.shape == (2, 20, 24, 1) and set(np.unique(masks)) <= {0, 1, 2, 255}
+
+
+def test_validation_split_of_another_type_is_named(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    with pytest.raises(
+        TypeError,
+        match=r"`validation_split` must be a float in \(0, 1\), e\.g\. 0\.2, or None\. "
+        r"Received: validation_split='0\.2'",
+    ):
+        segmentation_dataset_from_directory(tmp_path, validation_split="0.2")
