@@ -105,6 +105,82 @@ def test_refuses_to_overwrite_a_run(tmp_path, capsys):
     assert os.listdir(run) == ["keep.txt"]
 
 
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (".", "--output . is the current folder; "),
+        ("..", "--output .. holds the current folder; "),
+        ("data", "--output {tmp}/data is --data {tmp}/data; "),
+        ("data/run", "--output {tmp}/data/run lies inside --data {tmp}/data; "),
+        ("", "--output {tmp} holds --data {tmp}/data; "),
+    ],
+)
+def test_train_output_apart_from_the_user_files(
+    tmp_path, monkeypatch, capsys, case, message
+):
+    # --overwrite used to empty the current folder (then fail on rmdir '.')
+    # or replace --data by the run; refused before any training, with or
+    # without --overwrite.
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "images" / "0.png").write_text("mine")
+    (tmp_path / "keep.txt").write_text("mine")
+    if case in (".", ".."):
+        monkeypatch.chdir(data / "images" if case == ".." else tmp_path)
+    output = case if case in (".", "..") else str(tmp_path / case)
+    for overwrite in ([], ["--overwrite"]):
+        command = ["train", *TINY]
+        if case not in (".", ".."):
+            command = ["train", "--data", str(data), *FOLDER_TRAIN]
+        assert cli.main([*command, "--output", output, *overwrite]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1, error
+        assert error[0] == (
+            "seglayers: error: "
+            + message.format(tmp=tmp_path)
+            + "give the run a folder of its own, e.g. --output runs/mine."
+        )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "0.png",
+        "data",
+        "images",
+        "keep.txt",
+    ]
+
+
+def test_overwrite_replaces_only_the_run_files(tmp_path):
+    # Once a run is done, --overwrite moves each of its files and folders in
+    # place of the one of that name; the other files in RUN_DIR (which it
+    # used to delete with the folder) are kept.
+    from seglayers.cli._common import _move_into_place
+
+    staging = tmp_path / ".seglayers-run-x"
+    (staging / "previews").mkdir(parents=True)
+    (staging / "previews" / "final.png").write_text("new")
+    for name in ("model.keras", "best.keras", "history.csv", "metrics.json"):
+        (staging / name).write_text("new")
+    run = tmp_path / "run"
+    (run / "previews").mkdir(parents=True)
+    (run / "previews" / "epoch_009.png").write_text("old")
+    (run / "model.keras").write_text("old")
+    (run / "notes.txt").write_text("mine")
+    (run / "data").mkdir()
+    _move_into_place(str(staging), str(run), overwrite=True)
+    assert sorted(os.listdir(run)) == [
+        "best.keras",
+        "data",
+        "history.csv",
+        "metrics.json",
+        "model.keras",
+        "notes.txt",
+        "previews",
+    ]
+    assert (run / "notes.txt").read_text() == "mine"
+    assert (run / "model.keras").read_text() == "new"
+    assert os.listdir(run / "previews") == ["final.png"]
+    assert os.listdir(tmp_path) == ["run"]
+
+
 def test_a_failed_run_writes_nothing(tmp_path, monkeypatch):
     def broken_fit(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -136,6 +212,13 @@ def test_a_failed_run_writes_nothing(tmp_path, monkeypatch):
         (
             ["--output-in-a-file"],
             "lies inside {tmp}/afile, which is a file; choose another --output.",
+        ),
+        # Numpy's words were shown, without the flag ("expected non-negative
+        # integer"); 2**32 was a traceback from `keras.utils.set_random_seed`.
+        (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295; got -1."),
+        (
+            ["--seed", "4294967296"],
+            "--seed must be an integer from 0 to 4294967295; got 4294967296.",
         ),
     ],
 )
@@ -294,6 +377,13 @@ def test_train_evaluate_predict_on_one_folder(tmp_path, capsys):
     assert {"mean_iou", "iou/0", "iou/2", "dice/1", "pixel_accuracy"} <= set(results)
     assert f"{results['mean_iou']:6.3f}" in printed
     assert f"pixel accuracy: {results['pixel_accuracy']:.3f}" in printed
+    # --overwrite replaces an existing --json file, atomically.
+    report.write_text("old")
+    again = ["evaluate", str(run / "model.keras"), "--data", str(data)]
+    again += ["--image-size", "32", "32", "--json", str(report), "--overwrite"]
+    assert cli.main(again) == 0
+    assert json.loads(report.read_text()) == results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "eval.json", "run"]
     predictions = tmp_path / "predictions"
     command = ["predict", str(run / "model.keras"), str(data / "images")]
     assert cli.main(command + ["--output", str(predictions)]) == 0
@@ -391,6 +481,32 @@ def test_evaluate_checks_json_before_the_work(tmp_path, capsys, where, message):
     assert len(error) == 1 and message in error[0], error
 
 
+@pytest.mark.parametrize("case", ["exists", "overwrite-the-model"])
+def test_evaluate_json_keeps_existing_files(tmp_path, capsys, case):
+    # --json used to replace any file, the model being evaluated included.
+    model = tmp_path / "m.keras"
+    model.write_text("the model")
+    report = tmp_path / "eval.json"
+    report.write_text("mine")
+    command = ["evaluate", str(model), "--data", str(tmp_path), "--json"]
+    if case == "exists":
+        command += [str(report)]
+        message = (
+            f"--json {report} exists; choose another --json file or pass --overwrite."
+        )
+    else:
+        command += [str(model), "--overwrite"]
+        message = (
+            f"--json {model} is the model being evaluated ({model}); give another "
+            "file for the results, e.g. --json results.json."
+        )
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"seglayers: error: {message}"]
+    assert model.read_text() == "the model" and report.read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == ["eval.json", "m.keras"]
+
+
 def _trained_model(tmp_path):
     run = tmp_path / "run"
     assert cli.main(["train", *TINY, "--epochs", "1", "--output", str(run)]) == 0
@@ -442,6 +558,29 @@ def test_predict_bad_input_writes_nothing(tmp_path, capsys, case, message):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0]
     assert not out.exists()
+
+
+def test_predict_never_replaces_an_input(tmp_path, capsys):
+    # A second run over a folder that holds the first one's masks, into that
+    # folder: a_mask.png is an input and a target (it used to be replaced
+    # with --overwrite).
+    from PIL import Image
+
+    _saved_unet(tmp_path / "m.keras")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "a_mask.png"):
+        Image.new("RGB", (8, 8)).save(folder / name)
+    before = (folder / "a_mask.png").read_bytes()
+    command = ["predict", str(tmp_path / "m.keras"), str(folder)]
+    assert cli.main([*command, "--output", str(folder), "--overwrite"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        f"seglayers: error: {folder}/a_mask.png is an input, and predicting would "
+        "replace it; give an --output apart from the inputs."
+    ]
+    assert sorted(os.listdir(folder)) == ["a.png", "a_mask.png"]
+    assert (folder / "a_mask.png").read_bytes() == before
 
 
 # The console script that `pip install` wrote next to this Python.
@@ -726,10 +865,105 @@ def test_export_bad_path_is_one_line_and_exit_2(tmp_path, capsys, case, message)
 def test_export_overwrite_replaces_out(tmp_path, capsys):
     _saved_unet(tmp_path / "m.keras")
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    (out / "variables").mkdir(parents=True)  # an earlier export
+    (out / "saved_model.pb").write_text("old")
+    (out / "variables" / "old.index").write_text("old")
     assert cli.main(["export", str(tmp_path / "m.keras"), str(out), "--overwrite"]) == 0
-    assert (out / "saved_model.pb").is_file() and not (out / "old.txt").exists()
+    assert (out / "saved_model.pb").read_bytes() != b"old"
+    assert not (out / "variables" / "old.index").exists()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (".", "OUT . is the current folder; "),
+        ("m.keras", "OUT {tmp}/m.keras is MODEL {tmp}/m.keras; "),
+        ("", "OUT {tmp} holds MODEL {tmp}/m.keras; "),
+        (
+            "mine",
+            "OUT {tmp}/mine is a folder that holds no SavedModel (no "
+            "saved_model.pb), so --overwrite does not replace it; choose another OUT.",
+        ),
+    ],
+)
+def test_export_overwrite_keeps_the_user_files(
+    tmp_path, monkeypatch, capsys, case, message
+):
+    # `export m.keras . --overwrite` used to empty the current folder, the
+    # model included; --overwrite replaces a file or an earlier export only.
+    model = tmp_path / "m.keras"
+    model.write_text("the model")  # never read: OUT is checked first
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("mine")
+    if case == ".":
+        monkeypatch.chdir(tmp_path)
+    out = case if case == "." else str(tmp_path / case)
+    assert cli.main(["export", str(model), out, "--overwrite"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    if case != "mine":
+        message += "give the export a name of its own, e.g. unet_savedmodel."
+    assert error == ["seglayers: error: " + message.format(tmp=tmp_path)]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "keep.txt",
+        "m.keras",
+        "mine",
+    ]
+    assert model.read_text() == "the model"
+
+
+@pytest.mark.parametrize(
+    "out, flags, format",
+    [
+        ("m.tflite", [], "tflite"),
+        ("m.ONNX", [], "onnx"),
+        ("m_savedmodel", [], "savedmodel"),
+        ("m.onnx", ["--format", "onnx"], "onnx"),
+        ("m", ["--format", "tflite"], "tflite"),
+    ],
+)
+def test_export_format_follows_out(tmp_path, monkeypatch, capsys, out, flags, format):
+    # Without --format, OUT's extension chooses it (m.tflite used to be a
+    # SavedModel folder). Keras's export is replaced: only the choice is
+    # tested here (the exports themselves: test_export_writes_a_model...).
+    from seglayers.inference.export import FORMATS
+
+    exported = []
+
+    def export(self, filepath, format, verbose=None):
+        exported.append(format)
+        with open(filepath, "w") as f:
+            f.write(format)
+
+    monkeypatch.setattr(seglayers.SegmentationModel, "export", export)
+    _saved_unet(tmp_path / "m.keras")
+    capsys.readouterr()
+    command = ["export", str(tmp_path / "m.keras"), str(tmp_path / out)]
+    assert cli.main([*command, *flags]) == 0
+    assert exported == [FORMATS[format]]
+    assert (tmp_path / out).read_text() == FORMATS[format]
+    assert f"Wrote {tmp_path / out} ({format}, " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "out, format, fitting",
+    [("m.onnx", "tflite", "m.tflite"), ("x.tflite", "savedmodel", "x")],
+)
+def test_export_format_that_out_contradicts(tmp_path, capsys, out, format, fitting):
+    # --format tflite used to write a TFLite file named m.onnx.
+    out = tmp_path / out
+    command = ["export", str(tmp_path / "m.keras"), str(out), "--format", format]
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    extension = out.suffix
+    assert error == [
+        f"seglayers: error: --format {format} does not match OUT {out}, whose "
+        f"extension {extension} is --format {FORMAT_OF[extension]}; name OUT "
+        f"{tmp_path / fitting}, or leave --format out."
+    ]
+    assert os.listdir(tmp_path) == []
+
+
+FORMAT_OF = {".onnx": "onnx", ".tflite": "tflite"}
 
 
 def test_export_bad_format_exits_2(tmp_path, capsys):

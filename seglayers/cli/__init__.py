@@ -14,7 +14,9 @@ A thin front end over the public API:
   of volumes: a class-id volume per volume, `.npy`, or `.nii.gz` with the
   input's affine and header for NIfTI input).
 - `seglayers export MODEL OUT --format savedmodel|tflite|onnx` writes a
-  model for serving that takes images of any height and width.
+  model for serving that takes images of any height and width (the format
+  is OUT's extension when --format is left out: `.tflite`, `.onnx`, or a
+  SavedModel folder for any other name).
 
 MODEL is the `.keras` file of any `seglayers.SegmentationModel` (a `UNet`
 or another architecture). The work is done by the library:
@@ -22,7 +24,10 @@ or another architecture). The work is done by the library:
 `model.export`.
 
 Every error the user can cause ends in one line on stderr and exit status 2,
-and nothing half-written is left in an output folder.
+and nothing half-written is left in an output folder. `--overwrite` replaces
+only what the command writes (train: the run's own files, not the rest of
+RUN_DIR); no command writes over its inputs (train's --data, predict's
+images, evaluate's and export's MODEL) or empties the current folder.
 """
 
 import argparse
@@ -136,7 +141,11 @@ def _parser():
         "--output", metavar="RUN_DIR", default=None, help="default: runs/<timestamp>"
     )
     train.add_argument(
-        "--overwrite", action="store_true", help="replace an existing non-empty RUN_DIR"
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty RUN_DIR, replacing only the run's own files "
+        "(model.keras, best.keras, history.csv, metrics.json, previews/); "
+        "anything else there is kept",
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -183,6 +192,9 @@ def _parser():
         "--batch-size", type=int, help=f"default {_both('batch_size')}"
     )
     evaluate.add_argument("--json", metavar="FILE", help="also write the results")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --json FILE"
+    )
     predict = commands.add_parser(
         "predict",
         help="write predicted masks for images",
@@ -237,14 +249,24 @@ def _parser():
         "writes OUT: a TensorFlow "
         "SavedModel folder, a .tflite file (built-in TFLite ops only) or an "
         ".onnx file, each taking images of any height and width "
-        "(onnx needs: pip install 'seglayers[export]').",
+        "(onnx needs: pip install 'seglayers[export]'). The format is "
+        "OUT's extension unless --format is given: OUT.tflite is tflite, "
+        "OUT.onnx is onnx, any other name a SavedModel folder.",
     )
     export.add_argument("model", metavar="MODEL")
     export.add_argument("output", metavar="OUT")
     export.add_argument(
-        "--format", choices=("savedmodel", "tflite", "onnx"), default="savedmodel"
+        "--format",
+        choices=("savedmodel", "tflite", "onnx"),
+        help="default: from OUT's extension (.tflite: tflite, .onnx: onnx, "
+        "otherwise savedmodel); one that OUT's extension contradicts is refused",
     )
-    export.add_argument("--overwrite", action="store_true", help="replace OUT")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT: a file or an earlier SavedModel export, never a "
+        "folder of other files",
+    )
     return parser
 
 

@@ -1,5 +1,6 @@
 """What the commands share: usage errors in one line, flag names in
-messages, loading a model, writing files atomically, printing the metrics."""
+messages, loading a model, keeping outputs apart from the inputs, writing
+files atomically, printing the metrics."""
 
 import json
 import os
@@ -116,18 +117,60 @@ def _load_model(path):
     return model
 
 
-def check_json_path(path):
+def _inside(path, folder):
+    """Whether `path` is `folder` or lies inside it, links resolved."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _same_file(path, other):
+    """Whether `path` and `other` name one file (links, hard ones too)."""
+    if os.path.exists(path) and os.path.exists(other):
+        return os.path.samefile(path, other)
+    return os.path.realpath(path) == os.path.realpath(other)
+
+
+def check_output_apart(flag, output, inputs, fix):
+    """Refuses an output (`flag` names it) that is the current folder or one
+    above it, or that is, lies inside or holds one of `inputs` (`(flag,
+    path)` pairs): replacing it would delete what the command did not write.
+    `fix` ends the message."""
+    if _inside(os.getcwd(), output):
+        where = "is" if _inside(output, os.getcwd()) else "holds"
+        raise UsageError(f"{flag} {output} {where} the current folder; {fix}")
+    for name, path in inputs:
+        if _inside(output, path):
+            where = "is" if _inside(path, output) else "lies inside"
+        elif _inside(path, output):
+            where = "holds"
+        else:
+            continue
+        raise UsageError(f"{flag} {output} {where} {name} {path}; {fix}")
+
+
+def check_json_path(path, overwrite=False, model=None):
     """Raises unless --json `path` can be written: checked before a command's
-    work as well as when writing."""
+    work as well as when writing. It is never the `model` file, and an
+    existing file is replaced only with `overwrite`."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"No such folder for --json: {folder}.")
     if os.path.isdir(path):
         raise UsageError(f"--json {path} is a folder; give a file name.")
+    if model is not None and _same_file(path, model):
+        raise UsageError(
+            f"--json {path} is the model being evaluated ({model}); give "
+            "another file for the results, e.g. --json results.json."
+        )
+    if os.path.lexists(path) and not overwrite:
+        raise UsageError(
+            f"--json {path} exists; choose another --json file or pass --overwrite."
+        )
 
 
-def _write_json_atomically(path, results):
-    check_json_path(path)
+def _write_json_atomically(path, results, overwrite=False, model=None):
+    # Checked again: the file may have appeared during the evaluation.
+    check_json_path(path, overwrite, model)
     with atomic_file(path) as f:
         json.dump(results, f, indent=2)
 
@@ -139,14 +182,27 @@ def print_metrics(results):
 
 
 def _move_into_place(staging, output, overwrite):
-    if os.path.isdir(output):
-        if os.listdir(output) and not overwrite:
-            raise UsageError(
-                f"{output} was filled by something else during training; "
-                "nothing was written. Run again with another --output."
-            )
-        shutil.rmtree(output)
-    os.replace(staging, output)
+    """Moves the run folder `staging` to `output`: whole when `output` is new;
+    into an existing `output` (with `overwrite` when it is not empty) entry
+    by entry, each of the run's files and folders (model.keras, ...,
+    previews/) replacing the one of its name. Anything else in `output` is
+    left as it is: --overwrite deletes only what a run writes."""
+    if not os.path.isdir(output):
+        os.replace(staging, output)
+        return
+    if os.listdir(output) and not overwrite:
+        raise UsageError(
+            f"{output} was filled by something else during training; "
+            "nothing was written. Run again with another --output."
+        )
+    for name in sorted(os.listdir(staging)):
+        target = os.path.join(output, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        elif os.path.lexists(target):
+            os.remove(target)
+        os.replace(os.path.join(staging, name), target)
+    os.rmdir(staging)
 
 
 def listed_files(inputs, extensions, kind, check_files=False):

@@ -15,7 +15,7 @@ from seglayers.cli._volumes import DEFAULTS, load_folder, resolve_size, spatial_
 
 def evaluate(args):
     if args.json:
-        check_json_path(args.json)
+        check_json_path(args.json, args.overwrite, args.model)
     model = _load_model(args.model)
     dims = spatial_dims(model)
     resolve_size(args, dims, f"{args.model} is a {dims}-D model")
@@ -54,6 +54,6 @@ def evaluate(args):
         raise
     print_metrics(results)
     if args.json:
-        _write_json_atomically(args.json, results)
+        _write_json_atomically(args.json, results, args.overwrite, args.model)
         print(f"Wrote {args.json}")
     return 0

@@ -7,13 +7,64 @@ from seglayers._files import make_staging_dir
 from seglayers.cli._common import (
     UsageError,
     _load_model,
+    check_output_apart,
 )
+
+# The format an extension of OUT names; any other name is a SavedModel folder.
+EXTENSIONS = {".tflite": "tflite", ".onnx": "onnx"}
+
+
+def _format(output, given):
+    """--format `given`, or when left out the one OUT's extension names;
+    refuses a `given` format that the extension contradicts."""
+    stem, extension = os.path.splitext(output)
+    named = EXTENSIONS.get(extension.lower())
+    if given is None:
+        return named or "savedmodel"
+    if named is not None and named != given:
+        fitting = stem if given == "savedmodel" else f"{stem}.{given}"
+        raise UsageError(
+            f"--format {given} does not match OUT {output}, whose extension "
+            f"{extension} is --format {named}; name OUT {fitting}, or leave "
+            "--format out."
+        )
+    return given
+
+
+def _check_replaceable(output):
+    """--overwrite replaces a file, a link or an earlier SavedModel export,
+    never a folder of other files."""
+    if (
+        os.path.isdir(output)
+        and not os.path.islink(output)
+        and os.listdir(output)
+        and not os.path.isfile(os.path.join(output, "saved_model.pb"))
+    ):
+        raise UsageError(
+            f"OUT {output} is a folder that holds no SavedModel (no "
+            "saved_model.pb), so --overwrite does not replace it; choose "
+            "another OUT."
+        )
 
 
 def export(args):
     output = args.output.rstrip("/") or args.output
-    if os.path.lexists(output) and not args.overwrite:
-        raise UsageError(f"{output} exists; choose another OUT or pass --overwrite.")
+    args.format = _format(output, args.format)
+    example = (
+        "unet_savedmodel" if args.format == "savedmodel" else f"unet.{args.format}"
+    )
+    check_output_apart(
+        "OUT",
+        output,
+        [("MODEL", args.model)],
+        f"give the export a name of its own, e.g. {example}.",
+    )
+    if os.path.lexists(output):
+        if not args.overwrite:
+            raise UsageError(
+                f"{output} exists; choose another OUT or pass --overwrite."
+            )
+        _check_replaceable(output)
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise UsageError(f"No such folder for OUT: {parent}.")

@@ -52,6 +52,7 @@ def predict(args):
     if len(set(names)) != len(names):
         raise UsageError("Two inputs share a file name; predict them separately.")
     targets = [kind.targets(args.output, *pair) for pair in zip(files, inputs)]
+    _check_inputs_kept(files, targets)
     existing = [t for paths in targets for t in paths if os.path.exists(t)]
     if existing and not args.overwrite:
         raise UsageError(
@@ -74,6 +75,27 @@ def predict(args):
         ) from None
     print(f"Wrote {len(names)} {kind.written} to {args.output}/")
     return 0
+
+
+def _check_inputs_kept(files, targets):
+    """Refuses to write a mask or overlay over an input, even with
+    --overwrite: e.g. a second run over a folder that holds the first one's
+    masks, with --output that folder."""
+
+    # A file is written atomically, by a rename onto its name: what it would
+    # replace is the entry of that name in that folder (a link, not what it
+    # points to).
+    def entry(path):
+        folder, name = os.path.split(os.path.abspath(path))
+        return os.path.realpath(folder), name
+
+    read = {entry(path) for path in files}
+    for target in (t for paths in targets for t in paths):
+        if entry(target) in read:
+            raise UsageError(
+                f"{target} is an input, and predicting would replace it; give "
+                "an --output apart from the inputs."
+            )
 
 
 def _check_size(model, args, dims):

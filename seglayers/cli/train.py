@@ -15,6 +15,7 @@ from seglayers.cli._common import (
     _check_positive,
     _library_error,
     _move_into_place,
+    check_output_apart,
     print_metrics,
 )
 from seglayers.cli._fit import compile_model, fit_dataset
@@ -141,8 +142,20 @@ def _check_train_args(args):
         # background, sphere, cube, torus.
         args.num_classes = 4
     _check_ignore_class(args)
+    # The range numpy's legacy seeding takes (`keras.utils.set_random_seed`).
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(
+            f"--seed must be an integer from 0 to {2**32 - 1}; got {args.seed}."
+        )
     output = args.output or os.path.join(
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    )
+    # Never where --overwrite could replace the user's files or the data.
+    check_output_apart(
+        "--output",
+        output,
+        [("--data", args.data)] if args.data is not None else [],
+        "give the run a folder of its own, e.g. --output runs/mine.",
     )
     above = os.path.dirname(os.path.abspath(output))
     while not os.path.exists(above):
