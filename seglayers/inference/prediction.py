@@ -13,7 +13,8 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
     The model sees images of `image_size`, the size it trained on. An
     image larger than that (in height or width) is predicted at its own
     resolution in overlapping tiles of `image_size` (`predict_tiled`), so
-    that small objects keep their pixels; any other image, or every image
+    that small objects keep their pixels (an axis shorter than the tile is
+    zero-padded at its far edge); any other image, or every image
     with `tiling=False`, is resized to `image_size` (bilinear, antialiased),
     predicted, and its class ids resized back with nearest neighbour, which
     never makes up a class.
@@ -63,9 +64,18 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
     check_rate("overlap", overlap)
     image = image.astype("float32", copy=False)
     if tiling and (image.shape[0] > height or image.shape[1] > width):
+        # Tiles of `image_size` along both axes: one smaller than that is
+        # zero-padded at its far edge (as the model's own padding would), so
+        # that a strip thinner than the model takes is still predicted.
+        size = image.shape[:2]
+        padding = [(0, max(height - size[0], 0)), (0, max(width - size[1], 0))]
         scores = predict_tiled(
-            model, image, (height, width), overlap=overlap, verbose=0
-        )
+            model,
+            np.pad(image, padding + [(0, 0)]),
+            (height, width),
+            overlap=overlap,
+            verbose=0,
+        )[: size[0], : size[1]]
         return model_predicted_ids(model, scores[None])[0].astype("int32")
     resized = keras.ops.image.resize(
         image, (height, width), interpolation="bilinear", antialias=True

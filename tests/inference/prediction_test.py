@@ -42,6 +42,16 @@ def test_a_larger_image_is_tiled_at_its_own_size():
     np.testing.assert_array_equal(mask, tiled.argmax(-1))
 
 
+def test_a_strip_thinner_than_the_model_takes_is_tiled_padded():
+    model = _model()  # depth 2: at least 4 pixels a side.
+    image = _image(70, 3)
+    mask = predict_mask(model, image, 32)
+    padded = np.pad(image, [(0, 0), (0, 29), (0, 0)])  # zeros at the far edge
+    tiled = predict_tiled(model, padded, (32, 32), verbose=0)[:, :3]
+    assert mask.shape == (70, 3)
+    np.testing.assert_array_equal(mask, tiled.argmax(-1))
+
+
 def test_without_tiling_a_larger_image_is_shrunk():
     model = _model()
     image = _image(40, 70)
