@@ -17,9 +17,10 @@ FORMATS = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
 
 
 def any_size_signature(model):
-    """The input signature of any batch size, height and width: a list of one
-    `keras.InputSpec((None, None, None, channels))`, or with the height and
-    width of an encoder built for a fixed size."""
+    """The input signature of any batch size, height and width (and depth,
+    for a model of volumes): a list of one `keras.InputSpec((None, None,
+    None, channels))`, or with the height and width of an encoder built for
+    a fixed size."""
     if not model.built or model.input_channels is None:
         raise ValueError(
             f"`{type(model).__name__}.export` needs a built model, to know its "
@@ -27,13 +28,13 @@ def any_size_signature(model):
             "`model.build((None, None, None, channels))` first. "
             f"Received: a model with built={model.built}"
         )
-    height, width = None, None
+    spatial = (None,) * getattr(model, "spatial_dims", 2)  # 3: volumes.
     encoder = getattr(model, "encoder", None)
     if encoder is not None:
         # An encoder built for one size (`input_shape=(224, 224, 3)`) takes
         # only that size; the signature says so instead of failing at serving.
-        height, width = tuple(encoder.inputs[0].shape)[1:3]
-    shape = (None, height, width, model.input_channels)
+        spatial = tuple(encoder.inputs[0].shape)[1:3]
+    shape = (None, *spatial, model.input_channels)
     return [keras.InputSpec(shape=shape, dtype=model.input_dtype)]
 
 

@@ -124,6 +124,22 @@ def test_the_signature_has_the_channels_the_model_was_built_for():
     assert tuple(spec.shape) == (None, None, None, 5)
 
 
+def test_a_3d_unet_exports_for_volumes_of_any_size(tmp_path):
+    # The default signature once had the rank of images, so every 3-D
+    # model's export failed with its own input-shape error.
+    model = seglayers.UNet(2, filters=4, depth=2, spatial_dims=3)
+    model.build((None, None, None, None, 1))
+    path = str(tmp_path / "volumes")
+    model.export(path, verbose=False)
+    assert _input_shape(path, "tf_saved_model") == (None, None, None, None, 1)
+    serve = load_exported(path, "tf_saved_model")
+    rng = np.random.default_rng(0)
+    for size in [(16, 16, 16), (12, 20, 9)]:
+        volumes = rng.uniform(0, 1, (1, *size, 1)).astype("float32")
+        expected = model.predict(volumes, verbose=0)
+        np.testing.assert_allclose(serve(volumes), expected, atol=1e-4)
+
+
 @TF_ONLY
 def test_tflite_defaults_to_builtin_ops_only_and_keeps_a_given_target_spec():
     import tensorflow as tf
