@@ -307,15 +307,28 @@ def _without_nan_rows(scores, ids):
     return ops.cond(ops.isnan(ops.sum(scores)), mark_nan_rows, lambda: ids)
 
 
+def model_threshold(model, threshold=None):
+    """`threshold`, or when `None` the one `model`'s one sigmoid channel
+    takes: 0 for a model that says it outputs logits (`output_activation`
+    None, as seglayers models can), else 0.5, as Keras's binary metrics do."""
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise TypeError(
+                "`threshold` must be a number (e.g. 0.5 for probabilities, 0 "
+                f"for logits) or None. Received: threshold={threshold!r}"
+            )
+        return threshold
+    logits = getattr(model, "output_activation", "auto") in (None, "linear")
+    return 0.0 if logits else 0.5
+
+
 def model_predicted_ids(model, outputs, threshold=None):
     """numpy class ids of `model`'s `outputs` `(..., C)`, read as the
     metrics read them (`predicted_ids` over `C` classes). `threshold=None`
     takes 0 for a model that says it outputs logits (`output_activation`
     None, as seglayers models can), else 0.5, as Keras's binary metrics do:
     the value range is never guessed from."""
-    if threshold is None:
-        logits = getattr(model, "output_activation", "auto") in (None, "linear")
-        threshold = 0.0 if logits else 0.5
+    threshold = model_threshold(model, threshold)
     outputs = ops.convert_to_tensor(outputs)
     ids = predicted_ids(outputs, outputs.shape[-1], threshold, name="y_pred")
     return ops.convert_to_numpy(ids)

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from seglayers._masks import num_ids
+from seglayers._masks import model_threshold, num_ids
 from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
@@ -12,7 +12,13 @@ from seglayers._validation import (
 
 
 def evaluate_segmentation(
-    model, data, num_classes, ignore_class=None, class_names=None, batch_size=32
+    model,
+    data,
+    num_classes,
+    ignore_class=None,
+    class_names=None,
+    batch_size=32,
+    threshold=None,
 ):
     """Measures a segmentation model on a data set, class by class.
 
@@ -29,8 +35,11 @@ def evaluate_segmentation(
             as a `seglayers.SegmentationModel`.
         data: `(images, masks)` as arrays (then predicted `batch_size` at a
             time), or an iterable of `(images, masks)` batches such as a
-            `tf.data.Dataset` from `segmentation_dataset_from_directory`.
-            Masks hold class ids `(N, H, W)` or `(N, H, W, 1)`, or one-hot.
+            `tf.data.Dataset` from `segmentation_dataset_from_directory`
+            (also `(images, masks, sample_weight)` batches, with per-sample
+            or per-pixel 0/1 weights, and `{"images", "segmentation_masks"}`
+            dicts). Masks hold class ids `(N, H, W)` or `(N, H, W, 1)`, or
+            one-hot.
         num_classes: int, the model's classes (1: one sigmoid channel,
             classes 0 and 1).
         ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255).
@@ -38,6 +47,9 @@ def evaluate_segmentation(
             is 1), used in the keys. Defaults to the ids `"0"`, `"1"`, ...
         batch_size: int, images per model call when `data` is arrays.
             Defaults to 32.
+        threshold: float or `None`, where one sigmoid channel turns to class
+            1. `None` (the default) takes 0 for a model that says it outputs
+            logits (`output_activation=None`), else 0.5.
 
     Returns:
         A dict of floats: `"mean_iou"`, `"iou/<name>"` for every class,
@@ -65,15 +77,25 @@ def evaluate_segmentation(
     if class_names is None:
         # One sigmoid channel (num_classes=1) is two classes, 0 and 1.
         class_names = [str(i) for i in range(num_ids(num_classes))]
+    threshold = model_threshold(model, threshold)
+    named = dict(threshold=threshold, class_names=class_names)
     metrics = [
-        seglayers.MeanIoU(num_classes, ignore_class, class_names=class_names),
-        seglayers.MeanDice(num_classes, ignore_class, class_names=class_names),
-        seglayers.PixelAccuracy(num_classes, ignore_class),
+        seglayers.MeanIoU(num_classes, ignore_class, **named),
+        seglayers.MeanDice(num_classes, ignore_class, **named),
+        seglayers.PixelAccuracy(num_classes, ignore_class, threshold=threshold),
     ]
-    for images, masks in _batches(data, batch_size):
+    seen = 0
+    for images, masks, weights in _batches(data, batch_size):
         predictions = model.predict_on_batch(images)
+        _check_channels(predictions, num_classes)
         for metric in metrics:
-            metric.update_state(masks, predictions)
+            metric.update_state(masks, predictions, sample_weight=weights)
+        seen += len(masks)
+    if not seen:
+        raise ValueError(
+            "`data` holds no images, so there is nothing to measure. Pass "
+            "`(images, masks)` or a data set with at least one batch."
+        )
     results = {}
     for metric in metrics:
         value = metric.result()
@@ -118,8 +140,26 @@ def format_evaluation(results):
     return "\n".join(lines)
 
 
+def _check_channels(predictions, num_classes):
+    channels = predictions.shape[-1]
+    if channels != num_classes:
+        raise ValueError(
+            f"`num_classes`={num_classes} does not match the model, whose "
+            f"outputs have {channels} channels (one per class, or one sigmoid "
+            f"channel for num_classes=1). Pass num_classes={channels}. "
+            f"Received: num_classes={num_classes}"
+        )
+
+
 def _batches(data, batch_size):
-    """`(images, masks)` batches from arrays, or from an iterable of batches."""
+    """`(images, masks, sample_weight or None)` batches from arrays, or from
+    an iterable of batches."""
+    if (
+        isinstance(data, list)
+        and len(data) == 2
+        and all(hasattr(part, "shape") for part in data)
+    ):
+        data = tuple(data)  # `[images, masks]`, not a list of batches.
     if isinstance(data, tuple):
         if len(data) != 2 or len(data[0]) != len(data[1]):
             shapes = [np.shape(part) for part in data]
@@ -130,13 +170,20 @@ def _batches(data, batch_size):
             )
         images, masks = data
         for i in range(0, len(images), batch_size):
-            yield images[i : i + batch_size], masks[i : i + batch_size]
+            yield images[i : i + batch_size], masks[i : i + batch_size], None
         return
     for batch in data:
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        if isinstance(batch, dict) and {"images", "segmentation_masks"} <= set(batch):
+            batch = batch["images"], batch["segmentation_masks"]
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            what = type(batch).__name__
+            if isinstance(batch, (tuple, list)):
+                what = f"{what} of {len(batch)} parts"
             raise ValueError(
-                "`data` must yield `(images, masks)` batches. "
-                f"Received: a batch of type {type(batch).__name__}"
+                "`data` must yield `(images, masks)` or `(images, masks, "
+                'sample_weight)` batches, or `{"images", "segmentation_masks"}` '
+                f"dicts. Received: a batch of type {what}"
             )
         # A tf.data batch on another backend: its arrays, as numpy.
-        yield tuple(x if keras.ops.is_tensor(x) else np.asarray(x) for x in batch)
+        parts = [x if keras.ops.is_tensor(x) else np.asarray(x) for x in batch]
+        yield parts[0], parts[1], parts[2] if len(parts) == 3 else None

@@ -7,7 +7,7 @@ from seglayers._validation import check_bool, check_rate, check_size_pair
 from seglayers.inference.predict_tiled import predict_tiled
 
 
-def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
+def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=None):
     """Predicts the class of every pixel of one image, at its own size.
 
     The model sees images of `image_size`, the size it trained on. An
@@ -30,6 +30,9 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
             rather than shrink them. Defaults to `True`.
         overlap: float in [0, 1), the fraction of a tile shared with the next
             one when tiling. Defaults to 0.25.
+        threshold: float or `None`, where one sigmoid channel turns to class
+            1. `None` (the default) takes 0 for a model that says it outputs
+            logits (`output_activation=None`), else 0.5.
 
     Returns:
         An int32 numpy array `(height, width)` of class ids: the arg-max of
@@ -76,12 +79,12 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25):
             overlap=overlap,
             verbose=0,
         )[: size[0], : size[1]]
-        return model_predicted_ids(model, scores[None])[0].astype("int32")
+        return model_predicted_ids(model, scores[None], threshold)[0].astype("int32")
     resized = keras.ops.image.resize(
         image, (height, width), interpolation="bilinear", antialias=True
     )
     scores = model.predict_on_batch(keras.ops.expand_dims(resized, 0))
-    ids = model_predicted_ids(model, scores)[0]
+    ids = model_predicted_ids(model, scores, threshold)[0]
     return _resize_nearest(ids, image.shape[:2]).astype("int32")
 
 

@@ -79,6 +79,34 @@ def test_one_sigmoid_channel_is_two_classes():
     _assert_close(results, _reference(masks, predicted, 1))
 
 
+def test_one_sigmoid_logit_takes_the_models_threshold():
+    keras.utils.set_random_seed(0)
+    model = UNet(1, filters=4, depth=2, rescale=1 / 255, output_activation=None)
+    images, masks = _data(classes=2)
+    results = evaluate_segmentation(model, (images, masks), 1)  # once an error
+    logits = model.predict(images, verbose=0)[..., 0]
+    _assert_close(results, _reference(masks, (logits > 0).astype(int), 1))
+    given = evaluate_segmentation(model, (images, masks), 1, threshold=-0.5)
+    _assert_close(given, _reference(masks, (logits > -0.5).astype(int), 1))
+
+
+def test_batch_forms_agree():
+    keras.utils.set_random_seed(0)
+    model = UNet(3, filters=4, depth=2, rescale=1 / 255)
+    images, masks = _data(ignore_class=255)
+    expected = evaluate_segmentation(model, (images, masks), 3, ignore_class=255)
+    as_list = evaluate_segmentation(model, [images, masks], 3, ignore_class=255)
+    dicts = [{"images": images, "segmentation_masks": masks}]
+    as_dicts = evaluate_segmentation(model, dicts, 3, ignore_class=255)
+    # Weights 0 where the mask is ignored: the same pixels counted.
+    weights = (masks[..., 0] != 255).astype("float32")
+    weighted = evaluate_segmentation(
+        model, [(images, np.where(masks == 255, 0, masks), weights)], 3
+    )
+    for results in (as_list, as_dicts, weighted):
+        assert results == pytest.approx(expected)
+
+
 def test_format_evaluation_lists_every_class():
     results = _reference(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 4)
     lines = format_evaluation(results).splitlines()
@@ -99,7 +127,17 @@ def test_format_evaluation_lists_every_class():
     "data, kwargs, error, match",
     [
         ("mismatch", {}, ValueError, r"`data` must be `\(images, masks\)` with one"),
-        ("singles", {}, ValueError, "`data` must yield `\\(images, masks\\)` batches"),
+        ("singles", {}, ValueError, r"`data` must yield `\(images, masks\)` or"),
+        ("quads", {}, ValueError, r"Received: a batch of type tuple of 4 parts"),
+        ("empty", {}, ValueError, r"`data` holds no images, so there is nothing"),
+        (
+            "ok",
+            {"num_classes": 2},
+            ValueError,
+            r"`num_classes`=2 does not match the model, whose outputs have 3 "
+            r"channels .* Pass num_classes=3\. Received: num_classes=2",
+        ),
+        ("ok", {"threshold": "0.5"}, TypeError, r"Received: threshold='0\.5'"),
         ("ok", {"num_classes": 0}, ValueError, "`num_classes` must be a positive"),
         ("ok", {"ignore_class": 1}, ValueError, "`ignore_class`=1 is also a class"),
         ("ok", {"batch_size": 0}, ValueError, "`batch_size` must be a positive"),
@@ -111,6 +149,8 @@ def test_bad_arguments(data, kwargs, error, match):
     data = {
         "mismatch": (images, masks[:1]),
         "singles": [images],
+        "quads": [(images, masks, None, None)],
+        "empty": (images[:0], masks[:0]),
         "ok": (images, masks),
     }[data]
     kwargs = {"num_classes": 3, **kwargs}
