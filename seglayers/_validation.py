@@ -4,7 +4,10 @@ Every message names the argument, says what was expected and how to fix it,
 and ends with `Received: name=value`, as Keras's own errors do.
 """
 
+import numbers
+
 import keras
+import numpy as np
 
 
 def _fmt(choices):
@@ -15,18 +18,59 @@ def _fmt(choices):
 
 
 def check_choice(name, value, choices):
-    """Returns `value` if it is one of `choices`, else raises `ValueError`."""
+    """Returns `value` if it is one of `choices`, else raises `ValueError`.
+
+    An int choice is matched by ints only: a numpy integer comes back as the
+    Python int (so that configs stay JSON), and a float such as 16.0, equal
+    to 16 but no int to compute with, raises `TypeError`. Callers use the
+    returned value.
+    """
     if value not in choices:
         raise ValueError(
             f"`{name}` must be one of {_fmt(choices)}. Received: {name}={value!r}"
         )
-    return value
+    choice = next(c for c in choices if c == value)
+    if not _is_int(choice) or isinstance(value, (bool, np.bool_)):
+        return value  # Strings, None and bools as before (verbose=True is 1).
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    raise TypeError(
+        f"`{name}` must be one of {_fmt(choices)}, an int, not "
+        f"{type(value).__name__}; pass {name}={choice!r}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def _is_int(value):
+    """True for Python and numpy integers, not for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def check_seed(name, value):
+    """`value` as a Python int if it is an int >= 0 (numpy integers too), or
+    `None`; else raises with the argument's name, where numpy's own errors
+    ("SeedSequence expects int") name none."""
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise TypeError(
+            f"`{name}` must be a non-negative int (or None), e.g. {name}=0. "
+            f"Received: {name}={value!r}"
+        )
+    if value < 0:
+        raise ValueError(
+            f"`{name}` must be a non-negative int (or None), e.g. {name}=0. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)
 
 
 def check_spatial_dims(value):
     """Returns `value` if it is the int 2 (images) or 3 (volumes), else raises
-    `ValueError` as `check_choice` does (which alone would let 2.0 and numpy
-    ints through, values a saved config cannot hold as they are)."""
+    `ValueError`, for 2.0 and numpy ints too (stricter than `check_choice`,
+    which converts numpy ints)."""
     if type(value) is not int or value not in (2, 3):
         raise ValueError(
             "`spatial_dims` must be 2, for images (batch, height, width, "
@@ -167,18 +211,41 @@ def check_rescale(rescale):
 
 
 def check_class_weights(class_weights):
-    """`class_weights` as floats (or `None`), else raises."""
+    """`class_weights` as a list of Python floats (JSON for `get_config`), or
+    `None`; else raises `ValueError`.
+
+    Takes a list or tuple of numbers >= 0, numpy numbers included, or a 1-D
+    numpy array, as `sklearn.utils.class_weight.compute_class_weight` gives.
+    """
     if class_weights is None:
         return None
-    if not isinstance(class_weights, (list, tuple)) or not all(
-        isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
-        for w in class_weights
-    ):
+    weights = class_weights
+    if isinstance(weights, np.ndarray) and weights.ndim == 1:
+        weights = list(weights)
+    problem = _class_weights_problem(weights)
+    if problem:
         raise ValueError(
-            "`class_weights` must be a list of non-negative numbers, one per "
-            f"class, e.g. [0.5, 1.0, 2.0]. Received: class_weights={class_weights!r}"
+            "`class_weights` must be a list (or 1-D numpy array) of non-negative "
+            "numbers, one per class, e.g. [0.5, 1.0, 2.0]; "
+            f"{problem}. Received: class_weights={class_weights!r}"
         )
-    return [float(w) for w in class_weights]
+    return [float(w) for w in weights]
+
+
+def _class_weights_problem(weights):
+    """What is wrong with `weights` (a list, once made one), or `None`."""
+    if isinstance(weights, np.ndarray):
+        return f"this is a {weights.ndim}-D array"
+    if not isinstance(weights, (list, tuple)):
+        return f"this is a {type(weights).__name__}"
+    for i, weight in enumerate(weights):
+        number = isinstance(weight, numbers.Real) and not isinstance(
+            weight, (bool, np.bool_)
+        )
+        # `>= 0` refuses NaN; inf is kept, as a config saved with it loaded.
+        if not (number and weight >= 0):
+            return f"class_weights[{i}]={weight!r} is not"
+    return None
 
 
 def check_non_negative(name, value, example="1.0"):

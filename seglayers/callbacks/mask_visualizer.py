@@ -125,7 +125,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         slice_axis=0,
     ):
         super().__init__()
-        check_choice("slice_axis", slice_axis, SLICE_AXES)
+        slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
         check_positive_int("every_n_epochs", every_n_epochs)
         check_positive_int("max_samples", max_samples)
         check_ignore_class(ignore_class)

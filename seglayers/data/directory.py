@@ -9,6 +9,7 @@ from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
+    check_seed,
 )
 from seglayers.data.file_checks import check_pairs, find_pairs
 from seglayers.data.mask_files import mask_reader, tf_decoder
@@ -92,6 +93,7 @@ def segmentation_dataset_from_directory(
         with `dataset.with_options(options)`, `options.autotune.enabled =
         True`.
     """
+    seed = check_seed("seed", seed)
     _check_arguments(image_size, batch_size, interpolation, validation_split, subset)
     if num_classes is not None:
         check_positive_int("num_classes", num_classes)

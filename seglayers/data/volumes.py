@@ -9,6 +9,7 @@ from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
+    check_seed,
     check_spatial_size,
 )
 from seglayers.data.directory import (
@@ -121,6 +122,7 @@ def volume_dataset_from_directory(
     # e.g. 0.5: half the patches centred on foreground.
     check_fraction("foreground_fraction", foreground_fraction)
     check_split_arguments(batch_size, validation_split, subset)
+    seed = check_seed("seed", seed)
     pairs = find_pairs(
         directory,
         "volume",

@@ -10,7 +10,7 @@ the same data.
 
 import numpy as np
 
-from seglayers._validation import check_positive_int
+from seglayers._validation import check_positive_int, check_seed
 
 CLASS_NAMES = ("background", "circle", "square", "triangle")
 
@@ -26,7 +26,8 @@ def load_data(num_samples=1000, image_size=(128, 128), num_classes=4, seed=0):
         image_size: `(height, width)` of the images, each at least 16.
         num_classes: int, 2 to 4: background plus the first
             `num_classes - 1` of circle, square and triangle. Defaults to 4.
-        seed: int, the random seed; the same seed gives the same data.
+        seed: int >= 0, the random seed; the same seed gives the same data
+            (`None`: different data each call). Defaults to 0.
 
     Returns:
         A tuple `(images, masks)`: images float32 `(num_samples, height,
@@ -47,7 +48,7 @@ def load_data(num_samples=1000, image_size=(128, 128), num_classes=4, seed=0):
             f"shapes: circle, square, triangle). Received: num_classes={num_classes!r}"
         )
     height, width = _check_image_size(image_size)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     images = np.empty((num_samples, height, width, 3), np.float32)
     masks = np.zeros((num_samples, height, width, 1), np.int32)
     noise = np.empty((min(_CHUNK, num_samples), height, width, 1), np.float32)

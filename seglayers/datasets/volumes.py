@@ -13,7 +13,7 @@ the same data.
 
 import numpy as np
 
-from seglayers._validation import check_positive_int
+from seglayers._validation import check_positive_int, check_seed
 from seglayers.datasets.shapes import _interpolation_matrix
 
 CLASS_NAMES = ("background", "sphere", "cube", "torus")
@@ -34,7 +34,8 @@ def load_data(num_samples=100, volume_size=(32, 32, 32), num_classes=4, seed=0):
         volume_size: `(depth, height, width)` of the volumes, each at least 16.
         num_classes: int, 2 to 4: background plus the first
             `num_classes - 1` of sphere, cube and torus. Defaults to 4.
-        seed: int, the random seed; the same seed gives the same data.
+        seed: int >= 0, the random seed; the same seed gives the same data
+            (`None`: different data each call). Defaults to 0.
 
     Returns:
         A tuple `(volumes, masks)`: volumes float32 `(num_samples, depth,
@@ -55,7 +56,7 @@ def load_data(num_samples=100, volume_size=(32, 32, 32), num_classes=4, seed=0):
             f"shapes: sphere, cube, torus). Received: num_classes={num_classes!r}"
         )
     size = _check_volume_size(volume_size)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     volumes = np.empty((num_samples,) + size + (1,), np.float32)
     masks = np.zeros((num_samples,) + size + (1,), np.int32)
     noise = np.empty((min(_CHUNK, num_samples),) + size + (1,), np.float32)

@@ -23,7 +23,8 @@ class DiceCrossEntropyLoss(SegmentationLoss):
         cross_entropy_weight: float, the weight of the cross-entropy term.
             Defaults to 1.
         name: str. Defaults to `"dice_cross_entropy_loss"`.
-        reduction: as in `keras.losses.Loss`.
+        reduction: only `"sum_over_batch_size"` (the default): the loss is
+            one value per batch, so other reductions are refused.
         dtype: as in `keras.losses.Loss`.
 
     Example:

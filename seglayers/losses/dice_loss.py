@@ -20,7 +20,8 @@ class DiceLoss(SegmentationLoss):
         class_weights: optional list of per-class weights for the average.
         smooth: float, added to numerator and denominator. Defaults to 0.
         name: str. Defaults to `"dice_loss"`.
-        reduction: as in `keras.losses.Loss`.
+        reduction: only `"sum_over_batch_size"` (the default): the loss is
+            one value per batch, so other reductions are refused.
         dtype: as in `keras.losses.Loss`.
 
     Example:

@@ -26,7 +26,8 @@ class FocalLoss(SegmentationLoss):
         class_weights: optional list of per-class weights.
         gamma: float >= 0, the focusing parameter. Defaults to 2.
         name: str. Defaults to `"focal_loss"`.
-        reduction: as in `keras.losses.Loss`.
+        reduction: only `"sum_over_batch_size"` (the default): the loss is
+            one value per batch, so other reductions are refused.
         dtype: as in `keras.losses.Loss`.
 
     Example:

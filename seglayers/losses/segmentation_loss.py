@@ -17,6 +17,10 @@ from seglayers._validation import (
     concrete_value,
 )
 
+# The one `reduction` a batch statistic can honour; also what `get_config`
+# writes, so configs saved by every release load.
+_BATCH_REDUCTION = "sum_over_batch_size"
+
 # Probabilities may exceed [0, 1] by rounding (float16 softmax), logits by far.
 _PROBABILITY_SLACK = 1e-3
 
@@ -33,7 +37,9 @@ class SegmentationLoss(keras.losses.Loss):
     `OneHotMask` writes for ignored pixels) carry no loss.
 
     The loss is one value for the whole batch (Dice is a batch statistic),
-    so `reduction` must leave it whole: `"none"` is refused. A
+    so `reduction` must leave it whole: only the default
+    `"sum_over_batch_size"` is accepted (`"none"`, `"sum"`, `"mean"` and
+    `"mean_with_sample_weight"` are refused, never ignored). A
     `sample_weight` of one weight per sample `(batch,)` or per pixel
     `(batch, H, W)` / `(batch, H, W, 1)` weighs the pixels inside the loss
     (a sample of weight 0 adds nothing, one of weight 2 counts twice).
@@ -59,14 +65,7 @@ class SegmentationLoss(keras.losses.Loss):
         reduction="sum_over_batch_size",
         dtype=None,
     ):
-        if reduction in (None, "none"):
-            raise ValueError(
-                f"`{type(self).__name__}` gives one value for the whole batch "
-                "(Dice is a batch statistic, and ignored pixels are left out of "
-                "the batch mean), so it cannot give one value per sample. Use "
-                "reduction='sum_over_batch_size' (the default); weigh samples "
-                f"with `sample_weight`. Received: reduction={reduction!r}"
-            )
+        check_batch_reduction(type(self).__name__, reduction)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         check_bool("from_logits", from_logits)
         check_ignore_class(ignore_class)
@@ -186,6 +185,21 @@ class SegmentationLoss(keras.losses.Loss):
             }
         )
         return config
+
+
+def check_batch_reduction(loss_name, reduction):
+    """Raises unless `reduction` is the default: any other Keras reduction
+    would be silently the same batch value."""
+    if isinstance(reduction, str) and reduction == _BATCH_REDUCTION:
+        return
+    raise ValueError(
+        f"`{loss_name}` gives one value for the whole batch (Dice is a batch "
+        "statistic, and ignored pixels are left out of the batch mean), so it "
+        "cannot give one value per sample ('none'), nor sum or average "
+        "per-sample values ('sum', 'mean', 'mean_with_sample_weight'). Leave "
+        f"`reduction` at its default, reduction={_BATCH_REDUCTION!r}, and weigh "
+        f"samples with `sample_weight`. Received: reduction={reduction!r}"
+    )
 
 
 def _log_probabilities(y_pred, from_logits):

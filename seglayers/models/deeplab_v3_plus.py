@@ -134,7 +134,8 @@ class DeepLabV3Plus(SegmentationModel):
         check_pyramid_model_arguments(
             "DeepLabV3Plus", encoder, kwargs.get("spatial_dims", 2)
         )
-        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+        # A Python int: 16.0 is refused, np.int64(16) stored as 16 (JSON).
+        output_stride = check_choice("output_stride", output_stride, OUTPUT_STRIDES)
         depth = output_stride.bit_length() - 1
         super().__init__(
             num_classes,

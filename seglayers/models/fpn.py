@@ -110,7 +110,7 @@ class FPN(SegmentationModel):
     ):
         kwargs.setdefault("name", "fpn")
         check_pyramid_model_arguments("FPN", encoder, kwargs.get("spatial_dims", 2))
-        check_choice("depth", depth, (3, 4, 5))
+        depth = check_choice("depth", depth, (3, 4, 5))
         super().__init__(
             num_classes,
             depth=depth,

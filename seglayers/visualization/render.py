@@ -68,7 +68,7 @@ def render_grid(
     prediction. A legend of class colours and names runs along the bottom.
     Returns a uint8 `(height, width, 3)` array.
     """
-    check_choice("slice_axis", slice_axis, SLICE_AXES)
+    slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
     if np.ndim(images) == 5:
         images, masks, predictions = (
             central_slice(x, slice_axis) for x in (images, masks, predictions)

@@ -579,3 +579,9 @@ def test_validation_split_of_another_type_is_named(tmp_path):
         r"Received: validation_split='0\.2'",
     ):
         segmentation_dataset_from_directory(tmp_path, validation_split="0.2")
+
+
+def test_a_negative_seed_is_named(tmp_path):
+    _write_pairs(tmp_path, n=2)
+    with pytest.raises(ValueError, match=r"Received: seed=-1"):
+        segmentation_dataset_from_directory(tmp_path, seed=-1)

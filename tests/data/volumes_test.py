@@ -281,6 +281,13 @@ def _broken(root, setup):
         ("ok", {"ignore_class": 1}, ValueError, r"`ignore_class`=1 is also a class"),
         ("ok", {"subset": "training"}, ValueError, r"needs a `validation_split`"),
         ("ok", {"batch_size": 0}, ValueError, r"`batch_size` must be a positive"),
+        (
+            "ok",
+            {"seed": -1},
+            ValueError,
+            r"`seed` must be a non-negative int \(or None\).*Received: seed=-1$",
+        ),
+        ("ok", {"seed": 1.5}, TypeError, r"`seed` must be a non-neg.*seed=1\.5$"),
     ],
 )
 def test_bad_folders_and_arguments(tmp_path, setup, kwargs, error, match):

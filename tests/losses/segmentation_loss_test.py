@@ -1,6 +1,9 @@
 """What every seglayers loss shares: weights, and no plausible number from
 a broken input (a clear error eagerly, NaN in traced code)."""
 
+import json
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -23,14 +26,82 @@ def _traced_value(loss, y_true, y_pred):
 
 
 @pytest.mark.parametrize("loss_class", LOSSES)
-@pytest.mark.parametrize("reduction", ["none", None])
-def test_reduction_none_is_refused(loss_class, reduction):
+@pytest.mark.parametrize(
+    "reduction", ["none", None, "sum", "mean", "mean_with_sample_weight", "avg"]
+)
+def test_reductions_other_than_the_batch_value_are_refused(loss_class, reduction):
+    # Each was silently the batch value before, the same as the default.
     with pytest.raises(
         ValueError,
-        match=r"one value for the whole batch.*cannot give one value per sample.*"
-        rf"Received: reduction={reduction!r}",
+        match=rf"^`{loss_class.__name__}` gives one value for the whole batch "
+        r"\(Dice is a batch statistic.*cannot give one value per sample "
+        r"\('none'\), nor sum or average per-sample values.*Leave `reduction` "
+        r"at its default, reduction='sum_over_batch_size', and weigh samples "
+        rf"with `sample_weight`\. Received: reduction={re.escape(repr(reduction))}$",
     ):
         loss_class(reduction=reduction)
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+def test_a_config_saved_by_earlier_releases_loads(loss_class):
+    # As seglayers 0.1 wrote it: Keras's default reduction, weights as floats.
+    config = {
+        "name": "old",
+        "reduction": "sum_over_batch_size",
+        "from_logits": True,
+        "ignore_class": 255,
+        "class_weights": [0.5, 1.0, 2.0],
+        "dtype": "float32",
+    }
+    saved = {
+        "module": None,
+        "class_name": loss_class.__name__,
+        "config": config,
+        "registered_name": f"seglayers>{loss_class.__name__}",
+    }
+    loss = keras.saving.deserialize_keras_object(saved)
+    assert type(loss) is loss_class
+    assert {k: loss.get_config()[k] for k in config} == config
+    y_true, logits = random_case(8, classes=3, ignore_class=255)
+    assert np.isfinite(_value(loss, y_true, logits))
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
+def test_numpy_class_weights_are_stored_as_floats(loss_class):
+    from_numbers = loss_class(class_weights=list(np.array([0.5, 1, 2], "float32")))
+    from_array = loss_class(class_weights=np.array([0.5, 1.0, 2.0]))
+    for loss in (from_numbers, from_array):
+        config = loss.get_config()
+        json.dumps(config)
+        assert config["class_weights"] == [0.5, 1.0, 2.0]
+        assert all(type(w) is float for w in config["class_weights"])
+    y_true, logits = random_case(9, classes=3)
+    assert _value(from_array, y_true, softmax(logits)) == pytest.approx(
+        _value(loss_class(class_weights=[0.5, 1.0, 2.0]), y_true, softmax(logits))
+    )
+
+
+@pytest.mark.parametrize(
+    "class_weights, problem",
+    [
+        ([1, -1], r"class_weights\[1\]=-1 is not"),
+        (np.array([1.0, np.nan]), r"class_weights\[1\]=np\.float64\(nan\) is not"),
+        (["1", "2"], r"class_weights\[0\]='1' is not"),
+        ([True, False], r"class_weights\[0\]=True is not"),
+        ([[1.0, 2.0]], r"class_weights\[0\]=\[1\.0, 2\.0\] is not"),
+        (np.ones((2, 2)), r"this is a 2-D array"),
+        ({0: 1.0, 1: 2.0}, r"this is a dict"),
+    ],
+)
+def test_bad_class_weights(class_weights, problem):
+    with pytest.raises(
+        ValueError,
+        match=r"^`class_weights` must be a list \(or 1-D numpy array\) of "
+        r"non-negative numbers, one per class, e\.g\. \[0\.5, 1\.0, 2\.0\]; "
+        + problem
+        + r"\. Received: class_weights=",
+    ):
+        FocalLoss(class_weights=class_weights)
 
 
 @pytest.mark.parametrize("loss_class", LOSSES)

@@ -119,6 +119,17 @@ def _stride_8_encoder():
             ValueError,
             r"must be one of 8 or 16.*output_stride=32",
         ),
+        (
+            {"output_stride": 16.0},
+            TypeError,
+            r"`output_stride` must be one of 8 or 16, an int, not float; pass "
+            r"output_stride=16\. Received: output_stride=16\.0",
+        ),
+        (
+            {"output_stride": np.float64(8)},
+            TypeError,
+            r"an int, not float64; pass output_stride=8\.",
+        ),
         ({"encoder": None}, ValueError, r"no encoder of its own.*encoder=None"),
         ({"spatial_dims": 3}, ValueError, r"2-D model.*spatial_dims=3"),
         ({"dilation_rates": []}, TypeError, r"dilation_rates=\[\]"),
@@ -130,6 +141,14 @@ def _stride_8_encoder():
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         DeepLabV3Plus(num_classes=2, **{"encoder": tiny_encoder(), **kwargs})
+
+
+def test_a_numpy_integer_output_stride_is_stored_as_an_int():
+    model = DeepLabV3Plus(
+        num_classes=2, encoder=tiny_encoder(), filters=8, output_stride=np.int64(8)
+    )
+    assert type(model.get_config()["output_stride"]) is int
+    assert model.output_stride == 8 and model.depth == 3
 
 
 def test_an_encoder_without_stride_4_features_is_refused():
