@@ -70,9 +70,11 @@ class MaskVisualizer(keras.callbacks.Callback):
     Predictions are read as seglayers' metrics read them: logits or
     probabilities over several classes (arg-max), one sigmoid channel cut at
     `threshold`, or ids. Masks may be ids or one-hot (all-zero rows are
-    ignored pixels). Files are
-    written atomically; if one cannot be written (a read-only folder, a full
-    disk) the callback warns once and training goes on. Under a multi-worker
+    ignored pixels). Images are drawn as
+    `seglayers.visualization.display_image` does: [0, 255] as they are,
+    floats in [0, 1] scaled, other ranges (scans, z-scores) stretched. Files
+    are written atomically; if one cannot be written (a read-only folder, a
+    full disk) the callback warns once and training goes on. Under a multi-worker
     strategy only the chief writes.
 
     Args:

@@ -3,6 +3,7 @@
 from seglayers.visualization.palette import colorize, default_palette
 from seglayers.visualization.render import (
     central_slice,
+    display_image,
     overlay,
     render_grid,
     save_png,
@@ -12,6 +13,7 @@ __all__ = [
     "central_slice",
     "colorize",
     "default_palette",
+    "display_image",
     "overlay",
     "render_grid",
     "save_png",

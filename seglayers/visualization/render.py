@@ -47,6 +47,22 @@ def central_slice(volumes, axis=0):
     return np.take(volumes, volumes.shape[1 + axis] // 2, axis=1 + axis)
 
 
+def display_image(image):
+    """`image` as uint8 to draw: values in [0, 255] as they are; floats in
+    [0, 1] (images divided by 255) times 255; any other range (a scan in
+    Hounsfield units, a z-scored volume) stretched from its minimum to its
+    maximum, which clipping would draw black or white."""
+    image = np.asarray(image)
+    values = image.astype(np.float32)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    if np.issubdtype(image.dtype, np.floating) and low >= 0 and high <= 1:
+        values = values * 255
+    elif low < 0 or high > 255:
+        values = (values - low) * (255 / max(high - low, 1e-12))
+    return np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8)
+
+
 def render_grid(
     images,
     masks,
@@ -60,7 +76,9 @@ def render_grid(
     """One row per sample: image | truth | prediction | overlay (| errors).
 
     `images` are `(N, H, W, channels)` (one channel is drawn grey; of more
-    than three, the first is) and `predictions` class ids `(N, H, W)`.
+    than three, the first is; values as `display_image` draws them: [0, 255]
+    as they are, floats in [0, 1] scaled, other ranges stretched) and
+    `predictions` class ids `(N, H, W)`.
     Volumes `(N, D, H, W, channels)` with ids `(N, D, H, W)` are drawn by
     their central slice along spatial `slice_axis` (0: depth, 1: height,
     2: width; see `central_slice`). Ignored pixels (ids outside the palette)
@@ -75,7 +93,7 @@ def render_grid(
         )
     rows = []
     for image, mask, prediction in zip(images, masks, predictions):
-        image = np.clip(np.asarray(image, np.float32), 0, 255).astype(np.uint8)
+        image = display_image(image)
         if image.shape[-1] != 3:  # Grey levels: the first channel.
             image = np.repeat(image[..., :1], 3, axis=-1)
         panels = [

@@ -53,6 +53,28 @@ def test_render_grid_layout():
     assert grid.dtype == np.uint8
 
 
+@pytest.mark.parametrize(
+    "image, drawn",
+    [
+        (np.array([[0, 100, 255]], np.uint8), [0, 100, 255]),  # as given
+        (np.array([[0.0, 0.5, 1.0]]), [0, 127, 255]),  # [0, 1]: once all black
+        (np.array([[-1000.0, 0.0, 1000.0]]), [0, 127, 255]),  # Hounsfield units
+        (np.array([[-2.0, 0.0, 2.0]]), [0, 127, 255]),  # z-scored
+        (np.array([[0.0, np.nan, 1.0]]), [0, 0, 255]),
+    ],
+)
+def test_images_of_any_range_are_drawn_visible(image, drawn):
+    images = np.repeat(image[None, ..., None], 3, axis=-1)  # (1, 1, 3, 3)
+    grid = render_grid(
+        images,
+        np.zeros((1, 1, 3), int),
+        np.zeros((1, 1, 3), int),
+        default_palette(2),
+        error_map=False,
+    )
+    assert grid[0, :3, 0].tolist() == drawn
+
+
 def test_save_png_is_atomic(tmp_path):
     path = tmp_path / "x.png"
     save_png(np.zeros((4, 4, 3), np.uint8), path)
