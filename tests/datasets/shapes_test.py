@@ -1,5 +1,3 @@
-import re
-
 import numpy as np
 import pytest
 
@@ -55,23 +53,3 @@ def test_masks_are_exact_where_shapes_are_painted():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         shapes.load_data(**kwargs)
-
-
-@pytest.mark.parametrize(
-    "seed, error",
-    [(-1, ValueError), (1.5, TypeError), ("a", TypeError), (True, TypeError)],
-)
-def test_bad_seeds_name_the_argument(seed, error):
-    with pytest.raises(
-        error,
-        match=r"^`seed` must be a non-negative int \(or None\), e\.g\. seed=0\. "
-        rf"Received: seed={re.escape(repr(seed))}$",
-    ):
-        shapes.load_data(num_samples=1, seed=seed)
-
-
-def test_numpy_integer_seeds_are_seeds():
-    np.testing.assert_array_equal(
-        shapes.load_data(num_samples=1, seed=np.int64(3))[1],
-        shapes.load_data(num_samples=1, seed=3)[1],
-    )
