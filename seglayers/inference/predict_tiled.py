@@ -35,8 +35,8 @@ def predict_tiled(
     `sliding_window_inference`) that trusts tile centres over tile edges, and
     the weighted sum is divided by the summed weights.
     An image smaller than a tile is predicted in one tile of its own size,
-    or, for a model of one input size (`keras.Input((256, 256, 3))`),
-    zero-padded at its far edges to the tile.
+    or, for a model of a fixed input size (`keras.Input((256, 256, 3))`, or
+    an encoder built for one), zero-padded at its far edges to the tile.
     Volumes `(depth, height, width, channels)`, for a model of volumes (such
     as `UNet(..., spatial_dims=3)`), are cut into 3-D tiles the same way.
 
@@ -159,13 +159,15 @@ _SIZE_ERRORS = {
 
 
 def _fixed_size(model):
-    """Whether `model` takes inputs of one spatial size only (a functional
-    model built on `keras.Input((256, 256, 3))`)."""
+    """Whether `model` takes inputs of a fixed size along some spatial axis:
+    a functional model built on `keras.Input((256, 256, 3))`, or a
+    seglayers model over an encoder built for one size."""
+    encoder = getattr(model, "encoder", None)
     try:
-        shape = model.inputs[0].shape
+        inputs = (encoder or model).inputs[0]
     except (AttributeError, IndexError, TypeError, ValueError):
         return False  # A subclassed model: any size.
-    return all(isinstance(size, int) for size in shape[1:-1])
+    return any(isinstance(size, int) for size in inputs.shape[1:-1])
 
 
 def _spatial_dims(model, image):

@@ -13,8 +13,8 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     The model sees images of `image_size`, the size it trained on. An
     image larger than that (in height or width) is predicted at its own
     resolution in overlapping tiles of `image_size` (`predict_tiled`), so
-    that small objects keep their pixels (an axis shorter than the tile is
-    zero-padded at its far edge); any other image, or every image
+    that small objects keep their pixels (an axis shorter than the model
+    takes is zero-padded at its far edge to the tile); any other image, or every image
     with `tiling=False`, is resized to `image_size` (bilinear, antialiased),
     predicted, and its class ids resized back with nearest neighbour, which
     never makes up a class.
@@ -67,11 +67,15 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     check_rate("overlap", overlap)
     image = image.astype("float32", copy=False)
     if tiling and (image.shape[0] > height or image.shape[1] > width):
-        # Tiles of `image_size` along both axes: one smaller than that is
-        # zero-padded at its far edge (as the model's own padding would), so
-        # that a strip thinner than the model takes is still predicted.
+        # An axis shorter than the model takes (`2**depth`; a thin strip) is
+        # zero-padded at its far edge to the tile, as the model's own padding
+        # would pad it; any other is tiled at its own length.
         size = image.shape[:2]
-        padding = [(0, max(height - size[0], 0)), (0, max(width - size[1], 0))]
+        smallest = 2 ** getattr(model, "depth", 0)
+        padding = [
+            (0, tile - length if length < smallest else 0)
+            for length, tile in zip(size, (height, width))
+        ]
         scores = predict_tiled(
             model,
             np.pad(image, padding + [(0, 0)]),

@@ -4,6 +4,8 @@ Everything is computed in float32, whatever the model's policy, so float16
 outputs and 512×512 sums neither overflow nor lose the small terms.
 """
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -17,9 +19,11 @@ from seglayers._validation import (
     concrete_value,
 )
 
-# The one `reduction` a batch statistic can honour; also what `get_config`
-# writes, so configs saved by every release load.
+# The one `reduction` a batch statistic can honour.
 _BATCH_REDUCTION = "sum_over_batch_size"
+# Reductions that earlier releases accepted and silently gave the batch
+# value for: a saved config holding one loads as the default, which it was.
+_FORMERLY_IGNORED = ("sum", "mean", "mean_with_sample_weight")
 
 # Probabilities may exceed [0, 1] by rounding (float16 softmax), logits by far.
 _PROBABILITY_SLACK = 1e-3
@@ -172,6 +176,19 @@ class SegmentationLoss(keras.losses.Loss):
             return valid
         weights = ops.convert_to_tensor(self.class_weights, "float32")
         return valid * ops.sum(target * weights, axis=-1)
+
+    @classmethod
+    def from_config(cls, config):
+        if config.get("reduction") in _FORMERLY_IGNORED:
+            warnings.warn(
+                f"This `{cls.__name__}` was saved with "
+                f"reduction={config['reduction']!r}, which gave the batch value "
+                f"all along; it loads with reduction={_BATCH_REDUCTION!r}, the "
+                "same loss.",
+                stacklevel=2,
+            )
+            config = {**config, "reduction": _BATCH_REDUCTION}
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()

@@ -51,9 +51,19 @@ def check_input_shape(
             f"`{model_name}` needs a known number of input channels, e.g. "
             f"{example}. Received: input shape {shape}"
         )
-    # Free channels in a trace of a built model (TensorFlow relaxes a
-    # retraced shape): the weights fix them, and `predict` checked the data.
-    if shape[-1] not in (None, input_channels) and input_channels is not None:
+    if shape[-1] is None:
+        # Never let unknown channels through: an encoder's preprocessing
+        # (a mean per RGB channel) would broadcast one channel to three.
+        raise ValueError(
+            f"This `{model_name}` was built for {input_channels} input "
+            f"channels, and these {things} have an unknown number. TensorFlow "
+            f"traces unknown channels after data of another channel count (or "
+            f"a pipeline that does not set them, such as "
+            f"`tf.io.decode_image` without `channels`): give every batch "
+            f"{input_channels} channels (e.g. `channels={input_channels}` when "
+            f"decoding). Received: input shape {shape}"
+        )
+    if input_channels is not None and shape[-1] != input_channels:
         raise ValueError(
             f"This `{model_name}` was built for {input_channels} input "
             f"channels. Received: input shape {shape} with {shape[-1]} "

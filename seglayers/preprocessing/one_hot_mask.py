@@ -210,15 +210,15 @@ class OneHotMask(keras.layers.Layer):
             return ids
         from seglayers.data.graph_checks import assert_none_bad
 
+        unknown = unknown_colour_id(self.ignore_class)
         message = (
             f"OneHotMask(num_classes={self.num_classes}): the mask holds colours "
-            "not in `palette` (their ids follow). Add them to `palette` (index "
-            "= class id; one extra colour at the end for ignored pixels) or "
-            "fix the masks."
+            f"not in `palette` (each shown below as id {unknown}; call the layer "
+            "on the mask outside tf.data to list the colours). Add them to "
+            "`palette` (index = class id; one extra colour at the end for "
+            "ignored pixels) or fix the masks."
         )
-        return assert_none_bad(
-            ids, ids == unknown_colour_id(self.ignore_class), message
-        )
+        return assert_none_bad(ids, ids == unknown, message)
 
     def _any_bad(self, values):
         """Whether any of `values` is no class id, as one scalar: for ids,

@@ -41,6 +41,24 @@ def test_a_model_of_one_size_takes_a_smaller_image_padded():
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
+def test_a_unet_over_an_encoder_of_one_size_takes_a_thinner_image():
+    # Before, the tile shrank to the image's 20 rows, which the encoder,
+    # built for 32x32, refused.
+    inputs = keras.Input((32, 32, 3))
+    x = inputs
+    features = []
+    for _ in range(3):
+        x = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)
+        features.append(x)
+    fixed = keras.Model(inputs, features)
+    model = UNet(2, encoder=fixed, depth=3, encoder_preprocessing=None)
+    image = _image(20, 70)
+    tiled = predict_tiled(model, image, 32, verbose=0)
+    padded = np.pad(image, [(0, 12), (0, 0), (0, 0)])
+    expected = predict_tiled(model, padded, 32, verbose=0)[:20]
+    np.testing.assert_allclose(tiled, expected, atol=1e-6)
+
+
 def test_a_unet_in_tiles_matches_the_whole_image():
     keras.utils.set_random_seed(0)
     model = UNet(3, filters=4, depth=2)

@@ -66,6 +66,16 @@ def test_a_config_saved_by_earlier_releases_loads(loss_class):
     assert np.isfinite(_value(loss, y_true, logits))
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean", "mean_with_sample_weight"])
+def test_a_reduction_earlier_releases_ignored_loads_as_the_default(reduction):
+    # 0.1 accepted these and gave the batch value all the same; a model
+    # compiled with one must still load (its compile config is rebuilt).
+    config = {**FocalLoss().get_config(), "reduction": reduction}
+    with pytest.warns(UserWarning, match=rf"saved with reduction='{reduction}'"):
+        loss = FocalLoss.from_config(config)
+    assert loss.get_config() == FocalLoss().get_config()
+
+
 @pytest.mark.parametrize("loss_class", LOSSES)
 def test_numpy_class_weights_are_stored_as_floats(loss_class):
     from_numbers = loss_class(class_weights=list(np.array([0.5, 1, 2], "float32")))

@@ -113,7 +113,8 @@ def test_unknown_colours_in_a_traced_function(ignore_class):
         with pytest.raises(
             tf.errors.InvalidArgumentError,
             match=r"OneHotMask\(num_classes=3\): the mask holds colours not in "
-            r"`palette` \(their ids follow\)",
+            r"`palette` \(each shown below as id -[12]; call the layer on the "
+            r"mask outside tf\.data to list the colours\)",
         ):
             _traced(layer, rgb)
         return
