@@ -19,6 +19,7 @@ from seglayers import (
     PerClassIoU,
     PixelAccuracy,
     _masks,
+    _palettes,
 )
 from tests.metrics.helpers import numpy_confusion, numpy_scores
 
@@ -325,13 +326,13 @@ def test_bad_ids_message_names_the_ids():
 
 
 def test_palette_ids_and_check_palette():
-    palette = _masks.check_palette([[0, 0, 0], [255, 0, 0], [9, 9, 9]], 2, 255)
+    palette = _palettes.check_palette([[0, 0, 0], [255, 0, 0], [9, 9, 9]], 2, 255)
     colours = np.array([[[255, 0, 0], [9, 9, 9], [0, 0, 0]]], "uint8")
-    ids = _masks.palette_ids(colours, palette, 2, 255)
+    ids = _palettes.palette_ids(colours, palette, 2, 255)
     np.testing.assert_array_equal(_np(ids), [[1, 255, 0]])
     with pytest.raises(ValueError, match=r"colours not in `palette`: \[\[1, 2, 3\]\]"):
-        _masks.palette_ids(np.array([[[1, 2, 3]]]), palette, 2, 255)
+        _palettes.palette_ids(np.array([[[1, 2, 3]]]), palette, 2, 255)
     with pytest.raises(ValueError, match=r"`palette` repeats a colour"):
-        _masks.check_palette([[0, 0, 0], [0, 0, 0]], 2)
+        _palettes.check_palette([[0, 0, 0], [0, 0, 0]], 2)
     with pytest.raises(ValueError, match=r"list of 2 `\[r, g, b\]` colours"):
-        _masks.check_palette([[0, 0, 0]], 2)
+        _palettes.check_palette([[0, 0, 0]], 2)

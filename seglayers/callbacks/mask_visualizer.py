@@ -5,12 +5,8 @@ import warnings
 import keras
 import numpy as np
 
-from seglayers._masks import (
-    check_palette,
-    model_predicted_ids,
-    num_ids,
-    target_ids,
-)
+from seglayers._masks import model_predicted_ids, num_ids, target_ids
+from seglayers._palettes import check_palette
 from seglayers._validation import (
     check_choice,
     check_ignore_class,

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seglayers._masks import check_palette, num_ids
+from seglayers._masks import num_ids
+from seglayers._palettes import check_palette
 from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,

@@ -11,13 +11,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from seglayers._masks import (
-    bad_id_mask,
-    num_ids,
-    palette_ids,
-    raise_on_bad_ids,
-    unknown_colour_id,
-)
+from seglayers._masks import bad_id_mask, num_ids, raise_on_bad_ids
+from seglayers._palettes import palette_ids, unknown_colour_id
 
 
 def read_mask(path, num_classes, ignore_class, palette):

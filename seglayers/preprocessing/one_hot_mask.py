@@ -6,12 +6,10 @@ from seglayers._masks import (
     as_int_ids,
     bad_id_mask,
     bad_ids_message,
-    check_palette,
     mask_tensor,
-    palette_ids,
     raise_on_bad_ids,
-    unknown_colour_id,
 )
+from seglayers._palettes import check_palette, palette_ids, unknown_colour_id
 from seglayers._validation import (
     check_ignore_class,
     check_ignore_not_a_class,
