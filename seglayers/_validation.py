@@ -30,7 +30,7 @@ def check_choice(name, value, choices):
             f"`{name}` must be one of {_fmt(choices)}. Received: {name}={value!r}"
         )
     choice = next(c for c in choices if c == value)
-    if not _is_int(choice) or isinstance(value, (bool, np.bool_)):
+    if not is_int(choice) or isinstance(value, (bool, np.bool_)):
         return value  # Strings, None and bools as before (verbose=True is 1).
     if isinstance(value, numbers.Integral):
         return int(value)
@@ -41,7 +41,7 @@ def check_choice(name, value, choices):
     )
 
 
-def _is_int(value):
+def is_int(value):
     """True for Python and numpy integers, not for bools."""
     return isinstance(value, numbers.Integral) and not isinstance(
         value, (bool, np.bool_)
@@ -54,7 +54,7 @@ def check_seed(name, value):
     ("SeedSequence expects int") name none."""
     if value is None:
         return None
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(
             f"`{name}` must be a non-negative int (or None), e.g. {name}=0. "
             f"Received: {name}={value!r}"
@@ -68,21 +68,24 @@ def check_seed(name, value):
 
 
 def check_spatial_dims(value):
-    """Returns `value` if it is the int 2 (images) or 3 (volumes), else raises
-    `ValueError`, for 2.0 and numpy ints too (stricter than `check_choice`,
-    which converts numpy ints)."""
-    if type(value) is not int or value not in (2, 3):
+    """`value` as a Python int if it is 2 (images) or 3 (volumes), a numpy
+    integer too (as `check_choice` takes one); else raises `ValueError`, for
+    2.0 too."""
+    if not is_int(value) or value not in (2, 3):
         raise ValueError(
             "`spatial_dims` must be 2, for images (batch, height, width, "
             "channels), or 3, for volumes (batch, depth, height, width, "
             f"channels); pass the int. Received: spatial_dims={value!r}"
         )
-    return value
+    return int(value)
 
 
 def check_positive_int(name, value):
-    """Returns `value` if it is an int >= 1 (not a bool), else raises."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """`value` as a Python int if it is an int >= 1 (not a bool), else
+    raises. Numpy integers (`masks.max() + 1`) are ints too: they come back
+    as Python ints, which configs keep as JSON numbers. Callers use the
+    returned value."""
+    if not is_int(value):
         raise TypeError(
             f"`{name}` must be a positive integer. "
             f"Received: {name}={value!r} of type {type(value).__name__}"
@@ -92,7 +95,7 @@ def check_positive_int(name, value):
             f"`{name}` must be a positive integer (1 or more). "
             f"Received: {name}={value!r}"
         )
-    return value
+    return int(value)
 
 
 def check_rate(name, value):
@@ -134,13 +137,16 @@ def check_bool(name, value):
 
 
 def check_ignore_class(value):
-    """Returns `value` if it is an int class id or None, else raises."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+    """`value` as a Python int if it is an int class id (numpy integers
+    too), or None; else raises."""
+    if value is None:
+        return None
+    if not is_int(value):
         raise TypeError(
             "`ignore_class` must be an int class id such as 255, or None. "
             f"Received: ignore_class={value!r}"
         )
-    return value
+    return int(value)
 
 
 def check_ignore_not_a_class(ignore_class, num_classes):
@@ -262,18 +268,18 @@ def check_size_pair(name, value, what="a positive int or a pair (height, width)"
     """`value` (an int, or a pair of ints >= 1) as a `(height, width)` tuple,
     else raises a `ValueError` that says `what` it should be."""
     pair = value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         pair = (value, value)
     if (
         not isinstance(pair, (list, tuple))
         or len(pair) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in pair)
+        or not all(is_int(s) for s in pair)
         or min(pair) < 1
     ):
         raise ValueError(
             f"`{name}` must be {what}, e.g. 256. Received: {name}={value!r}"
         )
-    return tuple(pair)
+    return tuple(int(s) for s in pair)
 
 
 _SPATIAL_NAMES = {2: "(height, width)", 3: "(depth, height, width)"}
@@ -285,12 +291,12 @@ def check_spatial_size(name, value, spatial_dims):
     if spatial_dims == 2:
         return check_size_pair(name, value)
     sizes = value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         sizes = (value,) * spatial_dims
     if (
         not isinstance(sizes, (list, tuple))
         or len(sizes) != spatial_dims
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes)
+        or not all(is_int(s) for s in sizes)
         or min(sizes) < 1
     ):
         raise ValueError(
@@ -298,7 +304,7 @@ def check_spatial_size(name, value, spatial_dims):
             f"{_SPATIAL_NAMES[spatial_dims]} of positive ints, e.g. 64. "
             f"Received: {name}={value!r}"
         )
-    return tuple(sizes)
+    return tuple(int(s) for s in sizes)
 
 
 def check_dilation_rates(value):
@@ -309,9 +315,9 @@ def check_dilation_rates(value):
             "branch per rate, e.g. [6, 12, 18] at output stride 16. "
             f"Received: dilation_rates={value!r}"
         )
-    for i, rate in enumerate(value):
-        check_positive_int(f"dilation_rates[{i}]", rate)
-    return tuple(value)
+    return tuple(
+        check_positive_int(f"dilation_rates[{i}]", rate) for i, rate in enumerate(value)
+    )
 
 
 def check_fraction(name, value):

@@ -124,9 +124,9 @@ class MaskVisualizer(keras.callbacks.Callback):
     ):
         super().__init__()
         slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
-        check_positive_int("every_n_epochs", every_n_epochs)
-        check_positive_int("max_samples", max_samples)
-        check_ignore_class(ignore_class)
+        every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
+        max_samples = check_positive_int("max_samples", max_samples)
+        ignore_class = check_ignore_class(ignore_class)
         if log_dir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(
                 "`log_dir` writes TensorBoard image summaries, which need the "
@@ -134,7 +134,7 @@ class MaskVisualizer(keras.callbacks.Callback):
                 f"Received: log_dir={log_dir!r}"
             )
         if num_classes is not None:
-            check_positive_int("num_classes", num_classes)
+            num_classes = check_positive_int("num_classes", num_classes)
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, (int, float))
         ):

@@ -11,6 +11,7 @@ from seglayers._validation import (
     check_ignore_not_a_class,
     check_positive_int,
     check_seed,
+    is_int,
 )
 from seglayers.data.file_checks import check_pairs, find_pairs
 from seglayers.data.mask_files import mask_reader, tf_decoder
@@ -97,15 +98,17 @@ def segmentation_dataset_from_directory(
     seed = check_seed("seed", seed)
     _check_arguments(image_size, batch_size, interpolation, validation_split, subset)
     if num_classes is not None:
-        check_positive_int("num_classes", num_classes)
-        check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
+        num_classes = check_positive_int("num_classes", num_classes)
+        ignore_class = check_ignore_not_a_class(
+            check_ignore_class(ignore_class), num_classes
+        )
     pairs, decoders = _find_pairs(directory)
     if palette is not None:
         palette = _palette(palette, num_classes, ignore_class)
     splits, seed = split_pairs(pairs, directory, shuffle, seed, validation_split)
     options = dict(
         decoders=decoders,
-        image_size=tuple(image_size),
+        image_size=tuple(int(s) for s in image_size),
         batch_size=batch_size,
         num_classes=num_classes,
         ignore_class=ignore_class,
@@ -153,7 +156,7 @@ def _check_arguments(image_size, batch_size, interpolation, validation_split, su
     if (
         not isinstance(image_size, (list, tuple))
         or len(image_size) != 2
-        or not all(isinstance(s, int) and s > 0 for s in image_size)
+        or not all(is_int(s) and s > 0 for s in image_size)
     ):
         raise ValueError(
             "`image_size` must be `(height, width)`, two positive ints, e.g. "
@@ -169,7 +172,7 @@ def _check_arguments(image_size, batch_size, interpolation, validation_split, su
 
 def check_split_arguments(batch_size, validation_split, subset):
     """Checks the arguments every folder loader shares."""
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
         raise ValueError(
             f"`batch_size` must be a positive int or None. Received: "
             f"batch_size={batch_size!r}"

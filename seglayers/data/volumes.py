@@ -113,8 +113,10 @@ def volume_dataset_from_directory(
     >>> tuple(volumes.shape), tuple(masks.shape), masks.dtype.name
     ((2, 8, 8, 8, 1), (2, 8, 8, 8, 1), 'int32')
     """
-    check_positive_int("num_classes", num_classes)
-    check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
+    num_classes = check_positive_int("num_classes", num_classes)
+    ignore_class = check_ignore_not_a_class(
+        check_ignore_class(ignore_class), num_classes
+    )
     if volume_size is not None:
         volume_size = check_spatial_size("volume_size", volume_size, 3)
     if patch_size is not None:

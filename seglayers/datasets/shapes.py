@@ -10,7 +10,7 @@ the same data.
 
 import numpy as np
 
-from seglayers._validation import check_positive_int, check_seed
+from seglayers._validation import check_positive_int, check_seed, is_int
 
 CLASS_NAMES = ("background", "circle", "square", "triangle")
 
@@ -41,8 +41,8 @@ def load_data(num_samples=1000, image_size=(128, 128), num_classes=4, seed=0):
     >>> images.shape, masks.shape, sorted(np.unique(masks).tolist())
     ((8, 32, 32, 3), (8, 32, 32, 1), [0, 1, 2, 3])
     """
-    check_positive_int("num_samples", num_samples)
-    if not isinstance(num_classes, int) or not 2 <= num_classes <= 4:
+    num_samples = check_positive_int("num_samples", num_samples)
+    if not is_int(num_classes) or not 2 <= num_classes <= 4:
         raise ValueError(
             "`num_classes` must be 2, 3 or 4 (background plus up to three "
             f"shapes: circle, square, triangle). Received: num_classes={num_classes!r}"
@@ -74,13 +74,13 @@ def _check_image_size(image_size):
     if (
         not isinstance(image_size, (list, tuple))
         or len(image_size) != 2
-        or not all(isinstance(s, int) and s >= 16 for s in image_size)
+        or not all(is_int(s) and s >= 16 for s in image_size)
     ):
         raise ValueError(
             "`image_size` must be a pair of ints `(height, width)`, each at "
             f"least 16, e.g. (128, 128). Received: image_size={image_size!r}"
         )
-    return image_size
+    return tuple(int(s) for s in image_size)
 
 
 def _background(rng, out):

@@ -13,7 +13,7 @@ the same data.
 
 import numpy as np
 
-from seglayers._validation import check_positive_int, check_seed
+from seglayers._validation import check_positive_int, check_seed, is_int
 from seglayers.datasets.shapes import _interpolation_matrix
 
 CLASS_NAMES = ("background", "sphere", "cube", "torus")
@@ -49,8 +49,8 @@ def load_data(num_samples=100, volume_size=(32, 32, 32), num_classes=4, seed=0):
     >>> volumes.shape, masks.shape, sorted(np.unique(masks).tolist())
     ((8, 16, 16, 16, 1), (8, 16, 16, 16, 1), [0, 1, 2, 3])
     """
-    check_positive_int("num_samples", num_samples)
-    if not isinstance(num_classes, int) or not 2 <= num_classes <= 4:
+    num_samples = check_positive_int("num_samples", num_samples)
+    if not is_int(num_classes) or not 2 <= num_classes <= 4:
         raise ValueError(
             "`num_classes` must be 2, 3 or 4 (background plus up to three "
             f"shapes: sphere, cube, torus). Received: num_classes={num_classes!r}"
@@ -79,17 +79,14 @@ def _check_volume_size(volume_size):
     if (
         not isinstance(volume_size, (list, tuple))
         or len(volume_size) != 3
-        or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 16
-            for s in volume_size
-        )
+        or not all(is_int(s) and s >= 16 for s in volume_size)
     ):
         raise ValueError(
             "`volume_size` must be a triple of ints `(depth, height, width)`, "
             "each at least 16, e.g. (32, 32, 32). "
             f"Received: volume_size={volume_size!r}"
         )
-    return tuple(volume_size)
+    return tuple(int(s) for s in volume_size)
 
 
 def _background(rng, out):

@@ -71,9 +71,11 @@ def evaluate_segmentation(
     """
     import seglayers
 
-    check_positive_int("num_classes", num_classes)
-    check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
-    check_positive_int("batch_size", batch_size)
+    num_classes = check_positive_int("num_classes", num_classes)
+    ignore_class = check_ignore_not_a_class(
+        check_ignore_class(ignore_class), num_classes
+    )
+    batch_size = check_positive_int("batch_size", batch_size)
     if class_names is None:
         # One sigmoid channel (num_classes=1) is two classes, 0 and 1.
         class_names = [str(i) for i in range(num_ids(num_classes))]

@@ -89,7 +89,7 @@ def predict_tiled(
     tile = check_spatial_size("tile_size", tile_size, rank)
     # e.g. 0.25: a quarter of a tile shared with its neighbour.
     check_rate("overlap", overlap)
-    check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     check_choice("blend", blend, BLENDS)
     check_choice("verbose", verbose, ("auto", 0, 1))
 

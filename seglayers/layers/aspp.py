@@ -82,12 +82,12 @@ class ASPP(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_positive_int("filters", filters)
+        filters = check_positive_int("filters", filters)
         rates = check_dilation_rates(dilation_rates)
         check_bool("separable", separable)
         check_rate("dropout", dropout)
         check_activation("activation", activation)
-        check_spatial_dims(spatial_dims)
+        spatial_dims = check_spatial_dims(spatial_dims)
         if separable and spatial_dims != 2:
             raise ValueError(
                 "`separable=True` needs spatial_dims=2: Keras has no 3-D "

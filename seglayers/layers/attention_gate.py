@@ -42,8 +42,8 @@ class AttentionGate(keras.layers.Layer):
 
     def __init__(self, filters, spatial_dims=2, **kwargs):
         super().__init__(**kwargs)
-        check_positive_int("filters", filters)
-        check_spatial_dims(spatial_dims)
+        filters = check_positive_int("filters", filters)
+        spatial_dims = check_spatial_dims(spatial_dims)
         conv = LAYERS[spatial_dims].conv
 
         # === Layers ===

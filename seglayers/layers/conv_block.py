@@ -76,14 +76,14 @@ class ConvBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_positive_int("filters", filters)
-        check_positive_int("num_convs", num_convs)
+        filters = check_positive_int("filters", filters)
+        num_convs = check_positive_int("num_convs", num_convs)
         check_choice("normalization", normalization, NORMALIZATIONS)
         check_activation("activation", activation)
         check_rate("dropout", dropout)
         check_bool("residual", residual)
-        check_positive_int("kernel_size", kernel_size)
-        check_spatial_dims(spatial_dims)
+        kernel_size = check_positive_int("kernel_size", kernel_size)
+        spatial_dims = check_spatial_dims(spatial_dims)
         conv = LAYERS[spatial_dims].conv
 
         # === Layers ===

@@ -106,7 +106,7 @@ class DecoderBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         check_choice("upsampling", upsampling, UPSAMPLINGS)
         check_bool("attention", attention)
-        check_spatial_dims(spatial_dims)
+        spatial_dims = check_spatial_dims(spatial_dims)
         layers = LAYERS[spatial_dims]
 
         # === Layers ===

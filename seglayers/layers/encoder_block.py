@@ -66,7 +66,7 @@ class EncoderBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         check_choice("pooling", pooling, POOLINGS)
-        check_spatial_dims(spatial_dims)
+        spatial_dims = check_spatial_dims(spatial_dims)
 
         # === Layers ===
         self.conv_block = ConvBlock(

@@ -94,8 +94,10 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     ):
         _check_result_dtype(dtype)
         super().__init__(name=name, dtype=dtype)
-        check_positive_int("num_classes", num_classes)
-        check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
+        num_classes = check_positive_int("num_classes", num_classes)
+        ignore_class = check_ignore_not_a_class(
+            check_ignore_class(ignore_class), num_classes
+        )
         # Binary segmentation with one sigmoid channel is two classes.
         self._matrix_size = num_ids(num_classes)
         if class_names is not None:

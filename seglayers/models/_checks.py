@@ -25,10 +25,8 @@ def level_filters(filters, depth):
                 f"e.g. {[16 * 2**i for i in range(depth + 1)]}. "
                 f"Received: filters={list(filters)} with depth={depth}"
             )
-        for i, width in enumerate(filters):
-            check_positive_int(f"filters[{i}]", width)
-        return list(filters)
-    check_positive_int("filters", filters)
+        return [check_positive_int(f"filters[{i}]", w) for i, w in enumerate(filters)]
+    filters = check_positive_int("filters", filters)
     return [filters * 2**level for level in range(depth + 1)]
 
 

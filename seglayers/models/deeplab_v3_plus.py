@@ -148,8 +148,8 @@ class DeepLabV3Plus(SegmentationModel):
             rescale=rescale,
             **kwargs,
         )
-        check_positive_int("filters", filters)
-        check_positive_int("low_level_filters", low_level_filters)
+        filters = check_positive_int("filters", filters)
+        low_level_filters = check_positive_int("low_level_filters", low_level_filters)
         check_bool("separable", separable)
         if dilation_rates is None:
             rates = [rate * 16 // output_stride for rate in (6, 12, 18)]

@@ -122,8 +122,10 @@ class FPN(SegmentationModel):
             rescale=rescale,
             **kwargs,
         )
-        check_positive_int("pyramid_channels", pyramid_channels)
-        check_positive_int("segmentation_channels", segmentation_channels)
+        pyramid_channels = check_positive_int("pyramid_channels", pyramid_channels)
+        segmentation_channels = check_positive_int(
+            "segmentation_channels", segmentation_channels
+        )
         check_choice("merge_policy", merge_policy, MERGE_POLICIES)
         check_rate("dropout", dropout)
         # The levels read, deepest first, as the top-down pathway runs.

@@ -120,8 +120,8 @@ class SegmentationModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("depth", depth)
+        num_classes = check_positive_int("num_classes", num_classes)
+        depth = check_positive_int("depth", depth)
         check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
         check_bool("encoder_trainable", encoder_trainable)
         check_choice(
@@ -130,7 +130,7 @@ class SegmentationModel(keras.Model):
             ("auto",) + encoders.PREPROCESSINGS,
         )
         check_rescale(rescale)
-        check_spatial_dims(spatial_dims)
+        spatial_dims = check_spatial_dims(spatial_dims)
         if encoder is not None and spatial_dims != 2:
             raise ValueError(
                 "Pluggable encoders are 2-D image models, so `encoder` needs "

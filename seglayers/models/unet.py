@@ -161,7 +161,7 @@ class UNet(SegmentationModel):
         kwargs.setdefault("name", "unet")
         own_encoder = encoder is None
         resolved_depth = depth if depth is not None else (4 if own_encoder else 5)
-        check_positive_int("depth", resolved_depth)
+        resolved_depth = check_positive_int("depth", resolved_depth)
         if not own_encoder and resolved_depth > 5:
             raise ValueError(
                 "With an `encoder`, `depth` can be at most 5 (the features at "

@@ -77,8 +77,10 @@ class OneHotMask(keras.layers.Layer):
 
     def __init__(self, num_classes, ignore_class=None, palette=None, **kwargs):
         super().__init__(**kwargs)
-        check_positive_int("num_classes", num_classes)
-        check_ignore_not_a_class(check_ignore_class(ignore_class), num_classes)
+        num_classes = check_positive_int("num_classes", num_classes)
+        ignore_class = check_ignore_not_a_class(
+            check_ignore_class(ignore_class), num_classes
+        )
         if palette is not None:
             palette = check_palette(palette, num_classes, ignore_class)
         self.num_classes = num_classes

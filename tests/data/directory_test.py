@@ -63,6 +63,21 @@ def test_yields_float_images_and_int_masks(tmp_path):
     np.testing.assert_array_equal(masks[..., 0], np.stack(written))
 
 
+def test_numpy_integer_arguments_read_as_ints(tmp_path):
+    written = _write_pairs(tmp_path)
+    dataset = segmentation_dataset_from_directory(
+        tmp_path,
+        image_size=(np.int64(20), np.int32(24)),
+        batch_size=np.int64(4),
+        num_classes=np.int64(3),
+        ignore_class=np.uint8(255),
+        shuffle=False,
+    )
+    images, masks = _all(dataset)
+    assert images.shape == (6, 20, 24, 3)
+    np.testing.assert_array_equal(masks[..., 0], np.stack(written))
+
+
 def test_palette_png_reads_indices_not_colours(tmp_path):
     written = _write_pairs(tmp_path, mask_mode="P")
     # What tf.io.decode_png gives for the same file: colours, not ids.

@@ -1,0 +1,135 @@
+"""Integer arguments take numpy integers (`num_classes = masks.max() + 1`),
+as Keras's own layers do, and configs keep them as Python ints; a float or
+a bool is still refused by name."""
+
+import keras
+import numpy as np
+import pytest
+
+import seglayers
+from seglayers.datasets import shapes, volumes
+
+N = np.int64(3)
+
+
+@pytest.mark.parametrize(
+    "make, ints",
+    [
+        (lambda: seglayers.MeanIoU(N, ignore_class=np.int64(255)), ["num_classes"]),
+        (lambda: seglayers.MeanDice(N), ["num_classes"]),
+        (lambda: seglayers.PerClassIoU(N), ["num_classes"]),
+        (lambda: seglayers.PixelAccuracy(N), ["num_classes"]),
+        (lambda: seglayers.OneHotMask(N, ignore_class=np.uint8(255)), ["num_classes"]),
+        (
+            lambda: seglayers.ConvBlock(np.int32(4), num_convs=np.int64(1)),
+            ["filters", "num_convs"],
+        ),
+        (lambda: seglayers.AttentionGate(np.int64(4)), ["filters"]),
+        (
+            lambda: seglayers.ASPP(np.int64(4), dilation_rates=[np.int64(1), 2]),
+            ["filters"],
+        ),
+        (
+            lambda: seglayers.UNet(N, filters=4, depth=np.int64(2)),
+            ["num_classes", "depth", "spatial_dims"],
+        ),
+        (
+            lambda: seglayers.UNetPlusPlus(N, filters=4, depth=np.int8(2)),
+            ["num_classes", "depth", "spatial_dims"],
+        ),
+    ],
+    ids=[
+        "MeanIoU",
+        "MeanDice",
+        "PerClassIoU",
+        "PixelAccuracy",
+        "OneHotMask",
+        "ConvBlock",
+        "AttentionGate",
+        "ASPP",
+        "UNet",
+        "UNetPlusPlus",
+    ],
+)
+def test_numpy_integers_are_kept_as_python_ints(make, ints):
+    config = make().get_config()
+    for name in ints + ["ignore_class"] * ("ignore_class" in config):
+        value = config[name]
+        assert value is None or type(value) is int, (name, value)
+
+
+def test_a_model_of_numpy_integers_saves_and_loads(tmp_path):
+    model = seglayers.UNet(
+        N, filters=4, depth=np.int64(2), spatial_dims=np.int64(3), num_convs=1
+    )
+    volume = np.random.default_rng(0).random((1, 16, 16, 16, 1), np.float32)
+    expected = keras.ops.convert_to_numpy(model(volume))
+    assert expected.shape == (1, 16, 16, 16, 3)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.spatial_dims == 3 and type(loaded.depth) is int
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(volume)), expected, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "dataset, size",
+    [(shapes, (np.int64(32), 32)), (volumes, (np.int64(16), 16, np.int32(16)))],
+    ids=["shapes", "volumes"],
+)
+def test_built_in_data_sets_take_numpy_sizes_and_counts(dataset, size):
+    images, masks = dataset.load_data(np.int64(2), size, num_classes=np.int64(3))
+    assert images.shape[1:-1] == tuple(int(s) for s in size)
+    assert len(images) == 2 and masks.max() <= 2
+
+
+def test_evaluate_segmentation_takes_a_numpy_num_classes():
+    model = seglayers.UNet(2, filters=4, depth=1, num_convs=1)
+    images = np.zeros((2, 16, 16, 3), np.float32)
+    masks = np.zeros((2, 16, 16), np.int32)
+    result = seglayers.evaluate_segmentation(
+        model, (images, masks), num_classes=np.int64(2), batch_size=np.int64(2)
+    )
+    assert 0.0 <= result["mean_iou"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (
+            lambda: seglayers.MeanIoU(np.float64(3.0)),
+            TypeError,
+            r"`num_classes` must be a positive integer\. "
+            r"Received: num_classes=np\.float64\(3\.0\) of type float64",
+        ),
+        (
+            lambda: seglayers.MeanIoU(np.bool_(True)),
+            TypeError,
+            r"`num_classes` must be a positive integer\. "
+            r"Received: num_classes=np\.True_ of type bool",
+        ),
+        (
+            lambda: seglayers.MeanIoU(np.int64(0)),
+            ValueError,
+            r"`num_classes` must be a positive integer \(1 or more\)\. "
+            r"Received: num_classes=np\.int64\(0\)",
+        ),
+        (
+            lambda: seglayers.UNet(3, spatial_dims=np.float64(3.0)),
+            ValueError,
+            r"`spatial_dims` must be 2.*Received: spatial_dims=np\.float64\(3\.0\)",
+        ),
+        (
+            lambda: seglayers.MeanIoU(3, ignore_class=np.float32(255)),
+            TypeError,
+            r"`ignore_class` must be an int class id such as 255, or None\. "
+            r"Received: ignore_class=np\.float32\(255\.0\)",
+        ),
+    ],
+    ids=["float", "bool", "zero", "float-spatial-dims", "float-ignore-class"],
+)
+def test_numpy_values_that_are_no_positive_int_are_named(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
