@@ -146,6 +146,14 @@ def check_ignore_class(value):
             "`ignore_class` must be an int class id such as 255, or None. "
             f"Received: ignore_class={value!r}"
         )
+    if not -(2**31) <= value < 2**31:
+        # Masks are compared and returned as int32 ids: a larger id would
+        # wrap (2**32 to 0, ignored voxels read as background).
+        raise ValueError(
+            "`ignore_class` must fit in int32, the dtype of the ids seglayers "
+            "compares and returns, e.g. 255 or -1. "
+            f"Received: ignore_class={value!r}"
+        )
     return int(value)
 
 

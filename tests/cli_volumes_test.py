@@ -13,6 +13,7 @@ import pytest
 
 import seglayers
 from seglayers import cli
+from seglayers.cli import predict as cli_predict
 from seglayers.datasets import volumes
 
 TINY = ["--volume-size", "16", "16", "16", "--filters", "4", "--depth", "2"]
@@ -38,7 +39,8 @@ def _saved_model(path, spatial_dims):
 
 def _volume_folder(root, extension, shape=(16, 16, 16), count=2):
     """`root/images` and `root/masks` of the built-in volumes, as `.npy` or
-    `.nii.gz` (with `AFFINE`, and a scaled scan: slope 2, intercept 10)."""
+    `.nii.gz` (with `AFFINE`, and a scaled scan: slope 2, intercept 10, a
+    CT's display range and description)."""
     images, masks = volumes.load_data(count, shape, seed=1)
     for folder in ("images", "masks"):
         os.makedirs(os.path.join(root, folder), exist_ok=True)
@@ -54,6 +56,9 @@ def _volume_folder(root, extension, shape=(16, 16, 16), count=2):
             if folder == "images":
                 scan.header.set_data_dtype(np.int16)
                 scan.header.set_slope_inter(2.0, 10.0)
+                # A CT's display range and description, not the mask's.
+                scan.header["cal_min"], scan.header["cal_max"] = -1000, 3000
+                scan.header["descrip"] = b"CT scan"
             nibabel.save(scan, path)
     return root
 
@@ -206,7 +211,52 @@ def test_predict_volumes_npy_and_nifti(tmp_path, capsys, monkeypatch):
     assert mask.get_data_dtype() == np.uint8 and mask.dataobj.slope == 1
     ids = np.asarray(mask.dataobj)
     assert ids.shape == shape and ids.max() < 4 and mask.dataobj.inter == 0
+    # Shown as labels, over their own range, not the scan's -1000 to 3000.
+    assert (mask.header["cal_min"], mask.header["cal_max"]) == (0, ids.max())
+    assert mask.header.get_intent()[0] == "label"
+    assert mask.header["descrip"].tobytes().startswith(b"seglayers predict")
     assert os.listdir(output / "nii") == ["v0_mask.nii.gz"]
+
+
+def test_predict_reads_one_volume_at_a_time_and_writes_only_when_all_succeed(
+    tmp_path, capsys, monkeypatch
+):
+    model = _saved_model(tmp_path / "m.keras", 3)
+    folder = _volume_folder(tmp_path / "data", ".npy", count=3) / "images"
+    # The last volume holds a NaN, found when it is read: after two
+    # predictions, and before anything is written.
+    broken = np.load(folder / "v2.npy")
+    broken[0, 0, 0] = np.nan
+    np.save(folder / "v2.npy", broken)
+    kind, events = cli_predict._VOLUMES, []
+    read, predict = kind.read, kind.predict
+
+    def reading(path):
+        events.append(f"read {os.path.basename(path)}")
+        return read(path)
+
+    def predicting(model, item, args):
+        events.append("predict")
+        return predict(model, item, args)
+
+    monkeypatch.setattr(kind, "read", staticmethod(reading))
+    monkeypatch.setattr(kind, "predict", staticmethod(predicting))
+    output = tmp_path / "out"
+    command = ["predict", str(model), str(folder), "--output", str(output), *TINY[:4]]
+    assert cli.main(command) == 2
+    assert "v2.npy holds 1 NaN or infinite voxels" in _one_line_error(capsys)
+    # One volume in memory at a time (all were read before the first
+    # prediction, and all results kept until the last).
+    assert events == ["read v0.npy", "predict", "read v1.npy", "predict", "read v2.npy"]
+    assert not output.exists()
+    # Into a folder that exists: neither masks nor the staging folder stay.
+    output.mkdir()
+    (output / "kept.txt").write_text("mine")
+    assert cli.main(command) == 2
+    assert os.listdir(output) == ["kept.txt"]
+    os.remove(folder / "v2.npy")
+    assert cli.main(command) == 0
+    assert sorted(os.listdir(output)) == ["kept.txt", "v0_mask.npy", "v1_mask.npy"]
 
 
 @pytest.mark.parametrize(
@@ -215,7 +265,9 @@ def test_predict_volumes_npy_and_nifti(tmp_path, capsys, monkeypatch):
         (
             np.full((16, 16, 16), np.nan, np.float32),
             [],
-            r"The volume .*v\.npy holds 4096 NaN or infinite voxels; replace them",
+            r"The volume .*v\.npy holds 4096 NaN or infinite voxels \(or values "
+            r"beyond float32.s range, about 3\.4e38, which volumes are read as\); "
+            r"replace them",
         ),
         (
             np.zeros((0, 16, 16), np.float32),

@@ -171,6 +171,29 @@ def volume_stem(path):
     return name[: -len(extension)]
 
 
+def check_volume(path):
+    """Raises `UsageError` for a volume file that `read_volume` would
+    refuse for its shape, from the header alone."""
+    from seglayers.data.volumes import _check_dtype, _open
+
+    try:
+        volume = _open(path, "volume")
+        _check_dtype(volume, "volume", path)
+        shape = tuple(volume.shape)
+    except (ValueError, ImportError) as error:
+        raise _library_error(error) from None
+    _check_volume_shape(path, shape)
+
+
+def _check_volume_shape(path, shape):
+    if len(shape) not in (3, 4) or 0 in shape:
+        raise UsageError(
+            f"The volume {path} has shape {shape}; volumes must be "
+            "(depth, height, width) or (depth, height, width, channels), "
+            "none of them empty."
+        )
+
+
 def read_volume(path):
     """`(volume (D, H, W, C) float32, NIfTI image or None)`; the NIfTI image
     (header only) carries the affine and header the mask is written with."""
@@ -181,12 +204,7 @@ def read_volume(path):
         source = None if path.lower().endswith(".npy") else _nibabel(path).load(path)
     except (ValueError, ImportError) as error:
         raise _library_error(error) from None
-    if volume.ndim not in (3, 4) or 0 in volume.shape:
-        raise UsageError(
-            f"The volume {path} has shape {volume.shape}; volumes must be "
-            "(depth, height, width) or (depth, height, width, channels), "
-            "none of them empty."
-        )
+    _check_volume_shape(path, volume.shape)
     return (volume[..., None] if volume.ndim == 3 else volume), source
 
 
@@ -209,9 +227,9 @@ def predict_volume(model, volume, volume_size, tiling=True, overlap=0.25):
     return _resample(ids, size, linear=False).astype("int32")
 
 
-def mask_path(output, path, source):
+def mask_path(output, path):
     """Where the mask of `path` goes: NIfTI in, NIfTI out."""
-    extension = ".npy" if source is None else ".nii.gz"
+    extension = ".npy" if path.lower().endswith(".npy") else ".nii.gz"
     return os.path.join(output, f"{volume_stem(path)}_mask{extension}")
 
 
@@ -228,6 +246,12 @@ def write_mask(ids, path, source):
             return
         header = source.header.copy()
         header.set_data_dtype(ids.dtype)
+        # The scan's geometry stays; what describes its values does not: its
+        # display range (a CT's cal_max of 3000 shows ids 0-2 black), intent
+        # and description. The mask says it holds labels.
+        header["cal_min"], header["cal_max"] = 0, ids.max(initial=0)
+        header.set_intent("label")
+        header["descrip"] = b"seglayers predict: class ids"
         image = type(source)(ids, source.affine, header)
         # Stored as the ids themselves: no scaling of the scan's header.
         image.header.set_slope_inter(1, 0)

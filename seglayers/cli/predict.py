@@ -1,6 +1,7 @@
 """`seglayers predict`: class-id masks and overlays at each image's size;
 class-id volumes (`.npy`, or NIfTI as the input) for a model of volumes."""
 
+import contextlib
 import os
 
 from seglayers._masks import num_ids
@@ -47,34 +48,64 @@ def predict(args):
     _volumes.check_inputs_kind(dims, args.inputs, args.model)
     kind = _VOLUMES if dims == 3 else _IMAGES
     files = kind.files(args.inputs)
-    inputs = [kind.read(path) for path in files]  # all checked before writing
+    for path in files:  # from the headers: a bad file stops the run at once
+        kind.check(path)
     names = [kind.stem(path) for path in files]
     if len(set(names)) != len(names):
         raise UsageError("Two inputs share a file name; predict them separately.")
-    targets = [kind.targets(args.output, *pair) for pair in zip(files, inputs)]
+    targets = [kind.targets(args.output, path) for path in files]
     _check_inputs_kept(files, targets)
     existing = [t for paths in targets for t in paths if os.path.exists(t)]
     if existing and not args.overwrite:
         raise UsageError(
             f"{existing[0]} exists; choose another --output or pass --overwrite."
         )
-    results = []
-    for item in inputs:
-        try:
-            results.append(kind.predict(model, item, args))
-        except ValueError as error:  # e.g. a size the model cannot take
-            raise _library_error(error) from None
-    # Written only once every prediction is made, each file atomically.
+    _predict_all(model, kind, files, targets, args)
+    print(f"Wrote {len(names)} {kind.written} to {args.output}/")
+    return 0
+
+
+def _predict_all(model, kind, files, targets, args):
+    """Reads, predicts and stages one input at a time (memory holds one
+    input and its result, not the whole folder: a folder of CT scans would
+    not fit), and moves the staged files to their `targets` only once every
+    prediction is made: a failed run writes nothing."""
+    import shutil
+
+    from seglayers._files import make_staging_dir
+
+    created = not os.path.exists(args.output)
     try:
         os.makedirs(args.output, exist_ok=True)
-        for paths, item, result in zip(targets, inputs, results):
-            kind.write(paths, item, result, model)
+        staging = make_staging_dir(args.output, ".seglayers-predict-")
     except OSError as error:
         raise UsageError(
             f"Cannot write to --output {args.output}: {error.strerror}."
         ) from None
-    print(f"Wrote {len(names)} {kind.written} to {args.output}/")
-    return 0
+    done = False
+    try:
+        staged = []
+        for path, paths in zip(files, targets):
+            item = kind.read(path)
+            try:
+                result = kind.predict(model, item, args)
+            except ValueError as error:  # e.g. a size the model cannot take
+                raise _library_error(error) from None
+            temporary = [os.path.join(staging, os.path.basename(t)) for t in paths]
+            kind.write(temporary, item, result, model)
+            staged += zip(temporary, paths)
+        for temporary, target in staged:
+            os.replace(temporary, target)
+        done = True
+    except OSError as error:
+        raise UsageError(
+            f"Cannot write to --output {args.output}: {error.strerror}."
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not done:
+            with contextlib.suppress(OSError):  # only if it is empty
+                os.rmdir(args.output)
 
 
 def _check_inputs_kept(files, targets):
@@ -126,7 +157,16 @@ class _IMAGES:
     def stem(path):
         return os.path.splitext(os.path.basename(path))[0]
 
-    def targets(output, path, image):
+    def check(path):
+        from PIL import Image
+
+        try:
+            with Image.open(path):  # the header only
+                pass
+        except Exception as error:
+            raise UsageError(f"Cannot read the image {path}: {error}.") from None
+
+    def targets(output, path):
         name = _IMAGES.stem(path)
         return [os.path.join(output, f"{name}_{k}.png") for k in ("mask", "overlay")]
 
@@ -158,8 +198,10 @@ class _VOLUMES:
     files, read, written = _volumes.volume_files, _volumes.read_volume, "masks"
     stem = _volumes.volume_stem
 
-    def targets(output, path, item):
-        return [_volumes.mask_path(output, path, item[1])]
+    check = _volumes.check_volume
+
+    def targets(output, path):
+        return [_volumes.mask_path(output, path)]
 
     def predict(model, item, args):
         return _volumes.predict_volume(

@@ -76,7 +76,9 @@ def segmentation_dataset_from_directory(
         shuffle: bool, whether to shuffle the pairs (every epoch).
         seed: int, the seed for shuffling and the split.
         validation_split: float in (0, 1), the fraction kept for validation.
-        subset: `"training"`, `"validation"` or `"both"` (returns a pair).
+        subset: `"training"`, `"validation"` or `"both"` (returns a pair);
+            needed with a `validation_split`, and `"training"` or
+            `"validation"` need a `seed` (the same in both calls).
         interpolation: how images are resized (masks: always nearest).
         one_hot: bool, yield one-hot masks `(H, W, num_classes)` made by
             `OneHotMask` (needs the TensorFlow backend). Defaults to `False`:
@@ -96,7 +98,9 @@ def segmentation_dataset_from_directory(
         True`.
     """
     seed = check_seed("seed", seed)
-    _check_arguments(image_size, batch_size, interpolation, validation_split, subset)
+    _check_arguments(
+        image_size, batch_size, interpolation, validation_split, subset, seed
+    )
     if num_classes is not None:
         num_classes = check_positive_int("num_classes", num_classes)
         ignore_class = check_ignore_not_a_class(
@@ -152,7 +156,9 @@ def subset_datasets(splits, subset, shuffle, make_dataset, **options):
     return make_dataset(splits[subset or "training"], shuffle=shuffle, **options)
 
 
-def _check_arguments(image_size, batch_size, interpolation, validation_split, subset):
+def _check_arguments(
+    image_size, batch_size, interpolation, validation_split, subset, seed
+):
     if (
         not isinstance(image_size, (list, tuple))
         or len(image_size) != 2
@@ -167,10 +173,10 @@ def _check_arguments(image_size, batch_size, interpolation, validation_split, su
             f"`interpolation` must be one of {', '.join(INTERPOLATIONS)}. "
             f"Received: interpolation={interpolation!r}"
         )
-    check_split_arguments(batch_size, validation_split, subset)
+    check_split_arguments(batch_size, validation_split, subset, seed)
 
 
-def check_split_arguments(batch_size, validation_split, subset):
+def check_split_arguments(batch_size, validation_split, subset, seed):
     """Checks the arguments every folder loader shares."""
     if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
         raise ValueError(
@@ -197,6 +203,23 @@ def check_split_arguments(batch_size, validation_split, subset):
         )
     if subset is not None and validation_split is None:
         raise ValueError(f"`subset`={subset!r} needs a `validation_split`, e.g. 0.2.")
+    if validation_split is not None and subset is None:
+        # Keras's loaders refuse this too; it used to give the training part
+        # alone, the validation files silently left out.
+        raise ValueError(
+            f"`validation_split`={validation_split} needs a `subset`: "
+            "'training' or 'validation' (one call each, with the same `seed`), "
+            "or 'both' for the (training, validation) pair. Received: subset=None"
+        )
+    if subset in ("training", "validation") and seed is None:
+        # Each call would draw its own split, and the two calls' subsets
+        # would share files.
+        raise ValueError(
+            f"`subset`={subset!r} needs a `seed`, the same in the call for the "
+            "other subset, so that the two splits match and share no file "
+            "(e.g. seed=0); or pass subset='both', which splits once. "
+            "Received: seed=None"
+        )
 
 
 def _find_pairs(directory):

@@ -84,7 +84,9 @@ def volume_dataset_from_directory(
         shuffle: bool, whether to shuffle the pairs (every epoch).
         seed: int, the seed for shuffling, the split and the patches.
         validation_split: float in (0, 1), the fraction kept for validation.
-        subset: `"training"`, `"validation"` or `"both"` (returns a pair).
+        subset: `"training"`, `"validation"` or `"both"` (returns a pair);
+            needed with a `validation_split`, and `"training"` or
+            `"validation"` need a `seed` (the same in both calls).
         patch_size: `(depth, height, width)` (or an int) of random patches,
             or `None` for whole volumes.
         foreground_fraction: float in [0, 1], the share of patches centred
@@ -123,8 +125,8 @@ def volume_dataset_from_directory(
         patch_size = check_spatial_size("patch_size", patch_size, 3)
     # e.g. 0.5: half the patches centred on foreground.
     check_fraction("foreground_fraction", foreground_fraction)
-    check_split_arguments(batch_size, validation_split, subset)
     seed = check_seed("seed", seed)
+    check_split_arguments(batch_size, validation_split, subset, seed)
     pairs = find_pairs(
         directory,
         "volume",
@@ -189,8 +191,24 @@ def _starts_as_npy(path):
         return True
 
 
+def _check_dtype(array, kind, path):
+    """Raises for a file of complex, string, object or date values: a cast
+    would drop an imaginary part without a word, or fail naming no file."""
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "biuf":
+        holds = "class ids (integers, or floats that are whole numbers)"
+        fix = "array.astype('int32')" if kind == "mask" else "array.astype('float32')"
+        if kind != "mask":
+            holds = "numbers (integers or floats)"
+        raise ValueError(
+            f"The {kind} {path} holds {dtype} values; a {kind} holds {holds}. "
+            f"Save it again as numbers, e.g. with numpy.save(path, {fix})."
+        )
+
+
 def _read(path, kind, dtype=None):
     array = _open(path, kind)
+    _check_dtype(array, kind, path)
     try:
         return np.asarray(array, dtype=dtype)
     except Exception as error:  # A file cut short after its header.
@@ -206,8 +224,9 @@ def read_volume_array(path):
     if not finite.all():
         raise ValueError(
             f"The volume {path} holds {volume.size - int(finite.sum())} NaN or "
-            "infinite voxels; replace them (e.g. with numpy.nan_to_num) and "
-            "save the volume again."
+            "infinite voxels (or values beyond float32's range, about 3.4e38, "
+            "which volumes are read as); replace them (e.g. with "
+            "numpy.nan_to_num, or rescale) and save the volume again."
         )
     return volume
 
@@ -217,8 +236,10 @@ def _check_pairs(pairs, volume_size, patch_size, batch_size):
     sizes differ), from the headers; raises on a pair that does not fit."""
     sizes, channels = {}, {}
     for volume_path, mask_path in pairs:
-        shape = tuple(_open(volume_path, "volume").shape)
-        mask_shape = tuple(_open(mask_path, "mask").shape)
+        volume, mask = _open(volume_path, "volume"), _open(mask_path, "mask")
+        _check_dtype(volume, "volume", volume_path)
+        _check_dtype(mask, "mask", mask_path)
+        shape, mask_shape = tuple(volume.shape), tuple(mask.shape)
         if len(shape) not in (3, 4):
             raise ValueError(
                 f"The volume {volume_path} has shape {shape}; volumes must be "

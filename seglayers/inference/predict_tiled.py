@@ -58,7 +58,8 @@ def predict_tiled(
             size of the tiles; a size the model trained on is best.
         overlap: float in [0, 1), the fraction of a tile shared with the next
             one. Defaults to 0.25.
-        batch_size: int, tiles per model call. Defaults to 8.
+        batch_size: int, tiles per model call (at most the number of
+            tiles). Defaults to 8.
         blend: `"gaussian"` (the default) or `"constant"` (plain averaging).
         verbose: `"auto"`, 0 or 1: 1 shows a progress bar over the batches;
             `"auto"` shows it for more than one batch.
@@ -86,6 +87,11 @@ def predict_tiled(
         raise ValueError(
             _SHAPE_ERRORS[rank] + f" Received: image of shape {image.shape}"
         )
+    if 0 in image.shape:
+        raise ValueError(
+            "`image` has an empty axis: there is nothing to predict. "
+            f"Received: image of shape {image.shape}"
+        )
     tile = check_spatial_size("tile_size", tile_size, rank)
     # e.g. 0.25: a quarter of a tile shared with its neighbour.
     check_rate("overlap", overlap)
@@ -111,6 +117,9 @@ def predict_tiled(
     windows = [_window(t, blend) for t in tile]
     window = functools.reduce(np.multiply.outer, windows)[..., None]
 
+    # No batch larger than the tiles: zero tiles would cost as much as real
+    # ones (2 tiles of a volume in batches of 8 did 4 times the work).
+    batch_size = min(batch_size, len(corners))
     num_batches = -(-len(corners) // batch_size)
     if verbose == "auto":
         verbose = int(num_batches > 1)

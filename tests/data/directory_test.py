@@ -586,6 +586,14 @@ def test_files_of_another_size_are_resized(tmp_path, interpolation):
     assert masks.shape == (2, 20, 24, 1) and set(np.unique(masks)) <= {0, 1, 2, 255}
 
 
+def test_separate_subsets_need_a_seed(tmp_path):
+    _write_pairs(tmp_path, n=4)
+    with pytest.raises(ValueError, match=r"^`subset`='training' needs a `seed`"):
+        segmentation_dataset_from_directory(
+            tmp_path, validation_split=0.5, subset="training"
+        )
+
+
 def test_validation_split_of_another_type_is_named(tmp_path):
     _write_pairs(tmp_path, n=2)
     with pytest.raises(
@@ -593,7 +601,9 @@ def test_validation_split_of_another_type_is_named(tmp_path):
         match=r"`validation_split` must be a float in \(0, 1\), e\.g\. 0\.2, or None\. "
         r"Received: validation_split='0\.2'",
     ):
-        segmentation_dataset_from_directory(tmp_path, validation_split="0.2")
+        segmentation_dataset_from_directory(
+            tmp_path, validation_split="0.2", subset="both"
+        )
 
 
 def test_a_negative_seed_is_named(tmp_path):

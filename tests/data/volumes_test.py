@@ -182,6 +182,45 @@ def test_split_is_deterministic_and_disjoint(tmp_path):
         assert dataset.options().autotune.enabled is False
 
 
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            dict(validation_split=0.4, subset="training"),
+            r"^`subset`='training' needs a `seed`, the same in the call for the "
+            r"other subset, .*Received: seed=None$",
+        ),
+        (
+            dict(validation_split=0.4, subset="validation"),
+            r"^`subset`='validation' needs a `seed`.*Received: seed=None$",
+        ),
+        (
+            dict(validation_split=0.4, seed=7),
+            r"^`validation_split`=0\.4 needs a `subset`: 'training' or "
+            r"'validation' .*Received: subset=None$",
+        ),
+    ],
+    ids=["training-without-seed", "validation-without-seed", "split-without-subset"],
+)
+def test_a_split_that_could_overlap_or_drop_files_is_refused(tmp_path, kwargs, match):
+    # Without a seed each call drew its own split: with 20 files, 4 were in
+    # both subsets. Without a subset the validation files were left out.
+    _write(tmp_path, n=5)
+    with pytest.raises(ValueError, match=match):
+        volume_dataset_from_directory(tmp_path, num_classes=3, **kwargs)
+
+
+def test_an_ignore_class_beyond_int32_is_refused(tmp_path):
+    # Masks are int32 ids: 2**32 wrapped to 0, ignored voxels read as class 0.
+    _write(tmp_path, n=1)
+    with pytest.raises(
+        ValueError,
+        match=r"^`ignore_class` must fit in int32, the dtype of the ids seglayers "
+        r"compares and returns, e\.g\. 255 or -1\. Received: ignore_class=4294967296$",
+    ):
+        volume_dataset_from_directory(tmp_path, num_classes=3, ignore_class=2**32)
+
+
 def test_trains_a_3d_unet(tmp_path):
     if keras.backend.backend() != "tensorflow":
         # The loader's output is the same on every backend; JAX compiles a
@@ -330,6 +369,39 @@ def test_non_finite_volumes_name_the_file(tmp_path):
         Exception, match=r"The volume .*s1\.npy holds 2 NaN or infinite voxels"
     ):
         _all(volume_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255))
+
+
+@pytest.mark.parametrize(
+    "folder, array, match",
+    [
+        (
+            "masks",
+            np.ones((8, 10, 12), np.complex64),
+            r"^The mask .*s1\.npy holds complex64 values; a mask holds class ids "
+            r"\(integers, or floats that are whole numbers\)\. Save it again as "
+            r"numbers, e\.g\. with numpy\.save\(path, array\.astype\('int32'\)\)\.$",
+        ),
+        (
+            "masks",
+            np.full((8, 10, 12), "1"),
+            r"^The mask .*s1\.npy holds <U1 values; a mask holds class ids",
+        ),
+        (
+            "images",
+            np.ones((8, 10, 12), np.complex128),
+            r"^The volume .*s1\.npy holds complex128 values; a volume holds "
+            r"numbers \(integers or floats\)\. .*astype\('float32'\)\)\.$",
+        ),
+    ],
+    ids=["complex-mask", "string-mask", "complex-volume"],
+)
+def test_files_of_no_numbers_are_refused_before_reading(tmp_path, folder, array, match):
+    # A complex file was cast to its real part with only numpy's warning; a
+    # string mask failed in a ufunc, naming no file.
+    _write(tmp_path, n=2)
+    np.save(tmp_path / folder / "s1.npy", array)
+    with pytest.raises(ValueError, match=match):
+        volume_dataset_from_directory(tmp_path, num_classes=3, ignore_class=255)
 
 
 def test_whole_number_float_masks_are_ids(tmp_path):

@@ -123,6 +123,18 @@ def test_tiles_cover_the_image_and_end_at_its_edge():
     assert window[8, 8] > window[0, 8] > window[0, 0]
 
 
+def test_no_batch_is_larger_than_the_tiles():
+    # Two tiles in batches of 8 ran 6 zero tiles through the model too.
+    model, sizes = _pointwise_model(), []
+    predict = model.predict_on_batch
+    model.predict_on_batch = lambda tiles: sizes.append(len(tiles)) or predict(tiles)
+    image = _image(24, 16)
+    tiled = predict_tiled(model, image, 16, overlap=0.5, batch_size=8, verbose=0)
+    assert sizes == [2]
+    whole = model.predict(image[None], verbose=0)[0]
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
 def test_shows_progress(capsys):
     predict_tiled(_pointwise_model(), _image(40, 40), 16, batch_size=2, verbose=1)
     assert "batch" in capsys.readouterr().out
@@ -159,6 +171,12 @@ def test_shows_progress(capsys):
         ({"overlap": "half"}, TypeError, r"`overlap` must be a float"),
         ({"batch_size": 0}, ValueError, r"batch_size=0"),
         ({"blend": "linear"}, ValueError, r"`blend` must be one of 'gaussian' or"),
+        (
+            {"image": np.zeros((8, 0, 3))},
+            ValueError,
+            r"^`image` has an empty axis: there is nothing to predict\. "
+            r"Received: image of shape \(8, 0, 3\)$",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
