@@ -51,6 +51,8 @@ def export_arguments(model, format, input_signature=None, kwargs=None):
       only ever be a regression, and is better refused at conversion.
     """
     kwargs = dict(kwargs or {})
+    if format in ("litert", "onnx"):
+        _check_portable(model, format)
     if input_signature is None:
         input_signature = any_size_signature(model)
     if (
@@ -74,6 +76,38 @@ def export_arguments(model, format, input_signature=None, kwargs=None):
 
         kwargs["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
     return input_signature, kwargs
+
+
+def _check_portable(model, format):
+    """Refuses what converts to a TFLite or ONNX file that cannot run, or
+    fails in the converter with pages of MLIR: TFLite has no built-in 3-D
+    pooling, and neither TFLite's built-in ops nor ONNX Runtime's CPU
+    convolutions take bfloat16 (nor TFLite's, float16)."""
+    name, a_file = {
+        "litert": ("TFLite", "a TFLite file"),
+        "onnx": ("ONNX", "an ONNX file"),
+    }[format]
+    spatial_dims = getattr(model, "spatial_dims", 2)
+    if format == "litert" and spatial_dims == 3:
+        raise ValueError(
+            "A model of volumes cannot be exported to TFLite: its 3-D pooling "
+            "(`MaxPool3D`) is no built-in TFLite op, and the TensorFlow op it "
+            "would need instead does not run in the LiteRT interpreter. Export "
+            "it with format='onnx' or 'tf_saved_model'. "
+            f"Received: format='litert', spatial_dims={spatial_dims}"
+        )
+    policy = model.dtype_policy.name
+    compute = model.dtype_policy.compute_dtype
+    if compute == "bfloat16" or (compute != "float32" and format == "litert"):
+        raise ValueError(
+            f"A `{policy}` model does not export to {a_file} that runs: "
+            f"{name} has no {compute} convolutions. Export a float32 copy with "
+            "the same weights: `copy = type(model).from_config({**model."
+            "get_config(), 'dtype': 'float32'})`, `copy.build((None, None, "
+            "None, model.input_channels))` (one more None for volumes), "
+            "`copy.set_weights(model.get_weights())`, then `copy.export(...)`. "
+            f"Received: dtype policy {policy!r}"
+        )
 
 
 def restore_onnx_output_rank(path, rank):

@@ -209,11 +209,19 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         size = self._matrix_size
         count = int(totals[size * size + _OUT_OF_RANGE])
         if count:
+            logits = ""
+            if self.num_classes == 1:
+                # The likeliest cause with one channel: a logits model.
+                logits = (
+                    ", or a one-channel prediction outside [0, 1] (a logit) "
+                    f"read with `threshold`={self.threshold}: for logits pass "
+                    "threshold=0"
+                )
             warnings.warn(
                 f"{self.name}: {count} pixels had no class: a class id outside "
                 f"[0, {size}) that is not `ignore_class`={self.ignore_class}, a "
-                "fractional id, or a NaN prediction; they were not counted. "
-                "Check `num_classes` and the model's outputs, or set "
+                f"fractional id, or a NaN prediction{logits}; they were not "
+                "counted. Check `num_classes` and the model's outputs, or set "
                 "`ignore_class` to the id of unlabelled pixels.",
                 stacklevel=3,
             )

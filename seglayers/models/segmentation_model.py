@@ -142,8 +142,9 @@ class SegmentationModel(keras.Model):
         # === Layers ===
         self.rescaling = None
         if rescale is not None:
+            # In float32 under any policy: see `input_dtype`.
             self.rescaling = keras.layers.Rescaling(
-                rescale, dtype=self.dtype_policy, name="rescaling"
+                rescale, dtype="float32", name="rescaling"
             )
         self.encoder = None
         self.encoder_levels = ()
@@ -244,13 +245,23 @@ class SegmentationModel(keras.Model):
         self.call(keras.KerasTensor((shape[0], *traced, shape[-1])))
         self.built = True
 
+    @property
+    def input_dtype(self):
+        """Images come in as float32 under any dtype policy: `rescale` and
+        an encoder's preprocessing run in float32, and the layers after them
+        cast to their compute dtype. Cast to float16 first, a 16-bit image's
+        65535 (anything from 65520) was infinite, and one such pixel made
+        most of a `mixed_float16` model's output NaN. An exported model
+        takes float32 too (`any_size_signature`)."""
+        return "float32"
+
     def call(self, inputs, training=None):
         self._check_input_shape(inputs.shape)
         x = inputs
         if "float" not in keras.backend.standardize_dtype(x.dtype):
             # uint8 images as read from files: Keras casts only floats to the
-            # compute dtype, and TensorFlow's convolutions refuse integers.
-            x = ops.cast(x, self.compute_dtype)
+            # input dtype, and TensorFlow's convolutions refuse integers.
+            x = ops.cast(x, self.input_dtype)
         if self.rescaling is not None:
             x = self.rescaling(x)
         x = self.decode(self.encode(x, training=training), training=training)

@@ -140,6 +140,84 @@ def test_a_3d_unet_exports_for_volumes_of_any_size(tmp_path):
         np.testing.assert_allclose(serve(volumes), expected, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "policy, spatial_dims, format, match",
+    [
+        (
+            "float32",
+            3,
+            "litert",
+            r"^A model of volumes cannot be exported to TFLite: its 3-D pooling "
+            r"\(`MaxPool3D`\) is no built-in TFLite op.*format='onnx' or "
+            r"'tf_saved_model'\. Received: format='litert', spatial_dims=3$",
+        ),
+        (
+            "mixed_bfloat16",
+            2,
+            "onnx",
+            r"^A `mixed_bfloat16` model does not export to an ONNX file that runs: "
+            r"ONNX has no bfloat16 convolutions\. Export a float32 copy.*"
+            r"Received: dtype policy 'mixed_bfloat16'$",
+        ),
+        (
+            "mixed_float16",
+            2,
+            "litert",
+            r"^A `mixed_float16` model does not export to a TFLite file that runs: "
+            r"TFLite has no float16 convolutions\.",
+        ),
+    ],
+    ids=["tflite-volumes", "onnx-bfloat16", "tflite-float16"],
+)
+def test_exports_that_cannot_run_are_refused(policy, spatial_dims, format, match):
+    # They failed in the converter with pages of MLIR (TFLite), or wrote an
+    # ONNX file that ONNX Runtime refuses to load, reporting success.
+    keras.config.set_dtype_policy(policy)
+    model = seglayers.UNet(2, filters=4, depth=2, spatial_dims=spatial_dims)
+    model.build((None,) * (spatial_dims + 1) + (1,))
+    with pytest.raises(ValueError, match=match):
+        export_arguments(model, format)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_models_take_and_export_float32_images(policy):
+    # Cast to float16 before `rescale`, a 16-bit image's 65535 was infinite:
+    # 900 of 1,024 output pixels were NaN for one saturated pixel.
+    keras.config.set_dtype_policy(policy)
+    model = seglayers.UNet(2, filters=4, depth=2, rescale=1 / 65535)
+    images = np.random.default_rng(0).integers(0, 60000, (1, 32, 32, 1))
+    images[0, 10, 10, 0] = 65535
+    outputs = model.predict(images.astype("uint16"), verbose=0)
+    assert outputs.dtype == np.float32 and np.isfinite(outputs).all()
+    (spec,) = any_size_signature(model)
+    assert spec.dtype == "float32"
+    keras.config.set_dtype_policy("float32")
+    full = seglayers.UNet(2, filters=4, depth=2, rescale=1 / 65535)
+    full.build((None, None, None, 1))
+    full.set_weights(model.get_weights())
+    expected = full.predict(images.astype("float32"), verbose=0)
+    np.testing.assert_allclose(outputs, expected, atol=0.02)
+
+
+@pytest.mark.slow
+@TF_ONLY
+def test_a_float32_copy_of_a_bfloat16_model_exports_to_onnx(tmp_path):
+    # The copy the refusal above describes.
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = seglayers.UNet(3, filters=4, depth=2, rescale=1 / 255)
+    model.build((None, None, None, 3))
+    copy = type(model).from_config({**model.get_config(), "dtype": "float32"})
+    copy.build((None, None, None, model.input_channels))
+    copy.set_weights(model.get_weights())
+    path = str(tmp_path / "copy.onnx")
+    copy.export(path, format="onnx", verbose=False)
+    images = np.random.default_rng(0).uniform(0, 255, (1, 33, 47, 3))
+    images = images.astype("float32")
+    served = load_exported(path, "onnx")(images)
+    np.testing.assert_allclose(served, copy.predict(images, verbose=0), atol=1e-4)
+    np.testing.assert_allclose(served, model.predict(images, verbose=0), atol=0.05)
+
+
 @TF_ONLY
 def test_tflite_defaults_to_builtin_ops_only_and_keeps_a_given_target_spec():
     import tensorflow as tf

@@ -179,6 +179,29 @@ def test_nan_predictions_inside_fit_are_counted_nowhere():
         metric.result()
 
 
+def test_sigmoid_logits_inside_fit_are_reported_with_the_threshold_fix():
+    # The warning named ids and NaN only, not the likeliest cause with one
+    # channel: a logits model (output_activation=None) read with 0.5.
+    rng = np.random.default_rng(6)
+    y_true = rng.integers(0, 2, size=(4, 8, 8, 1))
+    logits = rng.normal(scale=3.0, size=(4, 8, 8, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Identity()])
+    metric = MeanIoU(1)
+    model.compile(loss=seglayers.DiceLoss(from_logits=True), metrics=[metric])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # checked below
+        model.evaluate(logits, y_true, batch_size=2, verbose=0)
+    outside = int(((logits < 0) | (logits > 1)).sum())
+    assert metric.out_of_range_count == outside > 0
+    with pytest.warns(
+        UserWarning,
+        match=rf"{outside} pixels had no class: .*a NaN prediction, or a "
+        r"one-channel prediction outside \[0, 1\] \(a logit\) read with "
+        r"`threshold`=0\.5: for logits pass threshold=0; they were not counted",
+    ):
+        metric.result()
+
+
 def test_sigmoid_logits_with_a_probability_threshold_are_refused():
     rng = np.random.default_rng(6)
     y_true = rng.integers(0, 2, size=(2, 8, 8, 1))
