@@ -30,8 +30,10 @@ N = np.int64(3)
             ["filters"],
         ),
         (
-            lambda: seglayers.UNet(N, filters=4, depth=np.int64(2)),
-            ["num_classes", "depth", "spatial_dims"],
+            lambda: seglayers.UNet(
+                N, filters=np.int64(4), depth=np.int64(2), num_convs=np.int32(1)
+            ),
+            ["num_classes", "filters", "depth", "num_convs", "spatial_dims"],
         ),
         (
             lambda: seglayers.UNetPlusPlus(N, filters=4, depth=np.int8(2)),
@@ -56,6 +58,11 @@ def test_numpy_integers_are_kept_as_python_ints(make, ints):
     for name in ints + ["ignore_class"] * ("ignore_class" in config):
         value = config[name]
         assert value is None or type(value) is int, (name, value)
+
+
+def test_filters_per_level_are_kept_as_python_ints():
+    model = seglayers.UNet(N, filters=[np.int64(4), 8, np.int32(16)], depth=2)
+    assert [type(f) for f in model.get_config()["filters"]] == [int] * 3
 
 
 def test_a_model_of_numpy_integers_saves_and_loads(tmp_path):

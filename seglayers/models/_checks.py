@@ -30,6 +30,17 @@ def level_filters(filters, depth):
     return [filters * 2**level for level in range(depth + 1)]
 
 
+def config_filters(filters, widths):
+    """`filters` as a config keeps it: `None` (the default), the top width
+    as a Python int, or one Python int per level (`widths`, from
+    `level_filters`)."""
+    if filters is None:
+        return None
+    if isinstance(filters, (list, tuple)):
+        return type(filters)(widths)
+    return widths[0]
+
+
 def check_input_shape(
     shape, input_channels, depth, encoder, model_name, spatial_dims=2
 ):

@@ -2,7 +2,7 @@ from seglayers._api import register
 from seglayers._validation import check_bool, check_positive_int
 from seglayers.layers._normalization import resolve_normalization
 from seglayers.layers.decoder_block import DecoderBlock
-from seglayers.models._checks import level_filters
+from seglayers.models._checks import config_filters, level_filters
 from seglayers.models._contracting_path import (
     make_encoder_side,
     run_contracting_path,
@@ -216,8 +216,8 @@ class UNet(SegmentationModel):
         self.make_head()
 
         # === Config ===
-        self.filters = filters
-        self.num_convs = num_convs
+        self.filters = config_filters(filters, widths)
+        self.num_convs = check_positive_int("num_convs", num_convs)
         self.normalization = normalization
         self.activation = activation
         self.dropout = dropout
