@@ -560,6 +560,30 @@ def test_predict_bad_input_writes_nothing(tmp_path, capsys, case, message):
     assert not out.exists()
 
 
+def test_predict_never_replaces_a_folder(tmp_path, capsys):
+    # With --overwrite, the masks before it were replaced and then the move
+    # failed: a run that failed had written some of its files.
+    from PIL import Image
+
+    model = _trained_model(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(inputs / f"{name}.png")
+    out = tmp_path / "out"
+    (out / "b_mask.png").mkdir(parents=True)
+    (out / "a_mask.png").write_bytes(b"earlier")
+    command = ["predict", str(model), str(inputs), "--output", str(out), "--overwrite"]
+    capsys.readouterr()
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        f"seglayers: error: {out / 'b_mask.png'} is a folder; move it, or choose "
+        "another --output."
+    ]
+    assert (out / "a_mask.png").read_bytes() == b"earlier"
+
+
 def test_predict_never_replaces_an_input(tmp_path, capsys):
     # A second run over a folder that holds the first one's masks, into that
     # folder: a_mask.png is an input and a target (it used to be replaced

@@ -241,6 +241,11 @@ def test_predict_reads_one_volume_at_a_time_and_writes_only_when_all_succeed(
 
     monkeypatch.setattr(kind, "read", staticmethod(reading))
     monkeypatch.setattr(kind, "predict", staticmethod(predicting))
+    new = ["predict", str(model), str(folder), "--output", str(tmp_path / "a" / "b")]
+    assert cli.main([*new, *TINY[:4]]) == 2
+    assert "v2.npy holds 1 NaN or infinite voxels" in _one_line_error(capsys)
+    assert not (tmp_path / "a").exists()  # the folders it made, removed
+    events.clear()
     output = tmp_path / "out"
     command = ["predict", str(model), str(folder), "--output", str(output), *TINY[:4]]
     assert cli.main(command) == 2

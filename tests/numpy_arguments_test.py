@@ -2,6 +2,8 @@
 as Keras's own layers do, and configs keep them as Python ints; a float or
 a bool is still refused by name."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -30,6 +32,14 @@ N = np.int64(3)
             ["filters"],
         ),
         (
+            lambda: seglayers.EncoderBlock(np.int64(4), num_convs=np.int64(1)),
+            ["filters", "num_convs", "kernel_size"],
+        ),
+        (
+            lambda: seglayers.DecoderBlock(np.int64(4), kernel_size=np.int64(3)),
+            ["filters", "num_convs", "kernel_size"],
+        ),
+        (
             lambda: seglayers.UNet(
                 N, filters=np.int64(4), depth=np.int64(2), num_convs=np.int32(1)
             ),
@@ -49,33 +59,39 @@ N = np.int64(3)
         "ConvBlock",
         "AttentionGate",
         "ASPP",
+        "EncoderBlock",
+        "DecoderBlock",
         "UNet",
         "UNetPlusPlus",
     ],
 )
 def test_numpy_integers_are_kept_as_python_ints(make, ints):
     config = make().get_config()
+    json.dumps(config)  # numpy values would not serialize
     for name in ints + ["ignore_class"] * ("ignore_class" in config):
         value = config[name]
         assert value is None or type(value) is int, (name, value)
 
 
-def test_filters_per_level_are_kept_as_python_ints():
+def test_filters_per_level_and_dilation_rates_are_kept_as_python_ints():
     model = seglayers.UNet(N, filters=[np.int64(4), 8, np.int32(16)], depth=2)
     assert [type(f) for f in model.get_config()["filters"]] == [int] * 3
+    aspp = seglayers.ASPP(4, dilation_rates=[np.int64(1), 2])
+    assert json.loads(json.dumps(aspp.get_config()))["dilation_rates"] == [1, 2]
 
 
 def test_a_model_of_numpy_integers_saves_and_loads(tmp_path):
     model = seglayers.UNet(
         N, filters=4, depth=np.int64(2), spatial_dims=np.int64(3), num_convs=1
     )
+    json.dumps(model.get_config())
     volume = np.random.default_rng(0).random((1, 16, 16, 16, 1), np.float32)
     expected = keras.ops.convert_to_numpy(model(volume))
     assert expected.shape == (1, 16, 16, 16, 3)
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    assert loaded.spatial_dims == 3 and type(loaded.depth) is int
+    assert loaded.spatial_dims == 3
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(loaded(volume)), expected, atol=1e-6
     )

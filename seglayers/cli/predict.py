@@ -55,6 +55,11 @@ def predict(args):
         raise UsageError("Two inputs share a file name; predict them separately.")
     targets = [kind.targets(args.output, path) for path in files]
     _check_inputs_kept(files, targets)
+    folders = [t for paths in targets for t in paths if os.path.isdir(t)]
+    if folders:  # --overwrite replaces files, never a folder
+        raise UsageError(
+            f"{folders[0]} is a folder; move it, or choose another --output."
+        )
     existing = [t for paths in targets for t in paths if os.path.exists(t)]
     if existing and not args.overwrite:
         raise UsageError(
@@ -74,15 +79,19 @@ def _predict_all(model, kind, files, targets, args):
 
     from seglayers._files import make_staging_dir
 
-    created = not os.path.exists(args.output)
+    # The top-most folder of --output that does not exist yet: removed again
+    # if the run fails, with the folders made inside it.
+    created, parent = None, os.path.abspath(args.output)
+    while not os.path.exists(parent):
+        created, parent = parent, os.path.dirname(parent)
     try:
         os.makedirs(args.output, exist_ok=True)
         staging = make_staging_dir(args.output, ".seglayers-predict-")
     except OSError as error:
         raise UsageError(
-            f"Cannot write to --output {args.output}: {error.strerror}."
+            f"Cannot write to --output {args.output}: {error.strerror or error}."
         ) from None
-    done = False
+    done, moved = False, 0
     try:
         staged = []
         for path, paths in zip(files, targets):
@@ -96,16 +105,30 @@ def _predict_all(model, kind, files, targets, args):
             staged += zip(temporary, paths)
         for temporary, target in staged:
             os.replace(temporary, target)
+            moved += 1
         done = True
     except OSError as error:
+        written = f" ({moved} of {len(staged)} files were written)" if moved else ""
         raise UsageError(
-            f"Cannot write to --output {args.output}: {error.strerror}."
+            f"Cannot write {error.filename or args.output}: "
+            f"{error.strerror or error}{written}."
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if created and not done:
-            with contextlib.suppress(OSError):  # only if it is empty
-                os.rmdir(args.output)
+        if created is not None and not done and not moved:
+            # Only empty folders: another process may have written there.
+            for folder in _folders_between(os.path.abspath(args.output), created):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+
+
+def _folders_between(folder, top):
+    """`folder` and each folder above it, up to and including `top`."""
+    while True:
+        yield folder
+        if folder == top or os.path.dirname(folder) == folder:
+            return
+        folder = os.path.dirname(folder)
 
 
 def _check_inputs_kept(files, targets):

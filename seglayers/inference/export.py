@@ -90,9 +90,11 @@ def _check_portable(model, format):
     spatial_dims = getattr(model, "spatial_dims", 2)
     if format == "litert" and spatial_dims == 3:
         raise ValueError(
-            "A model of volumes cannot be exported to TFLite: its 3-D pooling "
-            "(`MaxPool3D`) is no built-in TFLite op, and the TensorFlow op it "
-            "would need instead does not run in the LiteRT interpreter. Export "
+            "A model of volumes cannot be exported to TFLite: 3-D pooling "
+            "(`MaxPool3D`, `AvgPool3D`) is no built-in TFLite op, and the "
+            "TensorFlow op it would need instead (a Flex op, also with a "
+            "`target_spec` that allows them) does not run in the LiteRT "
+            "interpreter. Export "
             "it with format='onnx' or 'tf_saved_model'. "
             f"Received: format='litert', spatial_dims={spatial_dims}"
         )

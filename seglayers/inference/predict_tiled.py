@@ -117,9 +117,11 @@ def predict_tiled(
     windows = [_window(t, blend) for t in tile]
     window = functools.reduce(np.multiply.outer, windows)[..., None]
 
-    # No batch larger than the tiles: zero tiles would cost as much as real
-    # ones (2 tiles of a volume in batches of 8 did 4 times the work).
-    batch_size = min(batch_size, len(corners))
+    # No batch much larger than the tiles: zero tiles would cost as much as
+    # real ones (2 tiles of a volume in batches of 8 did 4 times the work).
+    # A power of two, so that calls with other tile counts share few batch
+    # shapes (each one a compilation on JAX).
+    batch_size = min(batch_size, 1 << (len(corners) - 1).bit_length())
     num_batches = -(-len(corners) // batch_size)
     if verbose == "auto":
         verbose = int(num_batches > 1)
@@ -131,7 +133,7 @@ def predict_tiled(
         boxes = [
             tuple(slice(c, c + t) for c, t in zip(corner, tile)) for corner in batch
         ]
-        # Always full batches (the rest zeros), so the model compiles once.
+        # Always full batches (the rest zeros): one batch shape per call.
         for i, box in enumerate(boxes):
             tiles[i] = image[box]
         tiles[len(batch) :] = 0

@@ -153,14 +153,14 @@ class DecoderBlock(keras.layers.Layer):
                 name="attention_gate",
             )
 
-        # === Config ===
-        self.filters = filters
-        self.num_convs = num_convs
+        # === Config === (ints as the conv block checked them: numpy ones too)
+        self.filters = self.conv_block.filters
+        self.num_convs = self.conv_block.num_convs
         self.normalization = normalization
         self.activation = activation
         self.dropout = dropout
         self.residual = residual
-        self.kernel_size = kernel_size
+        self.kernel_size = self.conv_block.kernel_size
         self.upsampling = upsampling
         self.attention = attention
         self.spatial_dims = spatial_dims

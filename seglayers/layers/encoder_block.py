@@ -85,14 +85,14 @@ class EncoderBlock(keras.layers.Layer):
         pool = layers.max_pooling if pooling == "max" else layers.average_pooling
         self.pool = pool(2, dtype=self.dtype_policy, name="pool")
 
-        # === Config ===
-        self.filters = filters
-        self.num_convs = num_convs
+        # === Config === (ints as the conv block checked them: numpy ones too)
+        self.filters = self.conv_block.filters
+        self.num_convs = self.conv_block.num_convs
         self.normalization = normalization
         self.activation = activation
         self.dropout = dropout
         self.residual = residual
-        self.kernel_size = kernel_size
+        self.kernel_size = self.conv_block.kernel_size
         self.pooling = pooling
         self.spatial_dims = spatial_dims
 

@@ -210,7 +210,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         count = int(totals[size * size + _OUT_OF_RANGE])
         if count:
             logits = ""
-            if self.num_classes == 1:
+            if self.num_classes == 1 and 0 < self.threshold < 1:
                 # The likeliest cause with one channel: a logits model.
                 logits = (
                     ", or a one-channel prediction outside [0, 1] (a logit) "

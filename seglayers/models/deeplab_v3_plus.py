@@ -187,7 +187,7 @@ class DeepLabV3Plus(SegmentationModel):
         # === Config ===
         self.filters = filters
         self.output_stride = output_stride
-        self.dilation_rates = dilation_rates
+        self.dilation_rates = dilation_rates if dilation_rates is None else rates
         self.low_level_filters = low_level_filters
         self.separable = separable
         self.dropout = dropout

@@ -147,8 +147,9 @@ def test_a_3d_unet_exports_for_volumes_of_any_size(tmp_path):
             "float32",
             3,
             "litert",
-            r"^A model of volumes cannot be exported to TFLite: its 3-D pooling "
-            r"\(`MaxPool3D`\) is no built-in TFLite op.*format='onnx' or "
+            r"^A model of volumes cannot be exported to TFLite: 3-D pooling "
+            r"\(`MaxPool3D`, `AvgPool3D`\) is no built-in TFLite op.*"
+            r"format='onnx' or "
             r"'tf_saved_model'\. Received: format='litert', spatial_dims=3$",
         ),
         (

@@ -123,14 +123,19 @@ def test_tiles_cover_the_image_and_end_at_its_edge():
     assert window[8, 8] > window[0, 8] > window[0, 0]
 
 
-def test_no_batch_is_larger_than_the_tiles():
-    # Two tiles in batches of 8 ran 6 zero tiles through the model too.
+@pytest.mark.parametrize(
+    "size, batches", [((24, 16), [2]), ((28, 16), [4]), ((44, 16), [8])]
+)
+def test_no_batch_is_much_larger_than_the_tiles(size, batches):
+    # Two tiles in batches of 8 ran 6 zero tiles through the model too. The
+    # batch is the tiles' count rounded up to a power of two (2; 4 for 3
+    # tiles; 8 for 5), at most `batch_size`: few batch shapes to compile.
     model, sizes = _pointwise_model(), []
     predict = model.predict_on_batch
     model.predict_on_batch = lambda tiles: sizes.append(len(tiles)) or predict(tiles)
-    image = _image(24, 16)
+    image = _image(*size)
     tiled = predict_tiled(model, image, 16, overlap=0.5, batch_size=8, verbose=0)
-    assert sizes == [2]
+    assert sizes == batches
     whole = model.predict(image[None], verbose=0)[0]
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 

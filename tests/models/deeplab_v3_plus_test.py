@@ -151,6 +151,13 @@ def test_a_numpy_integer_output_stride_is_stored_as_an_int():
     assert model.output_stride == 8 and model.depth == 3
 
 
+def test_numpy_integer_dilation_rates_are_stored_as_ints():
+    model = DeepLabV3Plus(
+        num_classes=2, encoder=tiny_encoder(), dilation_rates=[np.int64(1), 2]
+    )
+    assert [type(r) for r in model.get_config()["dilation_rates"]] == [int, int]
+
+
 def test_an_encoder_without_stride_4_features_is_refused():
     with pytest.raises(
         ValueError,
