@@ -21,7 +21,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from seglayers._validation import check_choice, concrete_value
+from seglayers._validation import (
+    as_python_number,
+    check_choice,
+    concrete_value,
+    is_real,
+)
 
 Y_PRED_FORMATS = ("auto", "scores", "ids")
 
@@ -312,12 +317,12 @@ def model_threshold(model, threshold=None):
     takes: 0 for a model that says it outputs logits (`output_activation`
     None, as seglayers models can), else 0.5, as Keras's binary metrics do."""
     if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        if not is_real(threshold):
             raise TypeError(
                 "`threshold` must be a number (e.g. 0.5 for probabilities, 0 "
                 f"for logits) or None. Received: threshold={threshold!r}"
             )
-        return threshold
+        return as_python_number(threshold)
     logits = getattr(model, "output_activation", "auto") in (None, "linear")
     return 0.0 if logits else 0.5
 

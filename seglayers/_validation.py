@@ -48,6 +48,18 @@ def is_int(value):
     )
 
 
+def is_real(value):
+    """True for Python and numpy numbers (`np.float32(0.5)` too), not for
+    bools or complex numbers."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def as_python_number(value):
+    """`value` as it is if a Python int or float, else as a Python float (a
+    numpy number, kept out of configs)."""
+    return value if type(value) in (int, float) else float(value)
+
+
 def check_seed(name, value):
     """`value` as a Python int if it is an int >= 0 (numpy integers too), or
     `None`; else raises with the argument's name, where numpy's own errors
@@ -100,7 +112,7 @@ def check_positive_int(name, value):
 
 def check_rate(name, value):
     """Returns `value` if it is a float in [0, 1), else raises."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(
             f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
         )
@@ -214,14 +226,14 @@ def check_sample_weight(sample_weight, pixels):
 
 def check_rescale(rescale):
     """Returns `rescale` if it is a number or `None`, else raises."""
-    if rescale is not None and (
-        isinstance(rescale, bool) or not isinstance(rescale, (int, float))
-    ):
+    if rescale is None:
+        return None
+    if not is_real(rescale):
         raise TypeError(
             "`rescale` must be a number such as 1 / 255, or None. "
             f"Received: rescale={rescale!r}"
         )
-    return rescale
+    return as_python_number(rescale)
 
 
 def check_class_weights(class_weights):
@@ -264,7 +276,7 @@ def _class_weights_problem(weights):
 
 def check_non_negative(name, value, example="1.0"):
     """Returns `value` as a float if it is a number >= 0, else raises."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if not is_real(value) or value < 0:
         raise ValueError(
             f"`{name}` must be a number >= 0, e.g. {example}. "
             f"Received: {name}={value!r}"
@@ -330,7 +342,7 @@ def check_dilation_rates(value):
 
 def check_fraction(name, value):
     """Returns `value` as a float if it is a number in [0, 1], else raises."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(
             f"`{name}` must be a number in [0, 1], e.g. 0.5. Received: {name}={value!r}"
         )

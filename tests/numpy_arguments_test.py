@@ -156,3 +156,44 @@ def test_evaluate_segmentation_takes_a_numpy_num_classes():
 def test_numpy_values_that_are_no_positive_int_are_named(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: seglayers.MeanIoU(1, threshold=np.float32(0.5)), "threshold"),
+        (lambda: seglayers.PixelAccuracy(1, threshold=np.int64(0)), "threshold"),
+        (
+            lambda: seglayers.UNet(2, filters=4, depth=2, rescale=np.float32(0.5)),
+            "rescale",
+        ),
+    ],
+    ids=["float32-threshold", "int64-threshold", "float32-rescale"],
+)
+def test_numpy_numbers_are_numbers(make, name):
+    # "`threshold` must be a number ... Received: threshold=np.float32(0.5)".
+    value = make().get_config()[name]
+    assert type(value) is float and value in (0.0, 0.5)
+
+
+def test_a_numpy_float_validation_split_splits(tmp_path):
+    from PIL import Image
+
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    for i in range(4):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
+            tmp_path / "images" / f"{i}.png"
+        )
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(
+            tmp_path / "masks" / f"{i}.png"
+        )
+    train, val = seglayers.segmentation_dataset_from_directory(
+        tmp_path,
+        image_size=(8, 8),
+        batch_size=None,
+        validation_split=np.float32(0.5),
+        subset="both",
+        seed=0,
+    )
+    assert len(list(train)) == 2 and len(list(val)) == 2

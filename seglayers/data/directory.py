@@ -12,6 +12,7 @@ from seglayers._validation import (
     check_positive_int,
     check_seed,
     is_int,
+    is_real,
 )
 from seglayers.data.file_checks import check_pairs, find_pairs
 from seglayers.data.mask_files import mask_reader, tf_decoder
@@ -183,10 +184,7 @@ def check_split_arguments(batch_size, validation_split, subset, seed):
             f"`batch_size` must be a positive int or None. Received: "
             f"batch_size={batch_size!r}"
         )
-    if validation_split is not None and (
-        isinstance(validation_split, bool)
-        or not isinstance(validation_split, (int, float))
-    ):
+    if validation_split is not None and (not is_real(validation_split)):
         raise TypeError(
             "`validation_split` must be a float in (0, 1), e.g. 0.2, or None. "
             f"Received: validation_split={validation_split!r}"

@@ -35,6 +35,7 @@ from seglayers._validation import (
     check_positive_int,
     check_sample_weight,
     concrete_value,
+    is_real,
 )
 from seglayers.metrics._counting import count_bins
 
@@ -108,7 +109,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
                     f"for num_classes={num_classes}. "
                     f"Received: class_names={class_names}"
                 )
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        if not is_real(threshold):
             raise TypeError(
                 "`threshold` must be a number, e.g. 0.5 for probabilities or 0 "
                 f"for logits. Received: threshold={threshold!r}"

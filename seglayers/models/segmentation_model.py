@@ -129,7 +129,7 @@ class SegmentationModel(keras.Model):
             encoder_preprocessing,
             ("auto",) + encoders.PREPROCESSINGS,
         )
-        check_rescale(rescale)
+        rescale = check_rescale(rescale)
         spatial_dims = check_spatial_dims(spatial_dims)
         if encoder is not None and spatial_dims != 2:
             raise ValueError(
