@@ -111,7 +111,8 @@ def check_positive_int(name, value):
 
 
 def check_rate(name, value):
-    """Returns `value` if it is a float in [0, 1), else raises."""
+    """Returns `value` as a Python float if it is a number in [0, 1) (numpy
+    ones too), else raises. Callers use the returned value."""
     if not is_real(value):
         raise TypeError(
             f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"

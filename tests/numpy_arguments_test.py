@@ -10,6 +10,7 @@ import pytest
 
 import seglayers
 from seglayers.datasets import shapes, volumes
+from tests.harness import tiny_encoder
 
 N = np.int64(3)
 
@@ -197,3 +198,34 @@ def test_a_numpy_float_validation_split_splits(tmp_path):
         seed=0,
     )
     assert len(list(train)) == 2 and len(list(val)) == 2
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: seglayers.ConvBlock(4, dropout=d),
+        lambda d: seglayers.EncoderBlock(4, dropout=d),
+        lambda d: seglayers.DecoderBlock(4, dropout=d),
+        lambda d: seglayers.ASPP(4, dropout=d),
+        lambda d: seglayers.UNet(2, filters=4, depth=2, dropout=d),
+        lambda d: seglayers.UNetPlusPlus(2, filters=4, depth=2, dropout=d),
+        lambda d: seglayers.FPN(2, encoder=tiny_encoder(), dropout=d),
+        lambda d: seglayers.DeepLabV3Plus(2, encoder=tiny_encoder(), dropout=d),
+    ],
+    ids=[
+        "ConvBlock",
+        "EncoderBlock",
+        "DecoderBlock",
+        "ASPP",
+        "UNet",
+        "UNetPlusPlus",
+        "FPN",
+        "DeepLabV3Plus",
+    ],
+)
+def test_a_numpy_dropout_is_kept_as_a_python_float(make):
+    # The models stored np.float32(0.25) as given: `json.dumps` of the
+    # config failed ("Object of type float32 is not JSON serializable").
+    config = make(np.float32(0.25)).get_config()
+    assert type(config["dropout"]) is float and config["dropout"] == 0.25
+    json.dumps(config)

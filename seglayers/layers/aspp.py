@@ -85,7 +85,7 @@ class ASPP(keras.layers.Layer):
         filters = check_positive_int("filters", filters)
         rates = check_dilation_rates(dilation_rates)
         check_bool("separable", separable)
-        check_rate("dropout", dropout)
+        dropout = check_rate("dropout", dropout)
         check_activation("activation", activation)
         spatial_dims = check_spatial_dims(spatial_dims)
         if separable and spatial_dims != 2:

@@ -80,7 +80,7 @@ class ConvBlock(keras.layers.Layer):
         num_convs = check_positive_int("num_convs", num_convs)
         check_choice("normalization", normalization, NORMALIZATIONS)
         check_activation("activation", activation)
-        check_rate("dropout", dropout)
+        dropout = check_rate("dropout", dropout)
         check_bool("residual", residual)
         kernel_size = check_positive_int("kernel_size", kernel_size)
         spatial_dims = check_spatial_dims(spatial_dims)

@@ -153,12 +153,12 @@ class DecoderBlock(keras.layers.Layer):
                 name="attention_gate",
             )
 
-        # === Config === (ints as the conv block checked them: numpy ones too)
+        # === Config === (numbers as the conv block checked them: numpy ones too)
         self.filters = self.conv_block.filters
         self.num_convs = self.conv_block.num_convs
         self.normalization = normalization
         self.activation = activation
-        self.dropout = dropout
+        self.dropout = self.conv_block.dropout
         self.residual = residual
         self.kernel_size = self.conv_block.kernel_size
         self.upsampling = upsampling

@@ -85,12 +85,12 @@ class EncoderBlock(keras.layers.Layer):
         pool = layers.max_pooling if pooling == "max" else layers.average_pooling
         self.pool = pool(2, dtype=self.dtype_policy, name="pool")
 
-        # === Config === (ints as the conv block checked them: numpy ones too)
+        # === Config === (numbers as the conv block checked them: numpy ones too)
         self.filters = self.conv_block.filters
         self.num_convs = self.conv_block.num_convs
         self.normalization = normalization
         self.activation = activation
-        self.dropout = dropout
+        self.dropout = self.conv_block.dropout
         self.residual = residual
         self.kernel_size = self.conv_block.kernel_size
         self.pooling = pooling

@@ -7,6 +7,7 @@ from seglayers._validation import (
     check_choice,
     check_dilation_rates,
     check_positive_int,
+    check_rate,
 )
 from seglayers.layers._normalization import make_normalization
 from seglayers.layers._spatial import (
@@ -151,6 +152,7 @@ class DeepLabV3Plus(SegmentationModel):
         filters = check_positive_int("filters", filters)
         low_level_filters = check_positive_int("low_level_filters", low_level_filters)
         check_bool("separable", separable)
+        dropout = check_rate("dropout", dropout)
         if dilation_rates is None:
             rates = [rate * 16 // output_stride for rate in (6, 12, 18)]
         else:

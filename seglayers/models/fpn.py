@@ -127,7 +127,7 @@ class FPN(SegmentationModel):
             "segmentation_channels", segmentation_channels
         )
         check_choice("merge_policy", merge_policy, MERGE_POLICIES)
-        check_rate("dropout", dropout)
+        dropout = check_rate("dropout", dropout)
         # The levels read, deepest first, as the top-down pathway runs.
         self.levels = [f"P{level}" for level in range(depth, 1, -1)]
         check_encoder_levels("FPN", self.levels, self.encoder_levels, encoder)

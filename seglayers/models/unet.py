@@ -1,5 +1,5 @@
 from seglayers._api import register
-from seglayers._validation import check_bool, check_positive_int
+from seglayers._validation import check_bool, check_positive_int, check_rate
 from seglayers.layers._normalization import resolve_normalization
 from seglayers.layers.decoder_block import DecoderBlock
 from seglayers.models._checks import config_filters, level_filters
@@ -194,6 +194,7 @@ class UNet(SegmentationModel):
             spatial_dims=spatial_dims,
             dtype=self.dtype_policy,
         )
+        dropout = check_rate("dropout", dropout)
         make_encoder_side(self, widths, dropout, block_args)
         if own_encoder:
             skip_levels = [f"P{level}" for level in range(resolved_depth)]

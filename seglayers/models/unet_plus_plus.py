@@ -1,7 +1,7 @@
 from keras import ops
 
 from seglayers._api import register
-from seglayers._validation import check_bool, check_positive_int
+from seglayers._validation import check_bool, check_positive_int, check_rate
 from seglayers.layers._normalization import resolve_normalization
 from seglayers.layers.decoder_block import DecoderBlock
 from seglayers.models._checks import config_filters, level_filters
@@ -171,6 +171,7 @@ class UNetPlusPlus(SegmentationModel):
             spatial_dims=spatial_dims,
             dtype=self.dtype_policy,
         )
+        dropout = check_rate("dropout", dropout)
         make_encoder_side(self, widths, dropout, block_args)
         if own_encoder:
             encoder_widths = dict(enumerate(widths))
