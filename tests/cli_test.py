@@ -12,9 +12,10 @@ import seglayers
 from seglayers import cli
 from tests.harness import PROJECT_ROOT
 
-# A tiny model on 32×32 images, quietly.
+# A tiny model on 32×32 images, quietly. 20 samples: 16 train in two full
+# batches of 8 (a last, smaller batch traces the training step again).
 SMALL = ["--image-size", "32", "32", "--filters", "4", "--depth", "2", "--verbose", "0"]
-TINY = ["--num-samples", "24", "--epochs", "2", "--batch-size", "8", *SMALL]
+TINY = ["--num-samples", "20", "--epochs", "2", "--batch-size", "8", *SMALL]
 
 
 def test_train_writes_the_run_folder(tmp_path, capsys):
@@ -507,16 +508,20 @@ def test_evaluate_json_keeps_existing_files(tmp_path, capsys, case):
     assert sorted(os.listdir(tmp_path)) == ["eval.json", "m.keras"]
 
 
-def _trained_model(tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory):
+    """A `seglayers train` run's `model.keras`, trained once per worker for
+    the predict tests, which read it and never write it (a training run
+    each was 5 runs on both backends)."""
+    run = tmp_path_factory.mktemp("trained") / "run"
     assert cli.main(["train", *TINY, "--epochs", "1", "--output", str(run)]) == 0
     return run / "model.keras"
 
 
-def test_predict_writes_masks_at_the_original_size(tmp_path, capsys):
+def test_predict_writes_masks_at_the_original_size(trained_model, tmp_path, capsys):
     from PIL import Image
 
-    model = _trained_model(tmp_path)
+    model = trained_model
     inputs = tmp_path / "in"
     inputs.mkdir()
     rng = np.random.default_rng(0)
@@ -547,8 +552,10 @@ def test_predict_writes_masks_at_the_original_size(tmp_path, capsys):
     "case, message",
     [("missing", "No such image or folder"), ("broken", "Cannot read the image")],
 )
-def test_predict_bad_input_writes_nothing(tmp_path, capsys, case, message):
-    model = _trained_model(tmp_path)
+def test_predict_bad_input_writes_nothing(
+    trained_model, tmp_path, capsys, case, message
+):
+    model = trained_model
     path = tmp_path / "x.png"
     if case == "broken":
         path.write_bytes(b"not an image")
@@ -560,12 +567,12 @@ def test_predict_bad_input_writes_nothing(tmp_path, capsys, case, message):
     assert not out.exists()
 
 
-def test_predict_never_replaces_a_folder(tmp_path, capsys):
+def test_predict_never_replaces_a_folder(trained_model, tmp_path, capsys):
     # With --overwrite, the masks before it were replaced and then the move
     # failed: a run that failed had written some of its files.
     from PIL import Image
 
-    model = _trained_model(tmp_path)
+    model = trained_model
     inputs = tmp_path / "in"
     inputs.mkdir()
     for name in ("a", "b"):
@@ -664,10 +671,12 @@ def test_an_unusable_backend_is_one_line_and_exit_2(
     assert not run.exists()
 
 
-def test_predict_tiles_images_larger_than_the_model_size(tmp_path, monkeypatch):
+def test_predict_tiles_images_larger_than_the_model_size(
+    trained_model, tmp_path, monkeypatch
+):
     from PIL import Image
 
-    model = _trained_model(tmp_path)
+    model = trained_model
     image = np.random.default_rng(0).integers(0, 256, (80, 100, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "big.png")
     calls = []
