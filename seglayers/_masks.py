@@ -22,10 +22,9 @@ import numpy as np
 from keras import ops
 
 from seglayers._validation import (
-    as_python_number,
     check_choice,
+    check_threshold,
     concrete_value,
-    is_real,
 )
 
 Y_PRED_FORMATS = ("auto", "scores", "ids")
@@ -115,6 +114,21 @@ def mask_tensor(mask, name="y_true"):
     return ops.convert_to_tensor(mask)
 
 
+def _channels_hint(true_shape, classes, y_pred_shape):
+    """Where `y_pred` looks like scores of the wrong number of classes (its
+    pixels those of `y_true`, ids), says so: the mismatch is there, not in
+    `y_true`."""
+    pixels, channels = tuple(y_pred_shape[:-1]), y_pred_shape[-1:]
+    if channels in ((classes,), (1,), ()):
+        return ""
+    if true_shape not in (pixels, pixels + (1,)):
+        return ""
+    return (
+        f" If `y_pred` holds scores, it needs {classes} channels (one per "
+        f"class; 1 for binary), not {channels[0]}: check `num_classes`."
+    )
+
+
 def _target_form(y_true, pixel_shape, classes, y_pred_shape):
     """`("ids", ids)` (a trailing 1 dropped) or `("one_hot", y_true)`, with
     its pixels checked against `pixel_shape`; else the one error."""
@@ -131,8 +145,8 @@ def _target_form(y_true, pixel_shape, classes, y_pred_shape):
             "Cannot match `y_true` to `y_pred`: expected `y_true` as class ids "
             f"{pixel_shape} or {pixel_shape + (1,)}, or one-hot "
             f"{pixel_shape + (classes,)} ({classes} classes, all-zero rows for "
-            f"ignored pixels). Received: y_true shape {shape}, y_pred shape "
-            f"{y_pred_shape}"
+            f"ignored pixels).{_channels_hint(shape, classes, y_pred_shape)} "
+            f"Received: y_true shape {shape}, y_pred shape {y_pred_shape}"
         )
     check_same_pixels(shape[:rank], pixel_shape, shape, y_pred_shape)
     return form, values
@@ -317,12 +331,7 @@ def model_threshold(model, threshold=None):
     takes: 0 for a model that says it outputs logits (`output_activation`
     None, as seglayers models can), else 0.5, as Keras's binary metrics do."""
     if threshold is not None:
-        if not is_real(threshold):
-            raise TypeError(
-                "`threshold` must be a number (e.g. 0.5 for probabilities, 0 "
-                f"for logits) or None. Received: threshold={threshold!r}"
-            )
-        return as_python_number(threshold)
+        return check_threshold(threshold, allow_none=True)
     logits = getattr(model, "output_activation", "auto") in (None, "linear")
     return 0.0 if logits else 0.5
 

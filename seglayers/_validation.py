@@ -207,6 +207,9 @@ def check_sample_weight(sample_weight, pixels):
     """
     ops = keras.ops
     weight = ops.convert_to_tensor(sample_weight)
+    if keras.backend.standardize_dtype(weight.dtype) == "bool":
+        # Keep (1) or leave out (0); TensorFlow cannot compare bools with 0.
+        weight = ops.cast(weight, "float32")
     received = tuple(weight.shape)
     rank, shape = len(pixels.shape), tuple(pixels.shape)
     if len(weight.shape) == rank + 1 and weight.shape[-1] == 1:
@@ -276,11 +279,33 @@ def _class_weights_problem(weights):
 
 
 def check_non_negative(name, value, example="1.0"):
-    """Returns `value` as a float if it is a number >= 0, else raises."""
-    if not is_real(value) or value < 0:
+    """Returns `value` as a float if it is a number >= 0, else raises (NaN
+    too: it made every loss NaN)."""
+    if not (is_real(value) and value >= 0):
         raise ValueError(
             f"`{name}` must be a number >= 0, e.g. {example}. "
             f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_threshold(value, allow_none=False):
+    """`value` as a Python float if it is a finite number (numpy ones too),
+    or `None` where `allow_none`; else raises. NaN and inf were taken, and
+    predicted every pixel background."""
+    if value is None and allow_none:
+        return None
+    usage = "e.g. 0.5 for probabilities or 0 for logits" + (
+        ", or None" if allow_none else ""
+    )
+    if not is_real(value):
+        raise TypeError(
+            f"`threshold` must be a number, {usage}. Received: threshold={value!r}"
+        )
+    if not np.isfinite(value):
+        raise ValueError(
+            f"`threshold` must be a finite number, {usage}. "
+            f"Received: threshold={value!r}"
         )
     return float(value)
 

@@ -8,11 +8,10 @@ import numpy as np
 from seglayers._masks import model_predicted_ids, num_ids, target_ids
 from seglayers._palettes import check_palette
 from seglayers._validation import (
-    as_python_number,
     check_choice,
     check_ignore_class,
     check_positive_int,
-    is_real,
+    check_threshold,
 )
 from seglayers.distribute.chief import is_chief
 from seglayers.visualization.palette import default_palette
@@ -137,13 +136,7 @@ class MaskVisualizer(keras.callbacks.Callback):
             )
         if num_classes is not None:
             num_classes = check_positive_int("num_classes", num_classes)
-        if threshold is not None:
-            if not is_real(threshold):
-                raise TypeError(
-                    "`threshold` must be a number (0.5 for probabilities, 0 for "
-                    f"logits) or None. Received: threshold={threshold!r}"
-                )
-            threshold = as_python_number(threshold)
+        threshold = check_threshold(threshold, allow_none=True)
         if palette is not None:
             check_palette(palette)
         self.data = data

@@ -1,4 +1,5 @@
 from seglayers._api import register
+from seglayers._validation import check_non_negative
 from seglayers.losses._functional import dice_loss
 from seglayers.losses.segmentation_loss import SegmentationLoss
 
@@ -51,7 +52,7 @@ class DiceLoss(SegmentationLoss):
             reduction=reduction,
             dtype=dtype,
         )
-        self.smooth = float(smooth)
+        self.smooth = check_non_negative("smooth", smooth)
 
     def batch_loss(self, y_true, y_pred):
         target, _, probs, valid = self.prepare(y_true, y_pred)

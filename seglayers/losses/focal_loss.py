@@ -5,6 +5,9 @@ from seglayers._validation import check_non_negative
 from seglayers.losses._functional import weighted_mean
 from seglayers.losses.segmentation_loss import SegmentationLoss
 
+# The least `1 - p_true` raised to `gamma` (see `batch_loss`).
+_TINY = 1e-12
+
 
 @register
 class FocalLoss(SegmentationLoss):
@@ -70,7 +73,10 @@ class FocalLoss(SegmentationLoss):
         target, log_probs, probs, valid = self.prepare(y_true, y_pred)
         log_p_true = ops.sum(target * log_probs, axis=-1)
         p_true = ops.sum(target * probs, axis=-1)
-        focal = -ops.power(ops.maximum(1.0 - p_true, 0.0), self.gamma) * log_p_true
+        # At least a tiny number: at 1 - p_true == 0 (a sure pixel, common
+        # in float32 once a logit leads by 17), the gradient of x**gamma is
+        # inf for gamma < 1 (0 * inf for gamma 0) and made every gradient NaN.
+        focal = -ops.power(ops.maximum(1.0 - p_true, _TINY), self.gamma) * log_p_true
         return weighted_mean(focal, self.pixel_weights(target, valid))
 
     def get_config(self):

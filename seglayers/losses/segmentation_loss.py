@@ -27,6 +27,20 @@ _FORMERLY_IGNORED = ("sum", "mean", "mean_with_sample_weight")
 
 # Probabilities may exceed [0, 1] by rounding (float16 softmax), logits by far.
 _PROBABILITY_SLACK = 1e-3
+# A half-precision softmax's rows sum to 1 only within its rounding (0.002
+# off in float16, 0.008 in bfloat16, measured): four of the type's epsilon.
+# With 1e-3, a mixed-precision model's softmax given with from_logits=True
+# went unnoticed, and the loss was silently wrong.
+_HALF_SLACK = {"float16": 4 * 2.0**-10, "bfloat16": 4 * 2.0**-7}
+
+
+def _slack(y_pred):
+    """How far rounding may take `y_pred`'s probabilities, by its dtype
+    (read before Keras casts it to the loss's float32)."""
+    dtype = getattr(y_pred, "dtype", None)
+    if dtype is None:
+        return _PROBABILITY_SLACK
+    return _HALF_SLACK.get(keras.backend.standardize_dtype(dtype), _PROBABILITY_SLACK)
 
 
 class SegmentationLoss(keras.losses.Loss):
@@ -77,12 +91,14 @@ class SegmentationLoss(keras.losses.Loss):
         self.ignore_class = ignore_class
         self.class_weights = check_class_weights(class_weights)
         self._sample_weight = None  # Set by __call__ for `prepare`.
+        self._slack = _PROBABILITY_SLACK  # Likewise.
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Keras multiplies the values `call` returns by `sample_weight`; a
         # batch statistic cannot be weighed after the fact, so the weights
         # go to the pixels in `prepare` instead.
         self._sample_weight = sample_weight
+        self._slack = _slack(y_pred)
         # Before Keras casts `y_true` to the loss's dtype (complex values
         # would lose their imaginary part with only a warning).
         y_true = mask_tensor(y_true)
@@ -90,6 +106,7 @@ class SegmentationLoss(keras.losses.Loss):
             return super().__call__(y_true, y_pred)
         finally:
             self._sample_weight = None
+            self._slack = _PROBABILITY_SLACK
 
     def call(self, y_true, y_pred):
         # Keras's `reduce_values` passes a 0-d loss through without
@@ -133,7 +150,8 @@ class SegmentationLoss(keras.losses.Loss):
         )
         raise_on_bad_ids(y_true, bad, classes, self.ignore_class)
         valid = ops.cast(valid, "float32")
-        invalid = ops.any(bad) | self._wrong_scores(y_pred) | ops.any(ops.isnan(y_pred))
+        wrong = self._wrong_scores(y_pred, self._slack)
+        invalid = ops.any(bad) | wrong | ops.any(ops.isnan(y_pred))
         if self._sample_weight is not None:
             valid = valid * ops.cast(
                 check_sample_weight(self._sample_weight, valid), "float32"
@@ -141,10 +159,11 @@ class SegmentationLoss(keras.losses.Loss):
         valid = ops.where(invalid, float("nan"), valid)
         return target, log_probs, ops.exp(log_probs), valid
 
-    def _wrong_scores(self, y_pred):
-        """True if `y_pred` cannot be what `from_logits` says (see above)."""
+    def _wrong_scores(self, y_pred, slack):
+        """True if `y_pred` cannot be what `from_logits` says (see above),
+        within `slack` of rounding."""
         if not self.from_logits:
-            outside = (y_pred < -_PROBABILITY_SLACK) | (y_pred > 1 + _PROBABILITY_SLACK)
+            outside = (y_pred < -slack) | (y_pred > 1 + slack)
             wrong = ops.any(outside)
             if concrete_value(wrong):
                 raise ValueError(
@@ -159,7 +178,7 @@ class SegmentationLoss(keras.losses.Loss):
         if y_pred.shape[-1] == 1:
             return ops.convert_to_tensor(False)  # A sigmoid logit may be in [0, 1].
         in_unit = (y_pred >= 0) & (y_pred <= 1)
-        sums_to_one = ops.abs(ops.sum(y_pred, axis=-1) - 1) <= _PROBABILITY_SLACK
+        sums_to_one = ops.abs(ops.sum(y_pred, axis=-1) - 1) <= slack
         wrong = ops.all(in_unit) & ops.all(sums_to_one) & (ops.size(sums_to_one) > 0)
         if concrete_value(wrong):
             raise ValueError(

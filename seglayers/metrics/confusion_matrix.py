@@ -34,8 +34,8 @@ from seglayers._validation import (
     check_ignore_not_a_class,
     check_positive_int,
     check_sample_weight,
+    check_threshold,
     concrete_value,
-    is_real,
 )
 from seglayers.metrics._counting import count_bins
 
@@ -109,17 +109,19 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
                     f"for num_classes={num_classes}. "
                     f"Received: class_names={class_names}"
                 )
-        if not is_real(threshold):
-            raise TypeError(
-                "`threshold` must be a number, e.g. 0.5 for probabilities or 0 "
-                f"for logits. Received: threshold={threshold!r}"
-            )
+            if len(set(class_names)) != len(class_names):
+                raise ValueError(
+                    "`class_names` must be distinct: the logs are keyed by name "
+                    "(`iou/<name>`), so a repeated name hides a class. "
+                    f"Received: class_names={class_names}"
+                )
+        threshold = check_threshold(threshold)
         check_choice("y_pred_format", y_pred_format, Y_PRED_FORMATS)
 
         self.num_classes = num_classes
         self.ignore_class = ignore_class
         self.class_names = class_names
-        self.threshold = float(threshold)
+        self.threshold = threshold
         self.y_pred_format = y_pred_format
 
         size = self._matrix_size

@@ -37,9 +37,12 @@ class OneHotMask(keras.layers.Layer):
     outside `tf.data`), the layer raises a `ValueError` naming the bad
     values. Inside a TensorFlow graph (`tf.data.Dataset.map`, a compiled
     model) the graph fails when it runs, with an `InvalidArgumentError`
-    listing them. Inside `jax.jit` nothing can fail, and such pixels become
-    all-zero rows, like ignored pixels; validate a new data set eagerly once
-    (`segmentation_dataset_from_directory` checks the ids as it loads).
+    listing them. Inside `jax.jit`, and in a model compiled with
+    `jit_compile=True` (XLA drops TensorFlow's assertions; Keras turns it on
+    by default for TensorFlow on a GPU), nothing can fail, and such pixels
+    become all-zero rows, like ignored pixels: validate a new data set
+    eagerly once (`segmentation_dataset_from_directory` checks the ids as it
+    loads), or one-hot the masks in `tf.data`, where the check runs.
 
     Masks with several channels (already one-hot, or colours without a
     `palette`) are refused with a `ValueError` when the layer is called.

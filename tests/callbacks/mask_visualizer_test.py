@@ -259,6 +259,15 @@ def test_palette_and_names_must_cover_the_classes(tmp_path, kwargs, match):
         callback.on_train_begin()
 
 
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf")])
+def test_a_threshold_that_is_no_finite_number_is_refused(threshold):
+    # Taken before: every pixel of a sigmoid channel predicted background.
+    with pytest.raises(
+        ValueError, match=rf"`threshold` must be a finite number.*={threshold}"
+    ):
+        MaskVisualizer(_data(), threshold=threshold)
+
+
 def test_palette_must_be_colours():
     with pytest.raises(ValueError, match=r"`palette` must be a list of `\[r, g, b\]`"):
         MaskVisualizer(None, palette=[[0, 0], [1, 2, 300]])

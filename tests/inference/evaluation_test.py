@@ -138,6 +138,12 @@ def test_format_evaluation_lists_every_class():
             r"channels .* Pass num_classes=3\. Received: num_classes=2",
         ),
         ("ok", {"threshold": "0.5"}, TypeError, r"Received: threshold='0\.5'"),
+        (
+            "ok",
+            {"threshold": float("inf")},
+            ValueError,
+            r"`threshold` must be a finite number.*Received: threshold=inf",
+        ),
         ("ok", {"num_classes": 0}, ValueError, "`num_classes` must be a positive"),
         ("ok", {"ignore_class": 1}, ValueError, "`ignore_class`=1 is also a class"),
         ("ok", {"batch_size": 0}, ValueError, "`batch_size` must be a positive"),

@@ -104,6 +104,11 @@ def test_class_weights_of_the_wrong_length():
         ({"class_weights": [1, -1]}, ValueError, r"non-negative numbers"),
         ({"from_logits": "yes"}, TypeError, r"from_logits='yes'"),
         ({"ignore_class": 2.5}, TypeError, r"ignore_class=2.5"),
+        # smooth was taken as float(smooth): NaN (a NaN loss), -1, and None
+        # failed in float() without the argument's name.
+        ({"smooth": float("nan")}, ValueError, r"`smooth` must be .*smooth=nan"),
+        ({"smooth": -1.0}, ValueError, r"`smooth` must be a number >= 0"),
+        ({"smooth": None}, ValueError, r"Received: smooth=None"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

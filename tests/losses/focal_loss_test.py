@@ -58,9 +58,11 @@ def test_float16_inputs_compute_in_float32():
     assert float(value) == pytest.approx(full, rel=1e-2)
 
 
-def test_bad_gamma():
-    with pytest.raises(ValueError, match=r"`gamma` must be a number >= 0.*gamma=-1"):
-        FocalLoss(gamma=-1)
+@pytest.mark.parametrize("gamma", [-1, float("nan")])
+def test_bad_gamma(gamma):
+    # NaN passed `value < 0` and made the loss NaN.
+    with pytest.raises(ValueError, match=rf"`gamma` must be a number >= 0.*{gamma}"):
+        FocalLoss(gamma=gamma)
 
 
 def test_config():
@@ -72,3 +74,18 @@ def test_first_argument_is_from_logits_as_in_every_loss():
     assert FocalLoss(True).gamma == 2.0
     with pytest.raises(TypeError, match=r"pass the focusing parameter by name, e"):
         FocalLoss(2.0)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_a_sure_pixel_trains_with_finite_gradients(gamma):
+    # Pixel 0's logits lead by 30: its p_true rounds to exactly 1 in float32,
+    # where the gradient of (1 - p_true)**gamma was inf for gamma < 1 and
+    # made every weight NaN after one step.
+    inputs = keras.Input((1, 2, 1))
+    layer = keras.layers.Dense(2)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.array([[30.0, -1.0]], "float32"), np.array([0.0, 1.0])])
+    model.compile(keras.optimizers.SGD(0.1), FocalLoss(from_logits=True, gamma=gamma))
+    x = np.array([[[[1.0], [0.0]]]], "float32")  # logits [30, 0] and [0, 1]
+    model.train_on_batch(x, np.array([[[0, 1]]]))
+    assert all(np.isfinite(w).all() for w in layer.get_weights())

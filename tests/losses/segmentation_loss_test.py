@@ -245,3 +245,16 @@ def test_sample_weight_of_another_shape_is_refused():
     y_true, logits = random_case(9, batch=2, classes=3)
     with pytest.raises(ValueError, match=r"Received: sample_weight shape \(8,\)"):
         FocalLoss(from_logits=True)(y_true, logits, sample_weight=np.ones((8,)))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_precision_softmax_is_no_logits(dtype):
+    # Its rows sum to 1 only within the type's rounding (0.008 off in
+    # bfloat16): with a float32 tolerance it passed as logits, silently.
+    rng = np.random.default_rng(0)
+    scores = keras.ops.cast(rng.normal(size=(2, 8, 8, 21)) * 3, dtype)
+    probabilities = keras.ops.softmax(scores, axis=-1)
+    y_true = rng.integers(0, 21, size=(2, 8, 8))
+    with pytest.raises(ValueError, match="these are softmax outputs, not logits"):
+        DiceCrossEntropyLoss(from_logits=True)(y_true, probabilities)
+    assert np.isfinite(float(DiceCrossEntropyLoss()(y_true, probabilities)))

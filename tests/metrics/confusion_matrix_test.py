@@ -102,6 +102,30 @@ def test_sample_weight_per_sample_or_per_pixel(weight_shape):
     np.testing.assert_array_equal(_matrix(metric), expected)
 
 
+def test_boolean_sample_weight_keeps_and_leaves_out_pixels():
+    # TensorFlow could not compare bool weights with 0 ("Cannot convert 0 to
+    # EagerTensor of dtype bool"); JAX took them.
+    y_true, logits = random_segmentation(2, batch=2, size=8, num_classes=3)
+    keep = np.random.default_rng(0).random((2, 8, 8)) < 0.5
+    boolean, numeric = MeanIoU(3), MeanIoU(3)
+    boolean.update_state(y_true, logits, sample_weight=keep)
+    numeric.update_state(y_true, logits, sample_weight=keep.astype("float32"))
+    np.testing.assert_array_equal(_matrix(boolean), _matrix(numeric))
+    expected = numpy_confusion(y_true[keep], logits.argmax(-1)[keep], 3)
+    np.testing.assert_array_equal(_matrix(boolean), expected)
+
+
+def test_scores_of_another_class_count_are_named_as_such():
+    # The message blamed `y_true` alone.
+    with pytest.raises(
+        ValueError,
+        match=r"If `y_pred` holds scores, it needs 3 channels \(one per class; 1 "
+        r"for binary\), not 4: check `num_classes`\. Received: y_true shape "
+        r"\(1, 2\), y_pred shape \(1, 2, 4\)",
+    ):
+        MeanIoU(3).update_state(np.array([[0, 1]]), np.zeros((1, 2, 4), "float32"))
+
+
 def test_per_sample_weight_when_the_batch_equals_the_width():
     y_true, logits = random_segmentation(3, batch=8, size=8, num_classes=3)
     weight = np.array([1, 0, 0, 0, 0, 0, 0, 1], "float32")

@@ -182,6 +182,16 @@ def test_uninterpretable_inputs(y_true_shape, y_pred_shape, match):
             r"`y_pred_format` must be one of 'auto', 'scores' or 'ids'",
         ),
         ({"num_classes": 3, "threshold": "0.5"}, TypeError, r"threshold='0.5'"),
+        (
+            {"num_classes": 1, "threshold": float("nan")},
+            ValueError,
+            r"`threshold` must be a finite number.*Received: threshold=nan",
+        ),
+        (
+            {"num_classes": 2, "class_names": ["a", "a"]},
+            ValueError,
+            r"`class_names` must be distinct.*Received: class_names=\['a', 'a'\]",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
