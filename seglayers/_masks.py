@@ -56,10 +56,11 @@ def class_argmax(scores):
     `keras.ops.argmax` on floats first rewrites -0.0, an extra pass that
     makes it 15× slower than XLA's argmax on JAX CPU and 2× slower than
     `tf.argmax` on TensorFlow CPU (16×256×256×21 logits,
-    benchmarks/metric_update.py). The sign of zero does not matter here, so
-    JAX (and others) take the argmax of an order-preserving int32 key of the
-    float bits (4.8 ms, not 47), TensorFlow the first index reaching the
-    maximum via a weighted max (34 ms, not 60).
+    benchmarks/metric_update.py). So JAX (and others) take the argmax of an
+    order-preserving int32 key of the float bits (4.8 ms, not 47), with one
+    key for -0.0 and 0.0 (a tie, as on TensorFlow: the key of -0.0 was below
+    0.0's, and the backends disagreed on zero scores), TensorFlow the first
+    index reaching the maximum via a weighted max (34 ms, not 60).
     """
     if 0 in scores.shape:  # An empty batch: Keras refuses the max of nothing.
         return ops.zeros(scores.shape[:-1], "int32")
@@ -69,7 +70,8 @@ def class_argmax(scores):
         reverse_index = ops.arange(classes, 0, -1, dtype="int32")
         return classes - ops.max(ops.where(scores == best, reverse_index, 0), axis=-1)
     bits = ops.view(ops.cast(scores, "float32"), "int32")
-    key = ops.where(bits < 0, ops.bitwise_xor(bits, 0x7FFFFFFF), bits)
+    # Negative floats in reverse order, shifted up by one: -0.0 meets 0.0.
+    key = ops.where(bits < 0, ops.bitwise_xor(bits, 0x7FFFFFFF) + 1, bits)
     return ops.cast(ops.argmax(key, axis=-1), "int32")
 
 

@@ -10,12 +10,26 @@ from seglayers._palettes import check_palette
 from seglayers._validation import (
     check_choice,
     check_ignore_class,
+    check_ignore_not_a_class,
     check_positive_int,
     check_threshold,
 )
 from seglayers.distribute.chief import is_chief
 from seglayers.visualization.palette import default_palette
 from seglayers.visualization.render import SLICE_AXES, render_grid, save_png
+
+
+def _from_dict(batch):
+    """`(images, masks)` from a batch of keras-cv's keys."""
+    try:
+        return batch["images"], batch["segmentation_masks"]
+    except KeyError:
+        raise ValueError(
+            "`MaskVisualizer` reads a dict batch by the keys 'images' and "
+            "'segmentation_masks' (those of keras-cv, and of the loaders' "
+            "`as_dict=True`); map the dataset to them, or to tuples "
+            f"`(images, masks)`. Received: a dict with keys {sorted(batch)}"
+        ) from None
 
 
 def _check_samples(images, masks):
@@ -159,10 +173,10 @@ class MaskVisualizer(keras.callbacks.Callback):
 
     def _take_samples(self):
         images, masks = [], []
-        batches = [self.data] if isinstance(self.data, (tuple, list)) else self.data
-        for batch in batches:
+        one_batch = isinstance(self.data, (tuple, list, dict))
+        for batch in [self.data] if one_batch else self.data:
             if isinstance(batch, dict):
-                batch = batch["images"], batch["segmentation_masks"]
+                batch = _from_dict(batch)
             images.append(np.asarray(batch[0]))
             masks.append(np.asarray(batch[1]))
             if sum(len(i) for i in images) >= self.max_samples:
@@ -187,7 +201,21 @@ class MaskVisualizer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._samples is None:
             self._samples = self._take_samples()
-        self._check_classes(self._num_classes(self._output_channels()))
+        channels = self._output_channels()
+        if (
+            self.num_classes is not None
+            and channels is not None
+            and num_ids(channels) != num_ids(self.num_classes)
+        ):
+            # Drawn anyway, classes beyond the palette were grey as ignored.
+            raise ValueError(
+                f"`num_classes`={self.num_classes} does not match the model, "
+                f"whose outputs have {channels} channels (one per class, or "
+                "one sigmoid channel for num_classes=1). Pass "
+                f"num_classes={channels}, or leave it None to take the model's. "
+                f"Received: num_classes={self.num_classes}"
+            )
+        self._check_classes(self._num_classes(channels))
 
     def _output_channels(self):
         """The model's output channels, if its output shape says (no predict)."""
@@ -210,6 +238,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         """Every class needs a colour, and a name if names are given."""
         if num_classes is None:
             return
+        check_ignore_not_a_class(self.ignore_class, num_classes)
         if self.palette is not None and len(self.palette) < num_classes:
             raise ValueError(
                 f"`palette` has {len(self.palette)} colours for {num_classes} "

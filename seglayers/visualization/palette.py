@@ -1,7 +1,10 @@
 import numpy as np
 
-# Pixels with no class (ignored, or outside the palette) are drawn in grey.
-NEUTRAL = (128, 128, 128)
+# Pixels with no class (ignored, or outside the palette) are drawn in the
+# colour Pascal VOC gives its void label 255, which no id below 255 of
+# `default_palette` gets. (It was grey, 128: class 7's colour, so class 7
+# looked ignored.)
+NEUTRAL = (224, 224, 192)
 
 
 def default_palette(num_classes):
@@ -30,7 +33,7 @@ def default_palette(num_classes):
 def colorize(mask, palette):
     """Class ids `(H, W)` or `(H, W, 1)` → uint8 colours `(H, W, 3)`.
 
-    Ids outside `[0, len(palette))` (such as an ignore label) are grey.
+    Ids outside `[0, len(palette))` (such as an ignore label) are `NEUTRAL`.
     """
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from seglayers._files import atomic_file
-from seglayers._validation import check_choice
+from seglayers._validation import check_choice, is_real
 from seglayers.visualization.palette import NEUTRAL, colorize
 
 _ERROR = (255, 0, 0)
@@ -15,13 +15,21 @@ SLICE_AXES = (0, 1, 2)
 
 
 def overlay(image, mask, palette, alpha=0.5):
-    """Blends the colours of `mask` over `image` (`(H, W, 3)`, [0, 255]).
+    """Blends the colours of `mask` over `image` (`(H, W, 3)`, [0, 255]) by
+    `alpha` in [0, 1].
 
-    Pixels without a class (grey in `colorize`) keep the image.
+    Pixels without a class (ids outside the palette) keep the image.
     """
+    if not (is_real(alpha) and 0 <= alpha <= 1):
+        raise ValueError(
+            "`alpha` must be a number in [0, 1], the weight of the mask's "
+            f"colours, e.g. 0.5. Received: alpha={alpha!r}"
+        )
     image = np.clip(np.asarray(image, np.float32), 0, 255)
     colours = colorize(mask, palette).astype(np.float32)
-    labelled = (colours != NEUTRAL).any(-1, keepdims=True)
+    ids = np.asarray(mask)
+    ids = ids[..., 0] if ids.ndim == 3 and ids.shape[-1] == 1 else ids
+    labelled = ((ids >= 0) & (ids < len(palette)))[..., None]
     blended = (1 - alpha) * image + alpha * colours
     return np.where(labelled, blended, image).astype(np.uint8)
 
@@ -82,11 +90,12 @@ def render_grid(
     Volumes `(N, D, H, W, channels)` with ids `(N, D, H, W)` are drawn by
     their central slice along spatial `slice_axis` (0: depth, 1: height,
     2: width; see `central_slice`). Ignored pixels (ids outside the palette)
-    are grey in the truth and the error map, where red marks a wrong
+    are `NEUTRAL` in the truth and the error map, where red marks a wrong
     prediction. A legend of class colours and names runs along the bottom.
     Returns a uint8 `(height, width, 3)` array.
     """
     slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
+    _check_grid(images, masks, predictions, palette, class_names)
     if np.ndim(images) == 5:
         images, masks, predictions = (
             central_slice(x, slice_axis) for x in (images, masks, predictions)
@@ -108,6 +117,26 @@ def render_grid(
     grid = _vstack(rows)
     names = class_names or [str(i) for i in range(len(palette))]
     return _vstack([grid, _legend(names, palette, grid.shape[1])])
+
+
+def _check_grid(images, masks, predictions, palette, class_names):
+    """One mask and prediction per image, of its size; a name per colour."""
+    shapes = [np.shape(x) for x in (images, masks, predictions)]
+    spatial = shapes[0][:-1]
+    if not shapes[0] or shapes[0][0] == 0:
+        raise ValueError(f"`images` holds no image to draw. Received: {shapes[0]}")
+    for name, shape in zip(("masks", "predictions"), shapes[1:]):
+        if shape != spatial and shape != spatial + (1,):
+            raise ValueError(
+                f"`{name}` must hold one id map per image, of shape {spatial} "
+                f"or {spatial + (1,)} for images {shapes[0]}. "
+                f"Received: {name} of shape {shape}"
+            )
+    if class_names is not None and len(class_names) != len(palette):
+        raise ValueError(
+            f"`class_names` has {len(class_names)} names for {len(palette)} "
+            f"colours; give one per class. Received: class_names={class_names}"
+        )
 
 
 def _hstack(panels):
@@ -152,6 +181,40 @@ def _legend(names, palette, width):
 def save_png(array, path):
     """Writes `array` as a PNG atomically (a temporary file, then a rename),
     with the permissions the umask gives, like a file written with `open`."""
+    pixels = _png_pixels(array)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_file(path, "wb") as f:
-        Image.fromarray(np.asarray(array, np.uint8)).save(f, format="PNG")
+        Image.fromarray(pixels).save(f, format="PNG")
+
+
+def _png_pixels(array):
+    """`array` as uint8 `(H, W)`, `(H, W, 3)` or `(H, W, 4)`, or raises:
+    a cast wrapped 300 to 44 and drew floats in [0, 1] black."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(
+            "`array` must be a picture `(height, width)`, `(height, width, 3)` "
+            f"or `(height, width, 4)`. Received: array of shape {array.shape}"
+        )
+    if array.dtype == np.uint8:
+        return array
+    numeric = np.issubdtype(array.dtype, np.number) and not np.iscomplexobj(array)
+    whole = numeric
+    if numeric and array.size:
+        whole = bool(np.all(np.isfinite(array)) and np.all(array == np.round(array)))
+        whole = whole and array.min() >= 0 and array.max() <= 255
+    if not whole:
+        raise ValueError(
+            "`array` must hold whole numbers in [0, 255] to be written as 8-bit "
+            "pixels; scale it first, e.g. with "
+            "`seglayers.visualization.display_image(array)`. Received: array "
+            f"of dtype {array.dtype}"
+            + (
+                f", from {np.min(array)} to {np.max(array)}"
+                if numeric and array.size
+                else ""
+            )
+        )
+    return array.astype(np.uint8)

@@ -7,6 +7,7 @@ from PIL import Image
 
 from seglayers import DiceCrossEntropyLoss, MaskVisualizer, UNet
 from seglayers._masks import model_predicted_ids
+from seglayers.visualization.palette import NEUTRAL
 
 
 def _data(n=4, size=16, num_classes=3):
@@ -74,8 +75,8 @@ def test_writes_pictures_that_change_as_the_model_learns(tmp_path):
     # The prediction panel changes between epochs; the image panel does not.
     np.testing.assert_array_equal(_panel(first, 0), _panel(second, 0))
     assert not np.array_equal(_panel(first, 2), _panel(second, 2))
-    # Ignored pixels of the truth are grey.
-    assert (_panel(first, 1)[:2] == 128).all()
+    # Ignored pixels of the truth are NEUTRAL.
+    assert (_panel(first, 1)[:2] == NEUTRAL).all()
 
 
 def test_logits_and_probabilities_give_the_same_picture(tmp_path):
@@ -268,6 +269,41 @@ def test_a_threshold_that_is_no_finite_number_is_refused(threshold):
         MaskVisualizer(_data(), threshold=threshold)
 
 
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        # Accepted before: class 2 was drawn as ignored, with no word.
+        (
+            {"num_classes": 2},
+            r"`num_classes`=2 does not match the model, whose outputs have 3 "
+            r"channels.*Pass num_classes=3",
+        ),
+        ({"ignore_class": 2}, r"`ignore_class`=2 is also a class id"),
+    ],
+)
+def test_classes_that_do_not_fit_the_model_are_refused(tmp_path, kwargs, match):
+    callback = MaskVisualizer(_data(), output_dir=tmp_path, **kwargs)
+    callback.set_model(_model())
+    with pytest.raises(ValueError, match=match):
+        callback.on_train_begin()
+
+
+@pytest.mark.parametrize("one_batch", [True, False])
+def test_a_dict_without_the_keys_is_named(tmp_path, one_batch):
+    # A bare KeyError: 'images', or "len() of unsized object" for one dict.
+    images, masks = _data()
+    batch = {"image": images, "mask": masks}
+    data = batch if one_batch else (b for b in [batch])  # a dataset's batches
+    callback = MaskVisualizer(data, output_dir=tmp_path)
+    callback.set_model(_model())
+    with pytest.raises(
+        ValueError,
+        match=r"keys 'images' and 'segmentation_masks'.*"
+        r"Received: a dict with keys \['image', 'mask'\]",
+    ):
+        callback.on_train_begin()
+
+
 def test_palette_must_be_colours():
     with pytest.raises(ValueError, match=r"`palette` must be a list of `\[r, g, b\]`"):
         MaskVisualizer(None, palette=[[0, 0], [1, 2, 300]])
@@ -312,7 +348,7 @@ def test_volumes_show_the_central_slice_along_the_chosen_axis(
     np.testing.assert_array_equal(image, np.repeat(expected.astype("uint8"), 3, -1))
     if slice_axis == 0:
         truth = picture[:height, width + 4 : 2 * width + 4]
-        assert (truth[:2] == 128).all()  # ignored voxels are grey
+        assert (truth[:2] == NEUTRAL).all()  # ignored voxels
     assert callback.get_config()["slice_axis"] == slice_axis
 
 

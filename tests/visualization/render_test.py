@@ -37,6 +37,65 @@ def test_overlay_keeps_the_image_where_there_is_no_class():
     assert out[0, 0].tolist() == [164, 100, 100]  # half of (128, 0, 0)
 
 
+def test_class_7_is_no_ignored_pixel():
+    # Class 7 of the VOC palette is (128, 128, 128): the grey of ignored
+    # pixels, so it looked ignored and was left out of the overlay.
+    palette = default_palette(8)
+    ids = np.array([[7, 255]])
+    colours = colorize(ids, palette)
+    assert colours[0, 0].tolist() == [128, 128, 128] != colours[0, 1].tolist()
+    assert NEUTRAL not in {tuple(c) for c in default_palette(255)}
+    out = overlay(np.zeros((1, 2, 3)), ids, palette, alpha=0.5)
+    assert out.tolist() == [[[64, 64, 64], [0, 0, 0]]]
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 2.0, "0.5"])
+def test_overlay_alpha_outside_0_1_is_refused(alpha):
+    # 2.0 wrapped through uint8: 200 became 56.
+    with pytest.raises(ValueError, match=r"`alpha` must be a number in \[0, 1\]"):
+        overlay(np.full((1, 1, 3), 200), np.ones((1, 1), int), [[0, 0, 0]] * 2, alpha)
+
+
+@pytest.mark.parametrize(
+    "array, match",
+    [
+        (np.full((4, 4, 3), 0.8), r"whole numbers in \[0, 255\].*from 0\.8 to 0\.8"),
+        (np.full((4, 4), 300), r"whole numbers in \[0, 255\].*from 300 to 300"),
+        (np.zeros((4, 4, 5), np.uint8), r"Received: array of shape \(4, 4, 5\)"),
+    ],
+    ids=["unit-floats", "300", "5-channels"],
+)
+def test_save_png_refuses_what_8_bits_cannot_hold(tmp_path, array, match):
+    # Floats in [0, 1] were written black, and 300 as 44.
+    with pytest.raises(ValueError, match=match):
+        save_png(array, tmp_path / "a.png")
+    assert not os.listdir(tmp_path)
+    save_png(np.full((4, 4, 1), 200.0), tmp_path / "b.png")  # whole: taken
+    assert np.asarray(Image.open(tmp_path / "b.png")).max() == 200
+
+
+@pytest.mark.parametrize(
+    "images, masks, names, match",
+    [
+        ((3, 8, 8, 3), (1, 8, 8), None, r"`masks` must hold one id map per image"),
+        ((1, 8, 8, 3), (1, 4, 4), None, r"Received: masks of shape \(1, 4, 4\)"),
+        ((0, 8, 8, 3), (0, 8, 8), None, r"`images` holds no image to draw"),
+        ((1, 8, 8, 3), (1, 8, 8), ["a"], r"`class_names` has 1 names for 3"),
+    ],
+    ids=["count", "size", "empty", "names"],
+)
+def test_render_grid_refuses_what_does_not_line_up(images, masks, names, match):
+    # More images than masks drew one row; a short name list, a short legend.
+    with pytest.raises(ValueError, match=match):
+        render_grid(
+            np.zeros(images),
+            np.zeros(masks, int),
+            np.zeros(masks, int),
+            default_palette(3),
+            class_names=names,
+        )
+
+
 def test_render_grid_layout():
     images = np.zeros((2, 16, 20, 3))
     masks = np.zeros((2, 16, 20, 1), int)
