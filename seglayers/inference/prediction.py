@@ -52,10 +52,23 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
 
     image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
     image = np.asarray(image)
+    if getattr(model, "spatial_dims", 2) != 2:
+        raise ValueError(
+            "`predict_mask` segments images, and this model takes volumes "
+            f"(spatial_dims={model.spatial_dims}): use "
+            "`seglayers.predict_tiled(model, volume, tile_size)` and the "
+            "arg-max of its scores."
+        )
     if image.ndim != 3:
         raise ValueError(
             "`image` must be one image `(height, width, channels)`; call "
             "`predict_mask` once per image. "
+            f"Received: image of shape {image.shape}"
+        )
+    if 0 in image.shape:
+        # TensorFlow's resize failed in ScaleAndTranslate; tiles gave (0, W).
+        raise ValueError(
+            "`image` has an empty axis: there is nothing to segment. "
             f"Received: image of shape {image.shape}"
         )
     height, width = check_size_pair(

@@ -82,6 +82,17 @@ def test_uint8_images_and_one_sigmoid_channel():
         ({"image_size": (32,)}, ValueError, r"Received: image_size=\(32,\)"),
         ({"tiling": "yes"}, TypeError, "`tiling` must be True or False"),
         ({"overlap": 1.0}, ValueError, r"`overlap` must be in \[0, 1\)"),
+        # TensorFlow's resize failed on it; tiled, it gave a (0, 70) mask.
+        (
+            {"image": np.zeros((0, 70, 3))},
+            ValueError,
+            r"`image` has an empty axis.*Received: image of shape \(0, 70, 3\)",
+        ),
+        (
+            {"image": np.zeros((0, 10, 3)), "tiling": False},
+            ValueError,
+            r"`image` has an empty axis",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -89,3 +100,14 @@ def test_bad_arguments(kwargs, error, match):
     kwargs = {"image": _image(32, 32), "image_size": 32, **kwargs}
     with pytest.raises(error, match=match):
         predict_mask(model, **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16, 1), (16, 16, 1)])
+def test_a_model_of_volumes_is_sent_to_predict_tiled(shape):
+    # A volume was "not one image"; an image got predict_tiled's message, a
+    # function the caller had not called.
+    model = UNet(2, filters=4, depth=2, spatial_dims=3)
+    with pytest.raises(
+        ValueError, match=r"this model takes volumes.*seglayers\.predict_tiled"
+    ):
+        predict_mask(model, np.zeros(shape), 16)
