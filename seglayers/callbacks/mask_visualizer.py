@@ -72,11 +72,11 @@ class MaskVisualizer(keras.callbacks.Callback):
     predicts on a few fixed samples and writes `epoch_NNN.png` (and
     `final.png`) to `output_dir`: one row per sample, image | ground truth |
     prediction | overlay | error map (red where the prediction is wrong,
-    grey where the truth is ignored), with a legend of class colours. With
-    `log_dir` the same picture goes to TensorBoard as an image summary.
-    Volumes `(batch, D, H, W, channels)` are drawn by the central slice of
-    each panel along `slice_axis`; images with one channel (as scans have)
-    are drawn grey.
+    cream, VOC's void colour, where the truth is ignored), with a legend of
+    class colours. With `log_dir` the same picture goes to TensorBoard as an
+    image summary. Volumes `(batch, D, H, W, channels)` are drawn by the
+    central slice of each panel along `slice_axis`; images with one channel
+    (as scans have) are drawn grey.
 
     Predictions are read as seglayers' metrics read them: logits or
     probabilities over several classes (arg-max), one sigmoid channel cut at
@@ -101,7 +101,8 @@ class MaskVisualizer(keras.callbacks.Callback):
         log_dir: optional TensorBoard log folder (needs the `tensorboard`
             package).
         max_samples: int, how many samples to draw. Defaults to 8.
-        ignore_class: int or `None`, the id of unlabelled pixels (drawn grey).
+        ignore_class: int or `None`, the id of unlabelled pixels (drawn
+            cream, the colour of VOC's void label).
         num_classes: int or `None`; defaults to the model's output channels
             (2 for one sigmoid channel).
         threshold: float or `None`, where one sigmoid channel turns into
@@ -207,7 +208,7 @@ class MaskVisualizer(keras.callbacks.Callback):
             and channels is not None
             and num_ids(channels) != num_ids(self.num_classes)
         ):
-            # Drawn anyway, classes beyond the palette were grey as ignored.
+            # Drawn anyway, classes beyond the palette looked ignored.
             raise ValueError(
                 f"`num_classes`={self.num_classes} does not match the model, "
                 f"whose outputs have {channels} channels (one per class, or "
@@ -268,7 +269,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         num_classes = self._num_classes(outputs.shape[-1])
         self._check_classes(num_classes)
         ids = model_predicted_ids(self.model, outputs, self.threshold)
-        # Ignored pixels, and ids that are no class, are drawn grey (-1).
+        # Ignored pixels, and ids that are no class, are drawn as ignored (-1).
         truth, valid, _ = target_ids(
             masks, ids.shape, num_classes, self.ignore_class, outputs.shape
         )
