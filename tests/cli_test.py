@@ -818,6 +818,24 @@ def test_predict_output_that_is_a_file(tmp_path, capsys):
     assert taken.read_text() == "mine"
 
 
+def test_predict_writes_16_bit_masks_for_more_than_255_classes(tmp_path):
+    # The mask was cast to uint8: id 300 was written as 44.
+    from PIL import Image
+
+    keras.utils.set_random_seed(0)
+    model = seglayers.UNet(300, filters=4, depth=2)
+    model.build((None, None, None, 3))
+    model.save(tmp_path / "m.keras")
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    command = ["predict", str(tmp_path / "m.keras"), str(tmp_path / "a.png")]
+    assert cli.main([*command, "--output", str(tmp_path / "out")]) == 0
+    with Image.open(tmp_path / "out" / "a_mask.png") as mask:
+        assert mask.mode.startswith("I")  # 16-bit grey
+        ids = np.asarray(mask)
+    assert ids.shape == (32, 32) and 255 < ids.max() < 300
+
+
 def _saved_unet(path):
     model = seglayers.UNet(3, filters=4, depth=2, rescale=1 / 255)
     model.build((None, None, None, 3))

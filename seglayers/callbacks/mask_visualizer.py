@@ -202,21 +202,7 @@ class MaskVisualizer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._samples is None:
             self._samples = self._take_samples()
-        channels = self._output_channels()
-        if (
-            self.num_classes is not None
-            and channels is not None
-            and num_ids(channels) != num_ids(self.num_classes)
-        ):
-            # Drawn anyway, classes beyond the palette looked ignored.
-            raise ValueError(
-                f"`num_classes`={self.num_classes} does not match the model, "
-                f"whose outputs have {channels} channels (one per class, or "
-                "one sigmoid channel for num_classes=1). Pass "
-                f"num_classes={channels}, or leave it None to take the model's. "
-                f"Received: num_classes={self.num_classes}"
-            )
-        self._check_classes(self._num_classes(channels))
+        self._check_classes(self._num_classes(self._output_channels()))
 
     def _output_channels(self):
         """The model's output channels, if its output shape says (no predict)."""
@@ -234,6 +220,26 @@ class MaskVisualizer(keras.callbacks.Callback):
         if self.num_classes is not None:
             return num_ids(self.num_classes)
         return num_ids(channels) if channels else None
+
+    def _check_scores(self, outputs, images):
+        """Scores (floats, a channel axis) of as many classes as given: else
+        the classes beyond the palette looked ignored. Ids are not checked."""
+        channels = outputs.shape[-1]
+        scores = np.ndim(outputs) == np.ndim(images) and np.issubdtype(
+            np.asarray(outputs).dtype, np.floating
+        )
+        if (
+            scores
+            and self.num_classes is not None
+            and num_ids(channels) != num_ids(self.num_classes)
+        ):
+            raise ValueError(
+                f"`num_classes`={self.num_classes} does not match the model, "
+                f"whose outputs have {channels} channels (one per class, or "
+                "one sigmoid channel for num_classes=1). Pass "
+                f"num_classes={channels}, or leave it None to take the model's. "
+                f"Received: num_classes={self.num_classes}"
+            )
 
     def _check_classes(self, num_classes):
         """Every class needs a colour, and a name if names are given."""
@@ -266,6 +272,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         """The current picture, a uint8 `(height, width, 3)` array."""
         images, masks = self._samples
         outputs = self.model.predict(images, verbose=0)
+        self._check_scores(outputs, images)
         num_classes = self._num_classes(outputs.shape[-1])
         self._check_classes(num_classes)
         ids = model_predicted_ids(self.model, outputs, self.threshold)

@@ -210,8 +210,11 @@ class _IMAGES:
         from seglayers.visualization import default_palette, overlay, save_png
 
         palette = default_palette(num_ids(model.num_classes))
-        # A 2-D uint8 array is saved as a single-channel ("L") PNG of ids.
-        save_png(mask.astype(np.uint8), paths[0])
+        # A single-channel PNG of ids: 8-bit ("L"), or 16-bit for more than
+        # 255 classes (a cast to uint8 wrote id 300 as 44). A pixel with no
+        # class (a NaN score, -1) gets the type's largest value, 255 in 8 bits.
+        dtype = np.uint8 if num_ids(model.num_classes) <= 255 else np.uint16
+        save_png(np.where(mask < 0, np.iinfo(dtype).max, mask).astype(dtype), paths[0])
         save_png(overlay(image, mask, palette), paths[1])
 
 

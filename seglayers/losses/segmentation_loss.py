@@ -129,6 +129,7 @@ class SegmentationLoss(keras.losses.Loss):
         inputs have no honest loss (see the class docstring), so that every
         loss built on it is NaN.
         """
+        slack = max(self._slack, _slack(y_pred))  # `prepare` called directly too
         y_pred = ops.cast(y_pred, "float32")
         channels = y_pred.shape[-1]
         if channels is None:
@@ -150,7 +151,7 @@ class SegmentationLoss(keras.losses.Loss):
         )
         raise_on_bad_ids(y_true, bad, classes, self.ignore_class)
         valid = ops.cast(valid, "float32")
-        wrong = self._wrong_scores(y_pred, self._slack)
+        wrong = self._wrong_scores(y_pred, slack)
         invalid = ops.any(bad) | wrong | ops.any(ops.isnan(y_pred))
         if self._sample_weight is not None:
             valid = valid * ops.cast(

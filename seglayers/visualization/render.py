@@ -95,7 +95,9 @@ def render_grid(
     Returns a uint8 `(height, width, 3)` array.
     """
     slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
-    _check_grid(images, masks, predictions, palette, class_names)
+    _check_grid(images, masks, predictions)
+    rank = np.ndim(images)
+    masks, predictions = (_without_channel(x, rank) for x in (masks, predictions))
     if np.ndim(images) == 5:
         images, masks, predictions = (
             central_slice(x, slice_axis) for x in (images, masks, predictions)
@@ -119,8 +121,14 @@ def render_grid(
     return _vstack([grid, _legend(names, palette, grid.shape[1])])
 
 
-def _check_grid(images, masks, predictions, palette, class_names):
-    """One mask and prediction per image, of its size; a name per colour."""
+def _without_channel(ids, image_rank):
+    """Id maps `(N, ..., 1)` as `(N, ...)`."""
+    ids = np.asarray(ids)
+    return ids[..., 0] if ids.ndim == image_rank else ids
+
+
+def _check_grid(images, masks, predictions):
+    """One mask and one prediction per image, of its size."""
     shapes = [np.shape(x) for x in (images, masks, predictions)]
     spatial = shapes[0][:-1]
     if not shapes[0] or shapes[0][0] == 0:
@@ -132,11 +140,6 @@ def _check_grid(images, masks, predictions, palette, class_names):
                 f"or {spatial + (1,)} for images {shapes[0]}. "
                 f"Received: {name} of shape {shape}"
             )
-    if class_names is not None and len(class_names) != len(palette):
-        raise ValueError(
-            f"`class_names` has {len(class_names)} names for {len(palette)} "
-            f"colours; give one per class. Received: class_names={class_names}"
-        )
 
 
 def _hstack(panels):
@@ -188,18 +191,23 @@ def save_png(array, path):
 
 
 def _png_pixels(array):
-    """`array` as uint8 `(H, W)`, `(H, W, 3)` or `(H, W, 4)`, or raises:
-    a cast wrapped 300 to 44 and drew floats in [0, 1] black."""
+    """`array` as uint8 `(H, W)` or `(H, W, 2 to 4)` (a 2-D uint16 array as
+    it is), or raises: a cast wrapped 300 to 44 and drew floats in [0, 1]
+    black."""
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+    if array.ndim not in (2, 3) or (
+        array.ndim == 3 and array.shape[-1] not in (2, 3, 4)
+    ):
         raise ValueError(
-            "`array` must be a picture `(height, width)`, `(height, width, 3)` "
-            f"or `(height, width, 4)`. Received: array of shape {array.shape}"
+            "`array` must be a picture `(height, width)` or `(height, width, "
+            f"channels)` of 2 to 4 channels. Received: array of shape {array.shape}"
         )
-    if array.dtype == np.uint8:
-        return array
+    if array.dtype == np.uint8 or (array.dtype == np.uint16 and array.ndim == 2):
+        return array  # uint16: a 16-bit grey PNG, for ids of more than 256 classes
+    if array.dtype == bool:
+        return array.astype(np.uint8)  # 0 and 1, as Pillow's cast had them
     numeric = np.issubdtype(array.dtype, np.number) and not np.iscomplexobj(array)
     whole = numeric
     if numeric and array.size:

@@ -7,6 +7,7 @@ from PIL import Image
 
 from seglayers import DiceCrossEntropyLoss, MaskVisualizer, UNet
 from seglayers._masks import model_predicted_ids
+from seglayers.visualization import default_palette
 from seglayers.visualization.palette import NEUTRAL
 
 
@@ -269,23 +270,42 @@ def test_a_threshold_that_is_no_finite_number_is_refused(threshold):
         MaskVisualizer(_data(), threshold=threshold)
 
 
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        # Accepted before: class 2 was drawn as ignored, with no word.
-        (
-            {"num_classes": 2},
-            r"`num_classes`=2 does not match the model, whose outputs have 3 "
-            r"channels.*Pass num_classes=3",
-        ),
-        ({"ignore_class": 2}, r"`ignore_class`=2 is also a class id"),
-    ],
-)
-def test_classes_that_do_not_fit_the_model_are_refused(tmp_path, kwargs, match):
-    callback = MaskVisualizer(_data(), output_dir=tmp_path, **kwargs)
+def test_classes_that_do_not_fit_the_model_are_refused(tmp_path):
+    # Accepted before: class 2 was drawn as ignored, with no word.
+    callback = MaskVisualizer(_data(), output_dir=tmp_path, ignore_class=2)
     callback.set_model(_model())
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=r"`ignore_class`=2 is also a class id"):
         callback.on_train_begin()
+    callback = MaskVisualizer(_data(), output_dir=tmp_path, num_classes=2)
+    callback.set_model(_model())
+    callback.on_train_begin()
+    with pytest.raises(
+        ValueError,
+        match=r"`num_classes`=2 does not match the model, whose outputs have 3 "
+        r"channels.*Pass num_classes=3",
+    ):
+        callback.render()
+
+
+def test_a_model_of_ids_and_a_long_palette_are_drawn(tmp_path):
+    # A model that outputs ids (N, H, W, 1) has one channel whatever
+    # num_classes is; a palette of 256 colours (VOC's) may hold more colours
+    # than there are class names.
+    images, masks = _data()
+    inputs = keras.Input((16, 16, 3))
+    scores = keras.layers.Conv2D(3, 1)(inputs)
+    ids = keras.layers.Reshape((16, 16, 1))(keras.ops.argmax(scores, axis=-1))
+    callback = MaskVisualizer(
+        (images, masks),
+        output_dir=tmp_path,
+        num_classes=3,
+        ignore_class=255,
+        palette=default_palette(256),
+        class_names=["a", "b", "c"],
+    )
+    callback.set_model(keras.Model(inputs, ids))
+    callback.on_train_begin()
+    assert callback.render().ndim == 3
 
 
 @pytest.mark.parametrize("one_batch", [True, False])
