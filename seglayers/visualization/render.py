@@ -27,8 +27,7 @@ def overlay(image, mask, palette, alpha=0.5):
         )
     image = np.clip(np.asarray(image, np.float32), 0, 255)
     colours = colorize(mask, palette).astype(np.float32)
-    ids = np.asarray(mask)
-    ids = ids[..., 0] if ids.ndim == 3 and ids.shape[-1] == 1 else ids
+    ids = _without_channel(mask, image_rank=3)
     labelled = ((ids >= 0) & (ids < len(palette)))[..., None]
     blended = (1 - alpha) * image + alpha * colours
     return np.where(labelled, blended, image).astype(np.uint8)
