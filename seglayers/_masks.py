@@ -39,12 +39,29 @@ def _floating(tensor):
     return "float" in keras.backend.standardize_dtype(tensor.dtype)
 
 
+def int32_ids(values):
+    """Integer ids (a numpy array or a tensor) as an int32 tensor. Ids
+    beyond int32's range are first clipped to its edges, so they stay out
+    of every class range: a cast alone wraps 2**32 + 1 to 1, a class (and
+    JAX, without 64-bit types, wraps numpy's int64 as it converts it)."""
+    dtype = keras.backend.standardize_dtype(values.dtype)
+    if dtype in ("int64", "uint32", "uint64"):
+        xp = np if isinstance(values, np.ndarray) else ops
+        low, high = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+        if dtype == "int64":
+            values = xp.maximum(values, low)
+        values = xp.minimum(values, high)
+        if xp is np:
+            values = values.astype(np.int32)
+    return ops.cast(ops.convert_to_tensor(values), "int32")
+
+
 def as_int_ids(values):
     """int32 ids; -1 for a float that is not a whole number (a mask resized
     with interpolation: never rounded into a plausible class) or NaN."""
-    values = ops.convert_to_tensor(values)
     if not _floating(values):
-        return ops.cast(values, "int32")
+        return int32_ids(values)
+    values = ops.convert_to_tensor(values)
     whole = ops.round(values)
     # NaN != NaN, so NaN is not whole either.
     return ops.where(whole == values, ops.cast(whole, "int32"), -1)
@@ -91,9 +108,9 @@ def bad_id_mask(values, classes, ignore_class=None):
 
 def mask_tensor(mask, name="y_true"):
     """`mask` as a tensor of class ids or one-hot rows: booleans become ids
-    0 and 1, integers narrower than int32 or unsigned become int32; complex,
-    string or object values raise a `TypeError` (a cast would drop the
-    imaginary part, or fail deep in the backend)."""
+    0 and 1, integers int32 (`int32_ids`: ids beyond its range stay out of
+    range); complex, string or object values raise a `TypeError` (a cast
+    would drop the imaginary part, or fail deep in the backend)."""
     dtype = getattr(mask, "dtype", None)
     if dtype is None:
         mask = np.asarray(mask)
@@ -102,10 +119,12 @@ def mask_tensor(mask, name="y_true"):
         dtype = keras.backend.standardize_dtype(dtype)
     except ValueError:  # numpy strings and objects have no Keras name.
         dtype = str(dtype)
-    if dtype == "bool" or (("int" in dtype) and dtype not in ("int32", "int64")):
+    if dtype == "bool":
+        return ops.cast(ops.convert_to_tensor(mask), "int32")
+    if "int" in dtype:
         # uint8 ids compared with ignore_class=-1 would wrap to 255 (and with
         # 300 classes, `ids >= 300` to `ids >= 44`): compared as int32.
-        return ops.cast(ops.convert_to_tensor(mask), "int32")
+        return int32_ids(mask)
     if "int" not in dtype and "float" not in dtype:
         raise TypeError(
             f"`{name}` holds {dtype} values, but a mask holds class ids "

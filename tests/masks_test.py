@@ -248,6 +248,27 @@ def test_narrow_integer_ids_are_compared_as_int32():
             loss_class(ignore_class=-1)(y_true, probs)
 
 
+@pytest.mark.parametrize("dtype", ["int64", "uint32", "uint64"])
+def test_wide_integer_ids_beyond_int32_stay_out_of_range(dtype):
+    # A cast to int32 wrapped 2**32 + 1 to 1, a class (JAX's conversion too).
+    big = np.iinfo(dtype).max if dtype == "uint32" else 2**32 + 1
+    y_true = np.array([[[0, 1], [2, big]]], dtype)
+    probs = _pred("probabilities", 3)[0][:1, :2, :2]
+    expected = [0, 1, 2, np.iinfo("int32").max]
+    np.testing.assert_array_equal(_np(_masks.int32_ids(y_true)).ravel(), expected)
+    match = r"class ids \[\d+\] outside \[0, 3\)"
+    for metric_class in METRICS:
+        with pytest.raises(ValueError, match=match):
+            metric_class(3).update_state(y_true, probs)
+    for loss_class in LOSSES:
+        with pytest.raises(ValueError, match=match):
+            loss_class()(y_true, probs)
+    with pytest.raises(ValueError, match=match):
+        OneHotMask(3)(_masks.mask_tensor(y_true))
+    negative = np.array([-(2**32) + 2], "int64")  # Wrapped to 2 before.
+    assert _np(_masks.int32_ids(negative))[0] == np.iinfo("int32").min
+
+
 def test_metrics_refuse_scores_with_the_wrong_channel_count():
     y_true, probs = _ids(3), _pred("probabilities", 3)[0]
     for metric_class in METRICS:
