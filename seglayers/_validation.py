@@ -4,6 +4,7 @@ Every message names the argument, says what was expected and how to fix it,
 and ends with `Received: name=value`, as Keras's own errors do.
 """
 
+import math
 import numbers
 
 import keras
@@ -143,10 +144,11 @@ def check_activation(name, value):
 
 
 def check_bool(name, value):
-    """Returns `value` if it is a bool, else raises `TypeError`."""
-    if not isinstance(value, bool):
+    """Returns `value` as a Python bool if it is a bool (numpy's too, as
+    numpy ints are taken as ints), else raises `TypeError`."""
+    if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return value
+    return bool(value)
 
 
 def check_ignore_class(value):
@@ -229,13 +231,20 @@ def check_sample_weight(sample_weight, pixels):
 
 
 def check_rescale(rescale):
-    """Returns `rescale` if it is a number or `None`, else raises."""
+    """Returns `rescale` if it is a finite, non-zero number or `None`, else
+    raises: NaN or inf makes every output NaN, 0 every image blank."""
     if rescale is None:
         return None
     if not is_real(rescale):
         raise TypeError(
             "`rescale` must be a number such as 1 / 255, or None. "
             f"Received: rescale={rescale!r}"
+        )
+    if not math.isfinite(rescale) or rescale == 0:
+        raise ValueError(
+            "`rescale` must be a finite number other than 0, such as 1 / 255 "
+            "(NaN or inf makes every output NaN, 0 every image blank), or "
+            f"None. Received: rescale={rescale!r}"
         )
     return as_python_number(rescale)
 

@@ -76,7 +76,7 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
         image_size,
         "the size the model trained on: a positive int or a pair (height, width)",
     )
-    check_bool("tiling", tiling)
+    tiling = check_bool("tiling", tiling)
     check_rate("overlap", overlap)
     image = image.astype("float32", copy=False)
     if tiling and (image.shape[0] > height or image.shape[1] > width):

@@ -84,7 +84,7 @@ class ASPP(keras.layers.Layer):
         super().__init__(**kwargs)
         filters = check_positive_int("filters", filters)
         rates = check_dilation_rates(dilation_rates)
-        check_bool("separable", separable)
+        separable = check_bool("separable", separable)
         dropout = check_rate("dropout", dropout)
         check_activation("activation", activation)
         spatial_dims = check_spatial_dims(spatial_dims)

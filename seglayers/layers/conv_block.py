@@ -81,7 +81,7 @@ class ConvBlock(keras.layers.Layer):
         check_choice("normalization", normalization, NORMALIZATIONS)
         check_activation("activation", activation)
         dropout = check_rate("dropout", dropout)
-        check_bool("residual", residual)
+        residual = check_bool("residual", residual)
         kernel_size = check_positive_int("kernel_size", kernel_size)
         spatial_dims = check_spatial_dims(spatial_dims)
         conv = LAYERS[spatial_dims].conv

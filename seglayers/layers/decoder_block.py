@@ -105,7 +105,7 @@ class DecoderBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         check_choice("upsampling", upsampling, UPSAMPLINGS)
-        check_bool("attention", attention)
+        attention = check_bool("attention", attention)
         spatial_dims = check_spatial_dims(spatial_dims)
         layers = LAYERS[spatial_dims]
 
@@ -159,7 +159,7 @@ class DecoderBlock(keras.layers.Layer):
         self.normalization = normalization
         self.activation = activation
         self.dropout = self.conv_block.dropout
-        self.residual = residual
+        self.residual = bool(residual)
         self.kernel_size = self.conv_block.kernel_size
         self.upsampling = upsampling
         self.attention = attention

@@ -91,17 +91,19 @@ class EncoderBlock(keras.layers.Layer):
         self.normalization = normalization
         self.activation = activation
         self.dropout = self.conv_block.dropout
-        self.residual = residual
+        self.residual = bool(residual)
         self.kernel_size = self.conv_block.kernel_size
         self.pooling = pooling
         self.spatial_dims = spatial_dims
 
     def build(self, input_shape):
         input_shape = check_input_shape(self, input_shape)
+        _check_poolable(input_shape)
         self.input_spec = input_spec(self.spatial_dims)
         self.conv_block.build(input_shape)
 
     def call(self, inputs, training=None):
+        _check_poolable(inputs.shape)
         skip = self.conv_block(inputs, training=training)
         return self.pool(skip), skip
 
@@ -115,3 +117,14 @@ class EncoderBlock(keras.layers.Layer):
         config["pooling"] = self.pooling
         config["spatial_dims"] = self.spatial_dims
         return config
+
+
+def _check_poolable(shape):
+    """Refuses a spatial axis of 1: the pooling would halve it to 0 (an
+    empty tensor on JAX, a oneDNN abort on TensorFlow)."""
+    if any(size is not None and size < 2 for size in tuple(shape)[1:-1]):
+        raise ValueError(
+            "`EncoderBlock` halves every spatial axis with its pooling, so "
+            "each needs at least 2 pixels; pad or resize the input, or use "
+            f"fewer blocks. Received: input shape {tuple(shape)}"
+        )

@@ -85,7 +85,7 @@ class SegmentationLoss(keras.losses.Loss):
     ):
         check_batch_reduction(type(self).__name__, reduction)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        check_bool("from_logits", from_logits)
+        from_logits = check_bool("from_logits", from_logits)
         ignore_class = check_ignore_class(ignore_class)
         self.from_logits = from_logits
         self.ignore_class = ignore_class

@@ -152,3 +152,97 @@ def check_encoder_levels(model_name, needed, available, encoder):
             "Use an encoder that halves the size at each of those strides. "
             f"Received: encoder={getattr(encoder, 'name', encoder)!r}"
         )
+
+
+# What the encoder arguments are without an encoder (the model's own).
+NO_ENCODER_DEFAULTS = {
+    "encoder_weights": None,
+    "encoder_trainable": True,
+    "encoder_preprocessing": None,
+}
+
+
+def check_model_arguments(
+    model_name,
+    num_classes,
+    output_activation,
+    encoder,
+    weights,
+    trainable,
+    preprocessing,
+    spatial_dims,
+):
+    """Refuses `SegmentationModel` arguments that would make a useless model
+    or change nothing: a softmax over one class; a pluggable `encoder` of
+    volumes; encoder arguments without a pluggable `encoder`, and
+    `encoder_weights` without a named one."""
+    if encoder is not None and spatial_dims != 2:
+        raise ValueError(
+            "Pluggable encoders are 2-D image models, so `encoder` needs "
+            "spatial_dims=2; for volumes use encoder=None (the model's own "
+            f"encoder). Received: spatial_dims={spatial_dims}, "
+            f"encoder={getattr(encoder, 'name', encoder)!r}"
+        )
+    if num_classes == 1 and output_activation == "softmax":
+        raise ValueError(
+            "A softmax over one channel is 1 everywhere: with num_classes=1 "
+            "(binary), use output_activation='sigmoid' (or 'auto', which "
+            "picks it), or None for logits. Received: num_classes=1, "
+            "output_activation='softmax'"
+        )
+    if encoder is None:
+        given = {
+            "encoder_weights": weights,
+            "encoder_trainable": trainable,
+            "encoder_preprocessing": None if preprocessing == "auto" else preprocessing,
+        }
+        for name, value in given.items():
+            if value != NO_ENCODER_DEFAULTS[name]:
+                raise ValueError(
+                    f"`{name}` is for a pluggable encoder, and this "
+                    f"`{model_name}` has none (encoder=None: its own encoder, "
+                    "trained from scratch), so it would change nothing. Pass "
+                    f"an encoder (e.g. encoder='resnet50') or drop `{name}`. "
+                    f"Received: {name}={value!r}"
+                )
+    elif weights is not None and not isinstance(encoder, str):
+        raise ValueError(
+            "`encoder_weights` loads the weights of a named encoder (e.g. "
+            "encoder='resnet50', encoder_weights='imagenet'); a model passed "
+            "as `encoder` keeps the weights it has, so load them when you "
+            "build it (e.g. keras.applications.ResNet50(include_top=False, "
+            f"weights='imagenet')). Received: encoder_weights={weights!r}, "
+            f"encoder={getattr(encoder, 'name', encoder)!r}"
+        )
+
+
+def check_save_path(model_name, filepath):
+    """Refuses an HDF5 path: Keras 3.15's legacy HDF5 format writes a
+    subclassed model to a file that it cannot load back ("Unknown layer:
+    'UNet'", then "Layer count mismatch"). (`ModelCheckpoint` calls `save`
+    too; `keras.saving.save_model(model, "m.h5")` does not.)"""
+    if str(filepath).endswith((".h5", ".hdf5")):
+        raise ValueError(
+            f"`{model_name}` cannot be saved as HDF5: Keras's legacy "
+            ".h5 format writes the file but cannot load it back. Save as .keras "
+            "(`model.save('model.keras')`), or the weights alone "
+            "(`model.save_weights('model.weights.h5')`). "
+            f"Received: filepath={str(filepath)!r}"
+        )
+
+
+def check_preprocessing(preprocessing, encoder):
+    """Returns `preprocessing` if `encoder` takes what it maps: "caffe" and
+    "torch" have a value per RGB channel, which one channel would broadcast
+    to three (and four would fail to)."""
+    channels = encoder.inputs[0].shape[-1] if encoder is not None else None
+    if preprocessing in ("caffe", "torch") and channels not in (None, 3):
+        raise ValueError(
+            f"encoder_preprocessing={preprocessing!r} maps RGB images (one "
+            "mean per colour channel), but this encoder takes images of "
+            f"{channels} channel{'s' * (channels != 1)}. Pass "
+            "encoder_preprocessing=None (the images as they are) or 'tf' "
+            "(any channels, scaled to [-1, 1]). "
+            f"Received: encoder_preprocessing={preprocessing!r}"
+        )
+    return preprocessing

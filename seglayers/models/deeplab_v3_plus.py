@@ -138,6 +138,12 @@ class DeepLabV3Plus(SegmentationModel):
         # A Python int: 16.0 is refused, np.int64(16) stored as 16 (JSON).
         output_stride = check_choice("output_stride", output_stride, OUTPUT_STRIDES)
         depth = output_stride.bit_length() - 1
+        if "depth" in kwargs:
+            raise ValueError(
+                "`DeepLabV3Plus` takes no `depth`: `output_stride` sets it (16: "
+                "features down to stride 16, 8: down to stride 8). Pass "
+                f"output_stride=8 or 16. Received: depth={kwargs['depth']!r}"
+            )
         super().__init__(
             num_classes,
             depth=depth,
@@ -151,7 +157,7 @@ class DeepLabV3Plus(SegmentationModel):
         )
         filters = check_positive_int("filters", filters)
         low_level_filters = check_positive_int("low_level_filters", low_level_filters)
-        check_bool("separable", separable)
+        separable = check_bool("separable", separable)
         dropout = check_rate("dropout", dropout)
         if dilation_rates is None:
             rates = [rate * 16 // output_stride for rate in (6, 12, 18)]

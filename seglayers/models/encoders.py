@@ -20,6 +20,8 @@ layers (and weights) with the model given, and it is what the model saves.
 decoder as a dict by level (`"P3"`: stride 8).
 """
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -59,7 +61,7 @@ def build_encoder(name, weights=None):
         raise ValueError(
             f"Unknown encoder name {name!r}. Known names: "
             f"{', '.join(sorted(ENCODERS))}; or pass a Keras model (e.g. "
-            "keras.applications.Xception(include_top=False, weights=None)). "
+            "keras.applications.DenseNet121(include_top=False, weights=None)). "
             f"Received: encoder={name!r}"
         )
     function, preprocessing = ENCODERS[name]
@@ -119,7 +121,26 @@ def feature_pyramid(encoder, depth, model_name="UNet"):
     else:
         candidates = _layer_outputs(encoder)
         in_graph_order = True
-    by_stride = _by_stride(encoder, candidates, in_graph_order)
+    by_stride, short = _by_stride(encoder, candidates, in_graph_order)
+    if not by_stride:
+        raise ValueError(
+            "Found no feature map of `encoder` at a stride from 2 to 32: a map "
+            "is at stride s when its size is the input's over s, rounded up or "
+            "down. Encoders with unpadded ('valid') convolutions, such as "
+            "keras.applications' InceptionV3, lose a few pixels at each level "
+            "and are not understood. Pass an encoder with 'same' padding (e.g. "
+            "keras.applications.DenseNet121(include_top=False, weights=None)) "
+            f"or one whose outputs are the pyramid. Received: encoder={encoder.name!r}"
+        )
+    missing = sorted(short - set(by_stride))
+    if missing and min(missing) < 2**depth:
+        warnings.warn(
+            f"`{model_name}` leaves out the encoder's features at strides "
+            f"{missing}: their maps are a few pixels short of the input's size "
+            "over the stride, as unpadded ('valid') convolutions make them, so "
+            "the decoder goes without those skip connections.",
+            stacklevel=3,
+        )
     bottom = 2**depth
     if bottom not in by_stride:
         found = sorted(by_stride)
@@ -158,7 +179,9 @@ def input_size(encoder):
 
 
 def _by_stride(encoder, candidates, in_graph_order=False):
-    """{stride: the last of `candidates` at that stride}, strides 2 to 32.
+    """`({stride: the last of `candidates` at that stride}, short)`, strides
+    2 to 32, and `short` the strides of candidates a few pixels short of one
+    (see `_short_stride`).
 
     With `in_graph_order` (a model's layers, input to output) a candidate
     at a stride below one already reached is passed over: deep in a small
@@ -172,16 +195,17 @@ def _by_stride(encoder, candidates, in_graph_order=False):
     # that size; free dimensions at 256, which every stride up to 32 divides.
     size = tuple(s if s is not None else _PROBE_SIZE for s in input_size(encoder))
     specs = probe.compute_output_spec(keras.KerasTensor((1, *size, channels)))
-    by_stride = {}
+    by_stride, short = {}, set()
     for tensor, spec in zip(candidates, specs):
         strides = {_stride(n, s) for n, s in zip(size, spec.shape[1:3])}
         if len(strides) != 1 or None in strides:
+            short.update(_short_stride(n, s) for n, s in zip(size, spec.shape[1:3]))
             continue
         stride = strides.pop()
         if in_graph_order and by_stride and stride < max(by_stride):
             continue
         by_stride[stride] = tensor
-    return by_stride
+    return by_stride, short - {None}
 
 
 def _stride(size, feature_size):
@@ -199,6 +223,16 @@ def _stride(size, feature_size):
             expected = -(-size // stride) if round_up else size // stride
             if feature_size == expected:
                 return stride
+    return None
+
+
+def _short_stride(size, feature_size):
+    """The stride whose `size / stride` `feature_size` falls 1 to 3 pixels
+    short of, as unpadded convolutions make it (Xception: 256 -> 127 and
+    125 at stride 2), or `None`."""
+    for stride in (2, 4, 8, 16, 32):
+        if 0 < size // stride - feature_size <= 3 < size // stride:
+            return stride
     return None
 
 

@@ -16,7 +16,13 @@ from seglayers._validation import (
 from seglayers.inference.export import export_arguments, restore_onnx_output_rank
 from seglayers.layers._spatial import LAYERS, match_spatial_size, upsample_bilinear_2x
 from seglayers.models import encoders
-from seglayers.models._checks import check_input_shape
+from seglayers.models._checks import (
+    NO_ENCODER_DEFAULTS,
+    check_input_shape,
+    check_model_arguments,
+    check_preprocessing,
+    check_save_path,
+)
 
 OUTPUT_ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
 # The spatial size at which `build` traces `call` where the input's is free.
@@ -123,7 +129,7 @@ class SegmentationModel(keras.Model):
         num_classes = check_positive_int("num_classes", num_classes)
         depth = check_positive_int("depth", depth)
         check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
-        check_bool("encoder_trainable", encoder_trainable)
+        encoder_trainable = check_bool("encoder_trainable", encoder_trainable)
         check_choice(
             "encoder_preprocessing",
             encoder_preprocessing,
@@ -131,13 +137,16 @@ class SegmentationModel(keras.Model):
         )
         rescale = check_rescale(rescale)
         spatial_dims = check_spatial_dims(spatial_dims)
-        if encoder is not None and spatial_dims != 2:
-            raise ValueError(
-                "Pluggable encoders are 2-D image models, so `encoder` needs "
-                "spatial_dims=2; for volumes use encoder=None (the model's own "
-                f"encoder). Received: spatial_dims={spatial_dims}, "
-                f"encoder={getattr(encoder, 'name', encoder)!r}"
-            )
+        check_model_arguments(
+            type(self).__name__,
+            num_classes,
+            output_activation,
+            encoder,
+            encoder_weights,
+            encoder_trainable,
+            encoder_preprocessing,
+            spatial_dims,
+        )
 
         # === Layers ===
         self.rescaling = None
@@ -156,7 +165,7 @@ class SegmentationModel(keras.Model):
             self.encoder.trainable = encoder_trainable
             self.encoder_levels = tuple(encoders.level_name(s) for s in strides)
         if encoder_preprocessing != "auto":
-            preprocessing = encoder_preprocessing
+            preprocessing = check_preprocessing(encoder_preprocessing, self.encoder)
         self.head = None
         self.head_activation = None
 
@@ -207,6 +216,11 @@ class SegmentationModel(keras.Model):
         features = self.encoder(
             x, training=training if self.encoder_trainable else False
         )
+        if not isinstance(features, (list, tuple)):
+            # A functional model of one output returns it bare, and zip
+            # would walk its batch axis (one level: depth=1, or ConvNeXt's
+            # stride 4 at depth 2).
+            features = [features]
         return dict(zip(self.encoder_levels, features))
 
     def decode(self, pyramid, training=None):
@@ -336,6 +350,10 @@ class SegmentationModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        if config.get("encoder") is None:
+            # Files saved before these were refused without an encoder,
+            # where they changed nothing: load as they predicted.
+            config.update(NO_ENCODER_DEFAULTS)
         if isinstance(config.get("encoder"), dict):
             # Keras's deserialization empties the dict it reads; keep the
             # caller's config whole.
@@ -378,16 +396,5 @@ class SegmentationModel(keras.Model):
         return result
 
     def save(self, filepath, *args, **kwargs):
-        # Keras 3.15's legacy HDF5 format writes a subclassed model to a file
-        # that it cannot load back ("Unknown layer: 'UNet'", then "Layer count
-        # mismatch"), so refuse before writing it. (`ModelCheckpoint` calls
-        # this too; `keras.saving.save_model(model, "m.h5")` does not.)
-        if str(filepath).endswith((".h5", ".hdf5")):
-            raise ValueError(
-                f"`{type(self).__name__}` cannot be saved as HDF5: Keras's legacy "
-                ".h5 format writes the file but cannot load it back. Save as .keras "
-                "(`model.save('model.keras')`), or the weights alone "
-                "(`model.save_weights('model.weights.h5')`). "
-                f"Received: filepath={str(filepath)!r}"
-            )
+        check_save_path(type(self).__name__, filepath)
         return super().save(filepath, *args, **kwargs)

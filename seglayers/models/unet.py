@@ -183,7 +183,7 @@ class UNet(SegmentationModel):
             filters if filters is not None else (64 if own_encoder else 16),
             resolved_depth,
         )
-        check_bool("attention", attention)
+        attention = check_bool("attention", attention)
 
         # === Layers ===
         block_args = dict(
@@ -224,7 +224,7 @@ class UNet(SegmentationModel):
         self.dropout = dropout
         self.upsampling = upsampling
         self.attention = attention
-        self.residual = residual
+        self.residual = bool(residual)
 
     def encode(self, x, training=None):
         if self.encoder is not None:

@@ -135,7 +135,7 @@ class UNetPlusPlus(SegmentationModel):
         kwargs.setdefault("name", "unet_plus_plus")
         own_encoder = encoder is None
         resolved_depth = depth if depth is not None else (4 if own_encoder else 5)
-        check_bool("deep_supervision", deep_supervision)
+        deep_supervision = check_bool("deep_supervision", deep_supervision)
         if deep_supervision and not own_encoder:
             raise ValueError(
                 "`deep_supervision` averages the full-resolution nodes "
@@ -201,7 +201,7 @@ class UNetPlusPlus(SegmentationModel):
         self.activation = activation
         self.dropout = dropout
         self.upsampling = upsampling
-        self.residual = residual
+        self.residual = bool(residual)
         self.deep_supervision = deep_supervision
 
     def encode(self, x, training=None):

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import pytest
 
@@ -43,6 +45,18 @@ def test_odd_size_floors():
     down, skip = EncoderBlock(4)(keras.ops.ones((1, 9, 7, 2)))
     assert tuple(down.shape) == (1, 4, 3, 4)
     assert tuple(skip.shape) == (1, 9, 7, 4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 1, 5, 5, 2)])
+def test_an_axis_of_one_pixel_is_refused(shape):
+    # TensorFlow aborted in oneDNN's pooling; JAX pooled it to an empty axis.
+    block = EncoderBlock(4, spatial_dims=len(shape) - 2)
+    with pytest.raises(
+        ValueError,
+        match=r"each needs at least 2 pixels.*"
+        + re.escape(f"Received: input shape {shape}"),
+    ):
+        block(keras.ops.ones(shape))
 
 
 def test_bad_pooling():

@@ -136,6 +136,13 @@ def _stride_8_encoder():
         ({"low_level_filters": 0}, ValueError, r"low_level_filters=0"),
         ({"separable": 1}, TypeError, r"separable=1"),
         ({"dropout": 1.5}, ValueError, r"dropout=1.5"),
+        # A bare TypeError: "got multiple values for keyword argument 'depth'".
+        (
+            {"depth": 3},
+            ValueError,
+            r"`DeepLabV3Plus` takes no `depth`: `output_stride` sets it .* "
+            r"Received: depth=3",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from seglayers import DiceCrossEntropyLoss, UNet
+from seglayers import DiceCrossEntropyLoss, UNet, UNetPlusPlus
 from seglayers.models import encoders
 from tests.harness import assert_saved_model_predicts_the_same
 
@@ -282,6 +282,58 @@ def test_keras_hub_backbone_pyramid_outputs(tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     np.testing.assert_allclose(_predict(loaded, images), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_class", [UNet, UNetPlusPlus])
+def test_an_encoder_of_one_level(model_class):
+    # A one-output functional model returns a bare tensor, whose batch axis
+    # the levels were once zipped over ("expected ndim=4, found ndim=3").
+    model = model_class(2, encoder=_small_cnn(strides=1), depth=1, filters=4)
+    assert model.encoder_levels == ("P1",)
+    assert tuple(model(_images(size=(8, 8))).shape) == (2, 8, 8, 2)
+
+
+def _unpadded_cnn(unpadded_levels):
+    """Like Xception and InceptionV3: 3x3 stride-2 convolutions without
+    padding (256 -> 127) at the first `unpadded_levels` of 5."""
+    inputs = keras.Input((None, None, 3))
+    x = inputs
+    for level in range(5):
+        padding = "valid" if level < unpadded_levels else "same"
+        x = keras.layers.Conv2D(4, 3, strides=2, padding=padding)(x)
+    return keras.Model(inputs, x)
+
+
+def test_unpadded_encoders_are_named_not_misread():
+    with pytest.raises(
+        ValueError, match=r"Found no feature map of `encoder` at a stride from 2 to 32"
+    ):
+        UNet(2, encoder=_unpadded_cnn(5), filters=4)
+    with pytest.warns(
+        UserWarning,
+        match=r"leaves out the encoder's features at "
+        r"strides \[2, 4\]: their maps are a few pixels short",
+    ):
+        model = UNet(2, encoder=_unpadded_cnn(2), filters=4)
+    assert model.encoder_levels == ("P3", "P4", "P5")
+
+
+@pytest.mark.parametrize("mode", ["caffe", "torch"])
+def test_rgb_preprocessing_of_an_encoder_of_other_channels_is_refused(mode):
+    # One channel was broadcast to three; four failed in a broadcast.
+    for channels in (1, 4):
+        with pytest.raises(
+            ValueError,
+            match=rf"encoder_preprocessing='{mode}' maps RGB images .* takes "
+            rf"images of {channels} channels?\. Pass encoder_preprocessing=None",
+        ):
+            UNet(2, encoder=_small_cnn(channels), encoder_preprocessing=mode)
+
+
+def test_encoder_weights_for_a_model_encoder_are_refused():
+    # They were dropped without a word: the model keeps its own weights.
+    with pytest.raises(ValueError, match=r"a model passed as `encoder` keeps the"):
+        UNet(2, encoder=_small_cnn(), encoder_weights="imagenet")
 
 
 def test_encoder_too_shallow_for_the_depth():

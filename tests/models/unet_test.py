@@ -1,3 +1,5 @@
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -359,11 +361,49 @@ def test_unknown_channels():
         ),
         ({"encoder_trainable": 0}, TypeError, r"encoder_trainable=0"),
         ({"rescale": "1/255"}, TypeError, r"`rescale` must be a number"),
+        # NaN made every output NaN; 0 every image blank.
+        ({"rescale": float("nan")}, ValueError, r"finite number other than 0"),
+        ({"rescale": 0}, ValueError, r"Received: rescale=0"),
+        # A softmax over one channel was 1 everywhere.
+        (
+            {"num_classes": 1, "output_activation": "softmax"},
+            ValueError,
+            r"A softmax over one channel is 1 everywhere: .* use "
+            r"output_activation='sigmoid'",
+        ),
+        # Encoder arguments without an encoder were kept and changed nothing.
+        *[
+            (
+                {name: value},
+                ValueError,
+                rf"`{name}` is for a pluggable encoder, and this `UNet` has none "
+                rf".* drop `{name}`\. Received: {name}={value!r}",
+            )
+            for name, value in [
+                ("encoder_weights", "imagenet"),
+                ("encoder_trainable", False),
+                ("encoder_preprocessing", "caffe"),
+            ]
+        ],
     ],
 )
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         UNet(num_classes=kwargs.pop("num_classes", 2), **kwargs)
+
+
+def test_numpy_bools_are_stored_as_bools():
+    model = UNet(3, filters=4, depth=2, attention=np.True_, residual=np.True_)
+    config = json.loads(json.dumps(model.get_config()))
+    assert config["attention"] is True and config["residual"] is True
+
+
+def test_encoder_arguments_of_older_files_without_an_encoder_load():
+    # Saved before they were refused, where they changed nothing.
+    config = UNet(3, filters=4, depth=2).get_config()
+    config.update(encoder_weights="imagenet", encoder_trainable=False)
+    model = UNet.from_config(config)
+    assert (model.encoder_weights, model.encoder_trainable) == (None, True)
 
 
 @pytest.mark.parametrize(
