@@ -253,6 +253,12 @@ def bad_ids_message(subject, classes, ignore_class, values=None, hint=""):
         if fractional.size:
             parts.append(f"fractional ids {_shown(fractional)}")
         found = " and ".join(parts)
+        if classes == 2 and set(np.unique(values).tolist()) == {255}:
+            # Not unlabelled pixels: an `ignore_class` of 255 would drop them.
+            hint = (
+                " These look like binary masks saved as 0 and 255: divide them "
+                "by 255 (or save them as 0 and 1)." + hint
+            )
     ignore = (
         f"`ignore_class` is {ignore_class}"
         if ignore_class is not None

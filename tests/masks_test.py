@@ -346,6 +346,22 @@ def test_bad_ids_message_names_the_ids():
     _masks.raise_on_bad_ids(np.array([1]), np.array([False]), 2, None)  # no error
 
 
+def test_binary_masks_of_0_and_255_are_named_as_such():
+    # The message's advice, ignore_class=255, would drop every foreground pixel.
+    mask = np.zeros((1, 4, 4, 1), "uint8")
+    mask[0, :2] = 255
+    probs = np.full((1, 4, 4, 1), 0.9, "float32")
+    for metric in (MeanIoU(1), MeanIoU(2, y_pred_format="ids")):
+        with pytest.raises(
+            ValueError,
+            match=r"look like binary masks saved as 0 "
+            r"and 255: divide them by 255",
+        ):
+            metric.update_state(mask, probs)
+    message = _masks.bad_ids_message("The mask", 3, None, np.array([255]))
+    assert "binary" not in message  # Three classes: 255 may be unlabelled.
+
+
 def test_palette_ids_and_check_palette():
     palette = _palettes.check_palette([[0, 0, 0], [255, 0, 0], [9, 9, 9]], 2, 255)
     colours = np.array([[[255, 0, 0], [9, 9, 9], [0, 0, 0]]], "uint8")

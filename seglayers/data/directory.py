@@ -56,7 +56,11 @@ def segmentation_dataset_from_directory(
     ("P") PNGs, which Pillow reads: they give their palette indices, the
     class ids, and not the colours that `tf.io.decode_png` would expand them
     to. A single-channel mask gives its
-    values; an RGB mask needs `palette` to map colours to ids. Masks are
+    values (2- and 4-bit PNGs their samples, not Pillow's 0..255); a GIF
+    its grey levels (its writers renumber indices); an RGB mask, or a
+    palette file read by colour, needs `palette` to map colours to ids.
+    JPEG data named `.png`, 16-bit colour PNG masks and palette or 1-bit
+    BMP images, which neither reader reads exactly, are refused. Masks are
     resized with nearest neighbour only, never inventing labels; ids are
     checked as each mask is read, and one outside `[0, num_classes)` that is
     not `ignore_class` stops the pipeline with an error naming the file.
@@ -148,7 +152,8 @@ def split_pairs(pairs, directory, shuffle, seed, validation_split):
 
 def subset_datasets(splits, subset, shuffle, make_dataset, **options):
     """The data set of `subset`, or the (training, validation) pair for
-    `"both"`; validation data is never shuffled."""
+    `"both"`, whose validation half is not shuffled (as in Keras's
+    loaders; `subset="validation"` follows `shuffle`)."""
     if subset == "both":
         return (
             make_dataset(splits["training"], shuffle=shuffle, **options),

@@ -15,12 +15,21 @@ def unreadable(kind, path, error):
 
 
 def _image_size(path, kind):
-    """`(height, width)` from a file's header (its pixels are not read)."""
+    """`(height, width)` from a file's header (its pixels are not read).
+    Refuses palette and 1-bit BMPs: TensorFlow's decoder, which reads the
+    images, gives their indices as grey levels or fails mid-epoch."""
     try:
         with Image.open(path) as image:
-            return image.height, image.width
+            size, form, mode = (image.height, image.width), image.format, image.mode
     except Exception as error:
         raise unreadable(kind, path, error) from None
+    if form == "BMP" and mode in ("P", "1"):
+        raise ValueError(
+            f"The {kind} {path} is a {'1-bit' if mode == '1' else 'palette'} "
+            "BMP, which TensorFlow's decoder reads wrongly (palette indices as "
+            "grey levels) or not at all. Save it as a 24-bit BMP or a PNG."
+        )
+    return size
 
 
 # The last bytes of a complete file: a PNG's IEND chunk, a GIF's trailer,
@@ -63,14 +72,19 @@ def _check_complete(path, kind="image"):
         raise unreadable(kind, path, error) from None
 
 
+# PNG colour types with more than one channel.
+_COLOUR_TYPES = {2: "RGB", 4: "grey-and-alpha", 6: "RGBA"}
+
+
 def _mask_header(path):
     """`((height, width), decoder)` of a mask file from its header: the
     decoder is "png" (8-bit grey), "png16" (16-bit grey), "png_rgb" (8-bit
     RGB or RGBA), "bmp" (8-bit indices) or "bmp_rgb" (24-bit), where
     TensorFlow's decoder gives exactly Pillow's array, else "pillow":
     palette PNGs (TF would expand indices to colours), GIFs, 1-, 2- and
-    4-bit files (TF scales them to 0..255), grey with alpha, 16-bit colour,
-    compressed or 32-bit BMPs."""
+    4-bit files (TF scales them to 0..255), grey with alpha, compressed or
+    32-bit BMPs. Refuses files of other formats (JPEG data named .png) and
+    16-bit colour PNGs, which neither reads exactly."""
     try:
         with Image.open(path) as image:
             size, form, mode = (image.height, image.width), image.format, image.mode
@@ -78,10 +92,24 @@ def _mask_header(path):
             header = f.read(34)
     except Exception as error:
         raise unreadable("mask", path, error) from None
+    if form not in ("PNG", "BMP", "GIF"):
+        raise ValueError(
+            f"The mask {path} is a {form} file, whatever its name says; masks "
+            "are lossless PNG, BMP or GIF files of class ids (JPEG's "
+            "compression changes ids at object edges). Save the mask as a PNG."
+        )
     decoder = "pillow"
     if form == "PNG":
         # IHDR, always first: bit depth at byte 24, colour type at 25.
         depth, colour = header[24], header[25]
+        if depth == 16 and colour in _COLOUR_TYPES:
+            # Pillow reads them with 8 bits: every id below 256 would be 0.
+            raise ValueError(
+                f"The mask {path} is a 16-bit {_COLOUR_TYPES[colour]} PNG, "
+                "which is read with 8 bits (every id below 256 as 0). Save "
+                "masks as 8- or 16-bit single-channel PNGs of ids, or 8-bit "
+                "RGB with `palette`."
+            )
         if depth == 8 and (colour, mode) == (0, "L"):
             decoder = "png"
         elif depth == 8 and (colour, mode) in ((2, "RGB"), (6, "RGBA")):

@@ -21,10 +21,17 @@ def read_mask(path, num_classes, ignore_class, palette):
     try:
         with Image.open(path) as image:
             image.load()
-            mode = image.mode
+            mode, form = image.mode, image.format
+            if palette is not None and mode in ("P", "PA"):
+                image = image.convert("RGB")  # The colours `palette` names.
             array = np.asarray(image)
+            colours = image.getpalette("RGB") if mode == "P" else None
     except Exception as error:
         raise ValueError(f"Cannot read the mask {path}: {error}") from None
+    if form == "GIF" and colours is not None and palette is None:
+        array = _gif_ids(path, array, colours)
+    if form == "PNG" and mode == "L":
+        array = _png_samples(path, array)
     if palette is not None:
         if array.ndim != 3 or array.shape[-1] < 3:
             raise ValueError(
@@ -56,6 +63,34 @@ def read_mask(path, num_classes, ignore_class, palette):
         bad = bad_id_mask(array, classes, ignore_class)
         raise_on_bad_ids(array, bad, classes, ignore_class, f"The mask {path}")
     return array[..., None]
+
+
+def _gif_ids(path, indices, colours):
+    """A GIF mask's ids: the grey levels of its palette. GIF writers
+    renumber palette entries (Pillow's keeps those in use only), so the
+    indices are no ids; a colour palette needs `palette`."""
+    colours = np.asarray(colours, np.int32).reshape(-1, 3)
+    # An index past the palette has no colour: -1, no id.
+    colours = np.pad(colours, ((0, 256 - len(colours)), (0, 0)), constant_values=-1)
+    used = colours[np.unique(indices)]
+    if not (used[:, :1] == used[:, 1:]).all():
+        raise ValueError(
+            f"The mask {path} is a GIF of colours: GIF writers renumber palette "
+            "entries, so its indices are no class ids. Pass `palette` to map "
+            "its colours to class ids, or save masks as PNGs of ids."
+        )
+    return colours[indices, 0]
+
+
+def _png_samples(path, array):
+    """The samples of a 2- or 4-bit greyscale PNG, which Pillow scales to
+    0..255 (×85, ×17); other greyscale PNGs as read."""
+    with open(path, "rb") as f:
+        header = f.read(26)
+    depth, colour = header[24], header[25]  # In IHDR, always first.
+    if colour == 0 and depth in (2, 4):
+        return array // (255 // (2**depth - 1))
+    return array
 
 
 # How each mask is decoded: in TensorFlow (no GIL) where its decoder gives

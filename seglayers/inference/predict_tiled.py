@@ -67,7 +67,11 @@ def predict_tiled(
     Returns:
         A float32 numpy array of the image's spatial size and the output's
         channels: the model's output (probabilities for a softmax `UNet`) for
-        the whole image. An arg-max over the last axis gives class ids.
+        the whole image, within the range of the tiles' outputs. An arg-max
+        over the last axis gives class ids. A model that outputs integers
+        (class ids) gets them unblended, in its dtype: each pixel the id
+        of the tile whose window weighs most there (the first such tile
+        on a tie).
 
     Example:
 
@@ -126,7 +130,8 @@ def predict_tiled(
     if verbose == "auto":
         verbose = int(num_batches > 1)
     progress = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
-    total = None
+    total = nearest = None
+    low, high = np.inf, -np.inf
     tiles = np.zeros((batch_size,) + tile + image.shape[-1:], image.dtype)
     for batch_start in range(0, len(corners), batch_size):
         batch = corners[batch_start : batch_start + batch_size]
@@ -141,18 +146,34 @@ def predict_tiled(
         if outputs.shape[1:-1] != tile:
             raise ValueError(_SIZE_ERRORS[rank].format(tile, outputs.shape[1:-1]))
         if total is None:
+            integer = not np.issubdtype(outputs.dtype, np.floating)
             total = np.zeros(size + outputs.shape[-1:], np.float32)
+            if integer:  # Class ids, which an average would make up.
+                total = np.zeros(size + outputs.shape[-1:], outputs.dtype)
+                nearest = np.zeros(size + (1,), np.float32)
         for output, box in zip(outputs, boxes):
-            total[box] += output * window
+            if nearest is not None:
+                # Each pixel takes the id of the tile it is most central in.
+                closer = window > nearest[box]
+                nearest[box] = np.where(closer, window, nearest[box])
+                total[box] = np.where(closer, output, total[box])
+            else:
+                total[box] += output * window
+        low = min(low, outputs[: len(batch)].min())
+        high = max(high, outputs[: len(batch)].max())
         if progress is not None:
             progress.add(1)
+    if nearest is not None:
+        return total
     # Divided axis by axis, in place: no full-size map of summed weights.
     for axis, (length, axis_starts, axis_window) in enumerate(
         zip(size, starts, windows)
     ):
         coverage = _coverage(length, axis_starts, axis_window)
         total /= coverage.reshape((-1,) + (1,) * (rank - axis))
-    return total
+    # A weighted average lies within its values, but rounding can step out
+    # (a sigmoid's 1.0 became 1.0000001, read as a logit): clip it back.
+    return np.clip(total, low, high, out=total)
 
 
 _SHAPE_ERRORS = {

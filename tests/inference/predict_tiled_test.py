@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from seglayers import UNet, predict_tiled
+from seglayers import UNet, predict_mask, predict_tiled
 from seglayers.inference.predict_tiled import _starts, _window
 
 
@@ -29,6 +29,33 @@ def test_a_pointwise_model_gives_the_whole_image_prediction(size, tile, overlap)
     tiled = predict_tiled(model, image, tile, overlap=overlap, batch_size=3, verbose=0)
     assert tiled.shape == size + (2,) and tiled.dtype == np.float32
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_blended_scores_stay_within_the_tiles_range():
+    # A sure sigmoid's 1.0 was blended into 1.0000001, which `predict_mask`
+    # then refused as a logit ("end the model with a sigmoid").
+    inputs = keras.Input((None, None, 3))
+    sure = keras.layers.Conv2D(
+        1, 1, activation="sigmoid", bias_initializer=keras.initializers.Constant(20.0)
+    )
+    model = keras.Model(inputs, sure(inputs))
+    tiled = predict_tiled(model, _image(50, 70), 32, verbose=0)
+    assert tiled.max() == 1.0
+    assert (predict_mask(model, _image(50, 70), 32) == 1).all()
+
+
+def test_class_ids_are_not_blended():
+    # A model that outputs ids got their weighted average (1.4: no class).
+    inputs = keras.Input((None, None, 3))
+    ids = keras.ops.argmax(keras.layers.Conv2D(3, 1)(inputs), axis=-1)[..., None]
+    model = keras.Model(inputs, ids)
+    image = _image(50, 70)
+    whole = keras.ops.convert_to_numpy(model.predict_on_batch(image[None]))[0]
+    for blend in ("gaussian", "constant"):
+        tiled = predict_tiled(model, image, 32, blend=blend, verbose=0)
+        assert tiled.dtype == whole.dtype
+        np.testing.assert_array_equal(tiled, whole)
+    np.testing.assert_array_equal(predict_mask(model, image, 32), whole[..., 0])
 
 
 def test_a_model_of_one_size_takes_a_smaller_image_padded():
