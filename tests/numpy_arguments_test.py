@@ -79,6 +79,10 @@ def test_filters_per_level_and_dilation_rates_are_kept_as_python_ints():
     assert [type(f) for f in model.get_config()["filters"]] == [int] * 3
     aspp = seglayers.ASPP(4, dilation_rates=[np.int64(1), 2])
     assert json.loads(json.dumps(aspp.get_config()))["dilation_rates"] == [1, 2]
+    # An array of widths was refused as "must be a positive integer".
+    for model_class in (seglayers.UNet, seglayers.UNetPlusPlus):
+        model = model_class(N, filters=np.array([4, 8, 16]), depth=2)
+        assert json.loads(json.dumps(model.get_config()))["filters"] == [4, 8, 16]
 
 
 def test_a_model_of_numpy_integers_saves_and_loads(tmp_path):

@@ -75,14 +75,21 @@ class AttentionGate(keras.layers.Layer):
                 f"Received: input_shape={input_shape}, "
                 f"spatial_dims={self.spatial_dims}"
             )
-        for axis in range(1, rank - 1):
+        if None in (x_shape[-1], g_shape[-1]):
+            raise ValueError(
+                "`AttentionGate` needs the channels of `x` and `g` (the last "
+                "axis) to build its convolutions; give inputs of known "
+                f"channels. Received: x shape {x_shape}, g shape {g_shape}"
+            )
+        for axis in range(rank - 1):
             if None not in (x_shape[axis], g_shape[axis]) and (
                 x_shape[axis] != g_shape[axis]
             ):
+                # The batch too: one `g` was broadcast over every `x`.
                 raise ValueError(
-                    "`AttentionGate` needs `x` and `g` at the same "
-                    f"{size_names(self.spatial_dims)}; upsample `g` to the "
-                    "size of `x` first. "
+                    "`AttentionGate` needs `x` and `g` of the same batch size "
+                    f"and at the same {size_names(self.spatial_dims)}; upsample "
+                    "`g` to the size of `x` first. "
                     f"Received: x shape {x_shape}, g shape {g_shape}"
                 )
         return x_shape, g_shape

@@ -1,5 +1,7 @@
 """Argument and input-shape checks of the seglayers models."""
 
+import numpy as np
+
 from seglayers._validation import check_positive_int
 from seglayers.layers import _spatial
 from seglayers.models import encoders
@@ -15,8 +17,11 @@ def level_filters(filters, depth):
     """The channels of each level, top to bottom: `depth + 1` ints.
 
     An int is the top level's width, doubled at every level below it
-    (64, 128, 256, 512, 1024 in the paper); a list gives every level.
+    (64, 128, 256, 512, 1024 in the paper); a list (or tuple, or 1-D
+    numpy array) gives every level.
     """
+    if isinstance(filters, np.ndarray) and filters.ndim == 1:
+        filters = filters.tolist()
     if isinstance(filters, (list, tuple)):
         if len(filters) != depth + 1:
             raise ValueError(
@@ -36,6 +41,8 @@ def config_filters(filters, widths):
     `level_filters`)."""
     if filters is None:
         return None
+    if isinstance(filters, np.ndarray) and filters.ndim == 1:
+        return list(widths)
     if isinstance(filters, (list, tuple)):
         return type(filters)(widths)
     return widths[0]

@@ -37,6 +37,18 @@ def test_mismatched_sizes():
         AttentionGate(2)([keras.ops.ones((1, 8, 8, 4)), keras.ops.ones((1, 4, 4, 4))])
 
 
+def test_mismatched_batch_sizes():
+    # One gating signal was broadcast over a batch of two.
+    with pytest.raises(ValueError, match=r"the same batch size"):
+        AttentionGate(2)([keras.ops.ones((2, 8, 8, 4)), keras.ops.ones((1, 8, 8, 4))])
+
+
+def test_unknown_channels_are_named():
+    # Keras's "unsupported operand type(s) for %: 'NoneType' and 'int'".
+    with pytest.raises(ValueError, match=r"needs the channels of `x` and `g`"):
+        AttentionGate(2).build([(None, 8, 8, None), (None, 8, 8, 4)])
+
+
 def test_mismatched_3d_sizes():
     x, g = keras.ops.ones((1, 4, 8, 8, 4)), keras.ops.ones((1, 2, 8, 8, 4))
     with pytest.raises(ValueError, match=r"same depth, height and width; upsample `g`"):
