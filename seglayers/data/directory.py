@@ -85,6 +85,8 @@ def segmentation_dataset_from_directory(
             needed with a `validation_split`, and `"training"` or
             `"validation"` need a `seed` (the same in both calls).
         interpolation: how images are resized (masks: always nearest).
+            `"bicubic"`, `"lanczos3"` and `"lanczos5"` overshoot at sharp
+            edges, to about -40 and 295, unclipped as in Keras's loader.
         one_hot: bool, yield one-hot masks `(H, W, num_classes)` made by
             `OneHotMask` (needs the TensorFlow backend). Defaults to `False`:
             int32 ids `(H, W, 1)`.
@@ -96,7 +98,7 @@ def segmentation_dataset_from_directory(
 
     Returns:
         A `tf.data.Dataset` of float32 images `(batch, H, W, 3)` in
-        [0, 255] and masks, or a `(train, validation)` pair for
+        [0, 255] (see `interpolation`) and masks, or a `(train, validation)` pair for
         `subset="both"`. With tf.data's autotuning off (see
         `without_autotuning`), also for steps mapped after it; give it back
         with `dataset.with_options(options)`, `options.autotune.enabled =
