@@ -85,8 +85,9 @@ def segmentation_dataset_from_directory(
             needed with a `validation_split`, and `"training"` or
             `"validation"` need a `seed` (the same in both calls).
         interpolation: how images are resized (masks: always nearest).
-            `"bicubic"`, `"lanczos3"` and `"lanczos5"` overshoot at sharp
-            edges, to about -40 and 295, unclipped as in Keras's loader.
+            `"bicubic"`, `"lanczos3"` and `"lanczos5"` overshoot [0, 255]
+            at sharp edges (-40 to 295 on random noise), unclipped as in
+            Keras's loader.
         one_hot: bool, yield one-hot masks `(H, W, num_classes)` made by
             `OneHotMask` (needs the TensorFlow backend). Defaults to `False`:
             int32 ids `(H, W, 1)`.
