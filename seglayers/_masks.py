@@ -48,6 +48,10 @@ def int32_ids(values):
     if dtype in ("int64", "uint32", "uint64"):
         xp = np if isinstance(values, np.ndarray) else ops
         low, high = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+        if dtype == "uint64" and xp is ops:
+            # `minimum` would take Keras's uint32 for uint64 and a Python int,
+            # wrapping first; as int64, ids from 2**63 turn negative: no id.
+            values, dtype = ops.cast(values, "int64"), "int64"
         if dtype == "int64":
             values = xp.maximum(values, low)
         values = xp.minimum(values, high)
@@ -253,12 +257,6 @@ def bad_ids_message(subject, classes, ignore_class, values=None, hint=""):
         if fractional.size:
             parts.append(f"fractional ids {_shown(fractional)}")
         found = " and ".join(parts)
-        if classes == 2 and set(np.unique(values).tolist()) == {255}:
-            # Not unlabelled pixels: an `ignore_class` of 255 would drop them.
-            hint = (
-                " These look like binary masks saved as 0 and 255: divide them "
-                "by 255 (or save them as 0 and 1)." + hint
-            )
     ignore = (
         f"`ignore_class` is {ignore_class}"
         if ignore_class is not None
@@ -278,7 +276,15 @@ def raise_on_bad_ids(values, bad, classes, ignore_class, subject="`y_true`", hin
     and the values are at hand; in traced code, does nothing."""
     if not concrete_value(ops.any(bad)):  # False, or None in traced code.
         return
-    found = concrete_value(values)[concrete_value(bad)]
+    values = concrete_value(values)
+    found = values[concrete_value(bad)]
+    if classes == 2 and set(np.unique(found).tolist()) == {255}:
+        if not (values == 1).any():
+            # Not unlabelled pixels: an `ignore_class` of 255 would drop them.
+            hint = (
+                " These look like binary masks saved as 0 and 255: save (or "
+                "map) them as 0 and 1, e.g. `mask // 255`." + hint
+            )
     raise ValueError(bad_ids_message(subject, classes, ignore_class, found, hint))
 
 

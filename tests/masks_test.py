@@ -265,6 +265,11 @@ def test_wide_integer_ids_beyond_int32_stay_out_of_range(dtype):
             loss_class()(y_true, probs)
     with pytest.raises(ValueError, match=match):
         OneHotMask(3)(_masks.mask_tensor(y_true))
+    if keras.backend.backend() == "tensorflow":  # Tensors of 64 bits.
+        import tensorflow as tf
+
+        wide = tf.constant(y_true.astype(dtype))
+        np.testing.assert_array_equal(_np(_masks.int32_ids(wide)).ravel(), expected)
     negative = np.array([-(2**32) + 2], "int64")  # Wrapped to 2 before.
     assert _np(_masks.int32_ids(negative))[0] == np.iinfo("int32").min
 
@@ -354,12 +359,15 @@ def test_binary_masks_of_0_and_255_are_named_as_such():
     for metric in (MeanIoU(1), MeanIoU(2, y_pred_format="ids")):
         with pytest.raises(
             ValueError,
-            match=r"look like binary masks saved as 0 "
-            r"and 255: divide them by 255",
+            match=r"look like binary masks saved as 0 and 255: save \(or "
+            r"map\) them as 0 and 1",
         ):
             metric.update_state(mask, probs)
-    message = _masks.bad_ids_message("The mask", 3, None, np.array([255]))
-    assert "binary" not in message  # Three classes: 255 may be unlabelled.
+    for classes, ids in [(3, [0, 255]), (2, [0, 1, 255])]:
+        # Three classes, or a 1 besides: 255 may well be unlabelled pixels.
+        with pytest.raises(ValueError) as info:
+            _masks.raise_on_bad_ids(np.array(ids), np.array(ids) == 255, classes, None)
+        assert "binary" not in str(info.value)
 
 
 def test_palette_ids_and_check_palette():

@@ -56,9 +56,10 @@ def segmentation_dataset_from_directory(
     ("P") PNGs, which Pillow reads: they give their palette indices, the
     class ids, and not the colours that `tf.io.decode_png` would expand them
     to. A single-channel mask gives its
-    values (2- and 4-bit PNGs their samples, not Pillow's 0..255); a GIF
-    its grey levels (its writers renumber indices); an RGB mask, or a
-    palette file read by colour, needs `palette` to map colours to ids.
+    values (2- and 4-bit PNGs their samples, not Pillow's 0..255); a GIF,
+    as a palette PNG, its indices (which Pillow's GIF writer renumbers:
+    write masks as PNG); an RGB mask, or a palette file read by colour,
+    needs `palette` to map colours to ids.
     JPEG data named `.png`, 16-bit colour PNG masks and palette or 1-bit
     BMP images, which neither reader reads exactly, are refused. Masks are
     resized with nearest neighbour only, never inventing labels; ids are
@@ -261,7 +262,7 @@ def _make_dataset(
     one_hot,
     as_dict,
 ):
-    decoders = [tf_decoder(decoders[p[1]], palette) for p in pairs]
+    decoders = [tf_decoder(decoders[p[1]], palette, p[1]) for p in pairs]
     names = sorted(set(decoders))
     read_mask = mask_reader(names, num_classes, ignore_class, palette)
     dataset = tf.data.Dataset.from_tensor_slices(

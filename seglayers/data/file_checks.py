@@ -83,8 +83,8 @@ def _mask_header(path):
     TensorFlow's decoder gives exactly Pillow's array, else "pillow":
     palette PNGs (TF would expand indices to colours), GIFs, 1-, 2- and
     4-bit files (TF scales them to 0..255), grey with alpha, compressed or
-    32-bit BMPs. Refuses files of other formats (JPEG data named .png) and
-    16-bit colour PNGs, which neither reads exactly."""
+    32-bit BMPs; "16-bit RGB" (and the like) for 16-bit colour PNGs,
+    which Pillow reads with 8 bits. Refuses JPEG data (named .png)."""
     try:
         with Image.open(path) as image:
             size, form, mode = (image.height, image.width), image.format, image.mode
@@ -92,25 +92,21 @@ def _mask_header(path):
             header = f.read(34)
     except Exception as error:
         raise unreadable("mask", path, error) from None
-    if form not in ("PNG", "BMP", "GIF"):
+    if form in ("JPEG", "MPO"):
         raise ValueError(
-            f"The mask {path} is a {form} file, whatever its name says; masks "
-            "are lossless PNG, BMP or GIF files of class ids (JPEG's "
-            "compression changes ids at object edges). Save the mask as a PNG."
+            f"The mask {path} is a JPEG file, whatever its name says: its "
+            "lossy compression changes ids at object edges. Save masks as "
+            "PNG (or BMP or GIF) files of class ids."
         )
     decoder = "pillow"
     if form == "PNG":
         # IHDR, always first: bit depth at byte 24, colour type at 25.
         depth, colour = header[24], header[25]
         if depth == 16 and colour in _COLOUR_TYPES:
-            # Pillow reads them with 8 bits: every id below 256 would be 0.
-            raise ValueError(
-                f"The mask {path} is a 16-bit {_COLOUR_TYPES[colour]} PNG, "
-                "which is read with 8 bits (every id below 256 as 0). Save "
-                "masks as 8- or 16-bit single-channel PNGs of ids, or 8-bit "
-                "RGB with `palette`."
-            )
-        if depth == 8 and (colour, mode) == (0, "L"):
+            # Pillow reads their high bytes: colours, for `palette`, but
+            # every id below 256 as 0 (`mask_files.tf_decoder` decides).
+            decoder = f"16-bit {_COLOUR_TYPES[colour]}"
+        elif depth == 8 and (colour, mode) == (0, "L"):
             decoder = "png"
         elif depth == 8 and (colour, mode) in ((2, "RGB"), (6, "RGBA")):
             decoder = "png_rgb"

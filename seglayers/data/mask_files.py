@@ -25,11 +25,8 @@ def read_mask(path, num_classes, ignore_class, palette):
             if palette is not None and mode in ("P", "PA"):
                 image = image.convert("RGB")  # The colours `palette` names.
             array = np.asarray(image)
-            colours = image.getpalette("RGB") if mode == "P" else None
     except Exception as error:
         raise ValueError(f"Cannot read the mask {path}: {error}") from None
-    if form == "GIF" and colours is not None and palette is None:
-        array = _gif_ids(path, array, colours)
     if form == "PNG" and mode == "L":
         array = _png_samples(path, array)
     if palette is not None:
@@ -65,23 +62,6 @@ def read_mask(path, num_classes, ignore_class, palette):
     return array[..., None]
 
 
-def _gif_ids(path, indices, colours):
-    """A GIF mask's ids: the grey levels of its palette. GIF writers
-    renumber palette entries (Pillow's keeps those in use only), so the
-    indices are no ids; a colour palette needs `palette`."""
-    colours = np.asarray(colours, np.int32).reshape(-1, 3)
-    # An index past the palette has no colour: -1, no id.
-    colours = np.pad(colours, ((0, 256 - len(colours)), (0, 0)), constant_values=-1)
-    used = colours[np.unique(indices)]
-    if not (used[:, :1] == used[:, 1:]).all():
-        raise ValueError(
-            f"The mask {path} is a GIF of colours: GIF writers renumber palette "
-            "entries, so its indices are no class ids. Pass `palette` to map "
-            "its colours to class ids, or save masks as PNGs of ids."
-        )
-    return colours[indices, 0]
-
-
 def _png_samples(path, array):
     """The samples of a 2- or 4-bit greyscale PNG, which Pillow scales to
     0..255 (×85, ×17); other greyscale PNGs as read."""
@@ -105,11 +85,20 @@ _TF_DECODE = {
 }
 
 
-def tf_decoder(decoder, palette):
+def tf_decoder(decoder, palette, path):
     """`decoder`, or Pillow for a palette lookup the graph cannot make:
     `palette_ids` is `keras.ops`, which runs on tf.data's tensors on the
     TensorFlow backend only, and a mask without colours, which Pillow's
-    reader names."""
+    reader names. Refuses a 16-bit colour PNG without `palette`: Pillow
+    reads its high bytes, colours, but every id below 256 as 0."""
+    if decoder.startswith("16-bit"):
+        if palette is None:
+            raise ValueError(
+                f"The mask {path} is a {decoder} PNG, which is read with 8 bits "
+                "(its colours for `palette`, but every id below 256 as 0). Save "
+                "masks of ids as 8- or 16-bit single-channel PNGs."
+            )
+        return "pillow"
     if palette is None or decoder == "pillow":
         return decoder
     if keras.backend.backend() != "tensorflow" or not decoder.endswith("_rgb"):

@@ -146,9 +146,11 @@ def predict_tiled(
         if outputs.shape[1:-1] != tile:
             raise ValueError(_SIZE_ERRORS[rank].format(tile, outputs.shape[1:-1]))
         if total is None:
-            integer = not np.issubdtype(outputs.dtype, np.floating)
+            # Class ids, which an average would make up (not "not floating":
+            # numpy does not count bfloat16 as floating).
+            integer = outputs.dtype == bool or np.issubdtype(outputs.dtype, np.integer)
             total = np.zeros(size + outputs.shape[-1:], np.float32)
-            if integer:  # Class ids, which an average would make up.
+            if integer:
                 total = np.zeros(size + outputs.shape[-1:], outputs.dtype)
                 nearest = np.zeros(size + (1,), np.float32)
         for output, box in zip(outputs, boxes):
@@ -159,8 +161,9 @@ def predict_tiled(
                 total[box] = np.where(closer, output, total[box])
             else:
                 total[box] += output * window
-        low = min(low, outputs[: len(batch)].min())
-        high = max(high, outputs[: len(batch)].max())
+        # NaN-blind: a NaN pixel stays NaN, and sets no bound.
+        low = np.fmin(low, np.fmin.reduce(outputs[: len(batch)], axis=None))
+        high = np.fmax(high, np.fmax.reduce(outputs[: len(batch)], axis=None))
         if progress is not None:
             progress.add(1)
     if nearest is not None:
@@ -173,7 +176,9 @@ def predict_tiled(
         total /= coverage.reshape((-1,) + (1,) * (rank - axis))
     # A weighted average lies within its values, but rounding can step out
     # (a sigmoid's 1.0 became 1.0000001, read as a logit): clip it back.
-    return np.clip(total, low, high, out=total)
+    if np.isfinite(low) and np.isfinite(high):
+        np.clip(total, low, high, out=total)
+    return total
 
 
 _SHAPE_ERRORS = {

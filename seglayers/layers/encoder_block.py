@@ -122,7 +122,8 @@ class EncoderBlock(keras.layers.Layer):
 def _check_poolable(shape):
     """Refuses a spatial axis of 1: the pooling would halve it to 0 (an
     empty tensor on JAX, a oneDNN abort on TensorFlow)."""
-    if any(size is not None and size < 2 for size in tuple(shape)[1:-1]):
+    # Ints only: a shape-polymorphic export (JAX) traces symbolic sizes.
+    if any(isinstance(size, int) and size < 2 for size in tuple(shape)[1:-1]):
         raise ValueError(
             "`EncoderBlock` halves every spatial axis with its pooling, so "
             "each needs at least 2 pixels; pad or resize the input, or use "

@@ -1,5 +1,9 @@
 """Argument and input-shape checks of the seglayers models."""
 
+import contextvars
+import copy
+
+import keras
 import numpy as np
 
 from seglayers._validation import check_positive_int
@@ -161,6 +165,32 @@ def check_encoder_levels(model_name, needed, available, encoder):
         )
 
 
+# True while `model_from_config` builds a model: what a saved file holds
+# is loaded as it predicted, even where a new model would be refused.
+_LOADING = contextvars.ContextVar("seglayers_loading", default=False)
+
+
+def model_from_config(cls, config):
+    """`SegmentationModel.from_config`: `cls(**config)`, the encoder
+    deserialized, and files saved before some arguments were refused
+    loaded as they predicted (without an encoder, the encoder arguments
+    changed nothing; a one-class softmax gave 1 everywhere)."""
+    config = dict(config)
+    if "encoder" in config and config["encoder"] is None:
+        config.update(NO_ENCODER_DEFAULTS)
+    if isinstance(config.get("encoder"), dict):
+        # Keras's deserialization empties the dict it reads; keep the
+        # caller's config whole.
+        config["encoder"] = keras.saving.deserialize_keras_object(
+            copy.deepcopy(config["encoder"])
+        )
+    token = _LOADING.set(True)
+    try:
+        return cls(**config)
+    finally:
+        _LOADING.reset(token)
+
+
 # What the encoder arguments are without an encoder (the model's own).
 NO_ENCODER_DEFAULTS = {
     "encoder_weights": None,
@@ -190,7 +220,7 @@ def check_model_arguments(
             f"encoder). Received: spatial_dims={spatial_dims}, "
             f"encoder={getattr(encoder, 'name', encoder)!r}"
         )
-    if num_classes == 1 and output_activation == "softmax":
+    if num_classes == 1 and output_activation == "softmax" and not _LOADING.get():
         raise ValueError(
             "A softmax over one channel is 1 everywhere: with num_classes=1 "
             "(binary), use output_activation='sigmoid' (or 'auto', which "
@@ -238,11 +268,10 @@ def check_save_path(model_name, filepath):
         )
 
 
-def check_preprocessing(preprocessing, encoder):
-    """Returns `preprocessing` if `encoder` takes what it maps: "caffe" and
-    "torch" have a value per RGB channel, which one channel would broadcast
-    to three (and four would fail to)."""
-    channels = encoder.inputs[0].shape[-1] if encoder is not None else None
+def check_preprocessing(preprocessing, channels):
+    """Returns `preprocessing` if images of `channels` (`None`: unknown yet)
+    are what it maps: "caffe" and "torch" have a value per RGB channel,
+    which one channel would broadcast to three (and four would fail to)."""
     if preprocessing in ("caffe", "torch") and channels not in (None, 3):
         raise ValueError(
             f"encoder_preprocessing={preprocessing!r} maps RGB images (one "

@@ -1,7 +1,5 @@
 """`SegmentationModel`: the base every seglayers architecture builds on."""
 
-import copy
-
 import keras
 from keras import ops
 
@@ -17,11 +15,11 @@ from seglayers.inference.export import export_arguments, restore_onnx_output_ran
 from seglayers.layers._spatial import LAYERS, match_spatial_size, upsample_bilinear_2x
 from seglayers.models import encoders
 from seglayers.models._checks import (
-    NO_ENCODER_DEFAULTS,
     check_input_shape,
     check_model_arguments,
     check_preprocessing,
     check_save_path,
+    model_from_config,
 )
 
 OUTPUT_ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
@@ -165,7 +163,8 @@ class SegmentationModel(keras.Model):
             self.encoder.trainable = encoder_trainable
             self.encoder_levels = tuple(encoders.level_name(s) for s in strides)
         if encoder_preprocessing != "auto":
-            preprocessing = check_preprocessing(encoder_preprocessing, self.encoder)
+            channels = self.encoder.inputs[0].shape[-1] if self.encoder else None
+            preprocessing = check_preprocessing(encoder_preprocessing, channels)
         self.head = None
         self.head_activation = None
 
@@ -248,6 +247,7 @@ class SegmentationModel(keras.Model):
                 "at the end of its `__init__`."
             )
         self.input_channels = shape[-1]
+        check_preprocessing(self.encoder_preprocessing, shape[-1])
         # Every sublayer builds itself when `call` meets it with a symbolic
         # input, in the order `call` uses it: no shape walk to keep in step.
         # Free sizes are traced at a concrete size (they change no weight),
@@ -349,18 +349,7 @@ class SegmentationModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if config.get("encoder") is None:
-            # Files saved before these were refused without an encoder,
-            # where they changed nothing: load as they predicted.
-            config.update(NO_ENCODER_DEFAULTS)
-        if isinstance(config.get("encoder"), dict):
-            # Keras's deserialization empties the dict it reads; keep the
-            # caller's config whole.
-            config["encoder"] = keras.saving.deserialize_keras_object(
-                copy.deepcopy(config["encoder"])
-            )
-        return cls(**config)
+        return model_from_config(cls, config)
 
     def export(
         self,

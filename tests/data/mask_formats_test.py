@@ -42,19 +42,27 @@ def _grey_png(bits):
     return write
 
 
-def _grey_gif(path, ids):
-    # Pillow's GIF writer keeps the palette entries in use only: with ids
-    # 0 and 2, the file's indices are 0 and 1 (its grey levels 0 and 2).
-    Image.fromarray(np.where(ids == 1, 0, ids)).save(path + ".gif")
-
-
-def _palette_file(extension):
+def _palette_file(extension, palette=PALETTE):
     def write(path, ids):
         image = Image.fromarray(ids, "P")
-        image.putpalette(sum(PALETTE, []))
-        image.save(path + extension)
+        image.putpalette(sum(palette, []))
+        image.save(path + extension, optimize=False)
 
     return write
+
+
+def _png16_rgb(path, ids):
+    # As cv2.imwrite writes a uint16 (H, W, 3) array: Pillow reads its high
+    # bytes, so every id below 256 was 0, but colours scaled by 257 as such.
+    rgb = np.repeat(ids.astype(np.uint16)[..., None], 3, -1)
+    if ids.max() > 2:  # Colours: those of PALETTE, 16-bit.
+        rgb = np.array(PALETTE, np.uint16)[ids % 3] * 257
+    with open(path + ".png", "wb") as f:
+        f.write(tf.io.encode_png(rgb).numpy())
+
+
+def _colour16(path, ids):
+    _png16_rgb(path, ids + 3)
 
 
 @pytest.mark.parametrize(
@@ -63,8 +71,10 @@ def _palette_file(extension):
         # Pillow scales 2- and 4-bit grey samples to 0..255 (3 became 255).
         (_grey_png(2), {}, lambda ids: ids),
         (_grey_png(4), {}, lambda ids: ids),
-        # A GIF's palette indices are no ids; its grey levels are.
-        (_grey_gif, {}, lambda ids: np.where(ids == 1, 0, ids)),
+        # A GIF's palette indices are its ids, as in Carvana's black and white.
+        (_palette_file(".gif", [[0, 0, 0], [255] * 3, [9] * 3]), {}, lambda ids: ids),
+        # A 16-bit colour PNG's high bytes are its colours.
+        (_colour16, {"palette": PALETTE}, lambda ids: ids),
         # With `palette`, a palette-mode file is read by its colours (it was
         # refused mid-epoch: "masks must be RGB").
         (_palette_file(".png"), {"palette": PALETTE}, lambda ids: ids),
@@ -74,14 +84,6 @@ def _palette_file(extension):
 def test_masks_are_read_as_the_file_holds_them(tmp_path, write, kwargs, expected):
     ids = _folder(tmp_path, write)
     np.testing.assert_array_equal(_load(tmp_path, **kwargs), expected(ids))
-
-
-def _png16_rgb(path, ids):
-    # As cv2.imwrite writes a uint16 (H, W, 3) array: Pillow reads its high
-    # bytes, so every id below 256 was 0.
-    rgb = np.repeat(ids.astype(np.uint16)[..., None], 3, -1)
-    with open(path + ".png", "wb") as f:
-        f.write(tf.io.encode_png(rgb).numpy())
 
 
 def _jpeg_named_png(path, ids):
@@ -99,12 +101,6 @@ def test_masks_no_reader_reads_exactly_are_refused_up_front(tmp_path, write, mat
     _folder(tmp_path, write)
     with pytest.raises(ValueError, match=match):
         segmentation_dataset_from_directory(tmp_path, num_classes=3)
-
-
-def test_a_gif_mask_of_colours_needs_a_palette(tmp_path):
-    _folder(tmp_path, _palette_file(".gif"))
-    with pytest.raises(Exception, match=r"a\.gif is a GIF of colours: GIF writers"):
-        _load(tmp_path)
 
 
 @pytest.mark.parametrize("mode, kind", [("P", "palette"), ("1", "1-bit")])

@@ -44,6 +44,26 @@ def test_blended_scores_stay_within_the_tiles_range():
     assert (predict_mask(model, _image(50, 70), 32) == 1).all()
 
 
+def test_a_nan_pixel_stays_one_pixel():
+    # Python's min(inf, nan) is inf: every other pixel was clipped to -inf.
+    model = _pointwise_model()
+    image = _image(48, 48)
+    image[5, 5, 0] = np.nan
+    tiled = predict_tiled(model, image, 32, batch_size=1, verbose=0)
+    whole = model.predict(image[None], verbose=0)[0]
+    assert np.isnan(tiled).any(axis=-1).sum() == 1
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_bfloat16_outputs_are_blended_as_scores():
+    # numpy does not count bfloat16 as floating: it was taken for class ids.
+    model = keras.Sequential(
+        [keras.Input((None, None, 3)), keras.layers.Conv2D(2, 1, dtype="bfloat16")]
+    )
+    tiled = predict_tiled(model, _image(50, 70), 32, verbose=0)
+    assert tiled.dtype == np.float32
+
+
 def test_class_ids_are_not_blended():
     # A model that outputs ids got their weighted average (1.4: no class).
     inputs = keras.Input((None, None, 3))

@@ -404,6 +404,12 @@ def test_encoder_arguments_of_older_files_without_an_encoder_load():
     config.update(encoder_weights="imagenet", encoder_trainable=False)
     model = UNet.from_config(config)
     assert (model.encoder_weights, model.encoder_trainable) == (None, True)
+    # A one-class softmax, refused when made, loads as it predicted.
+    config = UNet(1, filters=4, depth=2, output_activation="sigmoid").get_config()
+    model = UNet.from_config({**config, "output_activation": "softmax"})
+    with pytest.warns(UserWarning, match=r"softmax .* will always return the value 1"):
+        outputs = keras.ops.convert_to_numpy(model(np.ones((1, 8, 8, 3))))
+    assert (outputs == 1).all()
 
 
 @pytest.mark.parametrize(
