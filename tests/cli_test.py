@@ -549,6 +549,50 @@ def test_predict_writes_masks_at_the_original_size(trained_model, tmp_path, caps
 
 
 @pytest.mark.parametrize(
+    "command, message",
+    [
+        # `--json ""` was skipped; train's `--output ""` became runs/<time>.
+        (["evaluate", "m.keras", "--data", "d", "--json", ""], "--json is empty"),
+        (["train", *TINY, "--output", ""], "--output is empty"),
+        (["predict", "m.keras", "in", "--output", ""], "--output is empty"),
+        (["predict", "m.keras", "", "--output", "out"], "IMAGE_OR_DIR is empty"),
+        (["export", "", "out"], "MODEL is empty"),
+        (["export", "m.keras", ""], "OUT is empty"),
+        # splitext(".onnx") has no extension: it wrote a hidden SavedModel.
+        (["export", "m.keras", ".onnx"], "OUT .onnx is an extension without a name"),
+    ],
+)
+def test_empty_and_nameless_paths_are_one_line_and_exit_2(
+    tmp_path, monkeypatch, capsys, command, message
+):
+    monkeypatch.chdir(tmp_path)
+    if command[0] == "export":
+        _saved_unet(tmp_path / "m.keras")
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert sorted(os.listdir(tmp_path)) == (
+        ["m.keras"] if command[0] == "export" else []
+    )
+
+
+def test_predict_reads_16_bit_grey_images_as_the_loader_does(tmp_path):
+    # Pillow's convert clipped them: everything from 255 up was white.
+    import tensorflow as tf
+    from PIL import Image
+
+    from seglayers.cli.predict import _read_image
+
+    grey = np.random.default_rng(0).integers(0, 65536, (20, 30)).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    by_loader = tf.io.decode_image(tf.io.read_file(str(tmp_path / "g.png")), 3)
+    read = _read_image(str(tmp_path / "g.png"))
+    assert read.dtype == np.uint8 and read.shape == (20, 30, 3)
+    assert np.abs(read.astype(int) - by_loader.numpy()).max() <= 1
+    assert read.max() > 200 and read.min() < 50
+
+
+@pytest.mark.parametrize(
     "case, message",
     [("missing", "No such image or folder"), ("broken", "Cannot read the image")],
 )

@@ -270,6 +270,28 @@ def _parser():
     return parser
 
 
+# Arguments that name files or folders, as the help shows them.
+_PATHS = {
+    "model": "MODEL",
+    "inputs": "IMAGE_OR_DIR",
+    "data": "--data",
+    "json": "--json",
+}
+
+
+def _check_not_empty(args):
+    """Refuses an empty path (a shell variable left unset): `--json ""` was
+    skipped without a word, train's `--output ""` became runs/<timestamp>."""
+    paths = {**_PATHS, "output": "OUT" if args.command == "export" else "--output"}
+    for name, flag in paths.items():
+        values = getattr(args, name, None)
+        for value in values if isinstance(values, list) else [values]:
+            if value == "":
+                raise UsageError(
+                    f"{flag} is empty; give a path (is a shell variable unset?)."
+                )
+
+
 def main(argv=None):
     """Runs the command line `argv` (default: `sys.argv[1:]`); returns the
     exit status: 0, or 2 after a one-line error, or 130 on Ctrl-C."""
@@ -280,6 +302,7 @@ def main(argv=None):
         print(f"seglayers: error: {KERAS_ERROR}", file=sys.stderr)
         return 2
     try:
+        _check_not_empty(args)
         module = importlib.import_module(f"seglayers.cli.{args.command}")
         return getattr(module, args.command)(args)
     except UsageError as error:

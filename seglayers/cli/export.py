@@ -18,6 +18,12 @@ def _format(output, given):
     """--format `given`, or when left out the one OUT's extension names;
     refuses a `given` format that the extension contradicts."""
     stem, extension = os.path.splitext(output)
+    if os.path.basename(output).lower() in EXTENSIONS:
+        # splitext(".onnx") has no extension: a hidden SavedModel folder.
+        raise UsageError(
+            f"OUT {output} is an extension without a name; name the file, e.g. "
+            f"unet{os.path.basename(output).lower()}."
+        )
     named = EXTENSIONS.get(extension.lower())
     if given is None:
         return named or "savedmodel"
