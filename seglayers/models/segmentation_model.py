@@ -265,8 +265,10 @@ class SegmentationModel(keras.Model):
         an encoder's preprocessing run in float32, and the layers after them
         cast to their compute dtype. Cast to float16 first, a 16-bit image's
         65535 (anything from 65520) was infinite, and one such pixel made
-        most of a `mixed_float16` model's output NaN. An exported model
-        takes float32 too (`any_size_signature`)."""
+        most of a `mixed_float16` model's output NaN. Without `rescale` or
+        preprocessing, the first convolution still takes such values in
+        float16: pass `rescale` for them. An exported model takes float32
+        too (`any_size_signature`)."""
         return "float32"
 
     def call(self, inputs, training=None):

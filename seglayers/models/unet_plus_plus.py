@@ -40,7 +40,9 @@ class UNetPlusPlus(SegmentationModel):
     Args:
         num_classes: int, the number of classes (channels of the output).
         filters: int, the channels of the top level, doubled at every level
-            below; or `depth + 1` ints, top to bottom. Defaults to 32 (the
+            below; or `depth + 1` ints, top to bottom (with an `encoder`,
+            whose deepest features are the bottom, the last is not used).
+            Defaults to 32 (the
             paper's), or 16 with an `encoder` (decoder channels 256, 128,
             64, 32 and 16, as in segmentation_models).
         depth: int, the number of poolings. Defaults to 4, or 5 with an
