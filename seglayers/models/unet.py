@@ -52,8 +52,9 @@ class UNet(SegmentationModel):
         filters: int, the channels of the top level, doubled at every level
             below; or a list of `depth + 1` ints for every level, top to
             bottleneck (with an `encoder`, whose deepest features are the
-            bottom, the last is not used). Defaults to 64, or 16 with an `encoder` (a decoder of
-            256, 128, 64, 32 and 16 channels, as in segmentation_models).
+            bottom, the last is not used). Defaults to 64, or 16 with an
+            `encoder` (a decoder of 256, 128, 64, 32 and 16 channels, as in
+            segmentation_models).
         depth: int, the number of poolings (and of upsamplings). Defaults to
             4, or 5 with an `encoder` (its stride-32 features at the bottom).
         num_convs: int, convolutions per block. Defaults to 2.
