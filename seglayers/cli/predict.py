@@ -26,12 +26,12 @@ def _read_image(path):
 
     try:
         with Image.open(path) as image:
-            if image.mode.startswith("I"):
-                # 16-bit grey: scaled to 8 bits, as TensorFlow's decoder in
-                # the loader (train, evaluate) scales it; Pillow's convert
-                # clips it, so anything from 255 up was white.
-                grey = np.round(np.asarray(image, np.float64) / 257)
-                return np.repeat(grey.clip(0, 255).astype(np.uint8)[..., None], 3, -1)
+            if image.mode.startswith("I;16"):
+                # 16-bit grey: its high bytes, as TensorFlow's decoder in the
+                # loader (train, evaluate) reads it; Pillow's convert clips
+                # it, so anything from 255 up was white.
+                grey = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, -1)
             return np.asarray(image.convert("RGB"))
     except Exception as error:
         raise UsageError(f"Cannot read the image {path}: {error}.") from None

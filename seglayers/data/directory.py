@@ -60,8 +60,9 @@ def segmentation_dataset_from_directory(
     as a palette PNG, its indices (which Pillow's GIF writer renumbers:
     write masks as PNG); an RGB mask, or a palette file read by colour,
     needs `palette` to map colours to ids.
-    JPEG data named `.png`, 16-bit colour PNG masks and palette or 1-bit
-    BMP images, which neither reader reads exactly, are refused. Masks are
+    JPEG or WebP data named `.png`, 16-bit colour PNG masks without
+    `palette` and palette or 1-bit BMP images, which neither reader reads
+    exactly, are refused. Masks are
     resized with nearest neighbour only, never inventing labels; ids are
     checked as each mask is read, and one outside `[0, num_classes)` that is
     not `ignore_class` stops the pipeline with an error naming the file.

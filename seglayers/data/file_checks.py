@@ -84,7 +84,8 @@ def _mask_header(path):
     palette PNGs (TF would expand indices to colours), GIFs, 1-, 2- and
     4-bit files (TF scales them to 0..255), grey with alpha, compressed or
     32-bit BMPs; "16-bit RGB" (and the like) for 16-bit colour PNGs,
-    which Pillow reads with 8 bits. Refuses JPEG data (named .png)."""
+    which Pillow reads with 8 bits. Refuses other formats (JPEG or WebP
+    data named .png)."""
     try:
         with Image.open(path) as image:
             size, form, mode = (image.height, image.width), image.format, image.mode
@@ -92,11 +93,11 @@ def _mask_header(path):
             header = f.read(34)
     except Exception as error:
         raise unreadable("mask", path, error) from None
-    if form in ("JPEG", "MPO"):
+    if form not in ("PNG", "BMP", "GIF"):
         raise ValueError(
-            f"The mask {path} is a JPEG file, whatever its name says: its "
-            "lossy compression changes ids at object edges. Save masks as "
-            "PNG (or BMP or GIF) files of class ids."
+            f"The mask {path} is a {form} file, whatever its name says; masks "
+            "are read as PNG, BMP or GIF files of class ids (a lossy format, "
+            "JPEG or WebP, changes ids at object edges). Save the mask as a PNG."
         )
     decoder = "pillow"
     if form == "PNG":

@@ -25,8 +25,12 @@ def read_mask(path, num_classes, ignore_class, palette):
             if palette is not None and mode in ("P", "PA"):
                 image = image.convert("RGB")  # The colours `palette` names.
             array = np.asarray(image)
+            gif = form == "GIF" and mode == "P" and palette is None
+            colours = image.getpalette("RGB") if gif else None
     except Exception as error:
         raise ValueError(f"Cannot read the mask {path}: {error}") from None
+    if colours and num_classes is not None:
+        _check_gif_indices(path, array, colours, num_ids(num_classes), ignore_class)
     if form == "PNG" and mode == "L":
         array = _png_samples(path, array)
     if palette is not None:
@@ -62,6 +66,27 @@ def read_mask(path, num_classes, ignore_class, palette):
     return array[..., None]
 
 
+def _check_gif_indices(path, indices, colours, classes, ignore_class):
+    """Refuses a grey GIF whose indices and grey levels are both class ids
+    and differ: Pillow's GIF writer renumbers the indices in use (ids 0 and
+    2 become indices 0 and 1 of levels 0 and 2), so either may be the ids.
+    Carvana's masks (indices 0 and 1, black and white) read by index."""
+    colours = np.asarray(colours).reshape(-1, 3)
+    used = np.unique(indices)
+    levels = colours[used[used < len(colours)]]
+    if len(levels) < len(used) or not (levels[:, :1] == levels[:, 1:]).all():
+        return  # Colours (or indices past them): indices, as in palette PNGs.
+    levels = levels[:, 0]
+    if (levels == used).all() or bad_id_mask(levels, classes, ignore_class).any():
+        return
+    raise ValueError(
+        f"The mask {path} is a GIF whose palette indices {used.tolist()} are "
+        f"grey levels {levels.tolist()}, both class ids: GIF writers renumber "
+        "the indices in use, so which are the ids is unclear. Save masks as "
+        "PNGs of ids, or pass `palette` to read them by colour."
+    )
+
+
 def _png_samples(path, array):
     """The samples of a 2- or 4-bit greyscale PNG, which Pillow scales to
     0..255 (×85, ×17); other greyscale PNGs as read."""
@@ -89,14 +114,16 @@ def tf_decoder(decoder, palette, path):
     """`decoder`, or Pillow for a palette lookup the graph cannot make:
     `palette_ids` is `keras.ops`, which runs on tf.data's tensors on the
     TensorFlow backend only, and a mask without colours, which Pillow's
-    reader names. Refuses a 16-bit colour PNG without `palette`: Pillow
-    reads its high bytes, colours, but every id below 256 as 0."""
+    reader names. Refuses a 16-bit colour PNG but an RGB(A) one with
+    `palette`: Pillow reads its high bytes, colours, but every id below 256
+    as 0."""
     if decoder.startswith("16-bit"):
-        if palette is None:
+        if palette is None or "grey" in decoder:
             raise ValueError(
                 f"The mask {path} is a {decoder} PNG, which is read with 8 bits "
-                "(its colours for `palette`, but every id below 256 as 0). Save "
-                "masks of ids as 8- or 16-bit single-channel PNGs."
+                "(every id below 256 as 0; colours, with `palette`, from their "
+                "high bytes). Save masks of ids as 8- or 16-bit single-channel "
+                "PNGs."
             )
         return "pillow"
     if palette is None or decoder == "pillow":

@@ -247,7 +247,6 @@ class SegmentationModel(keras.Model):
                 "at the end of its `__init__`."
             )
         self.input_channels = shape[-1]
-        check_preprocessing(self.encoder_preprocessing, shape[-1])
         # Every sublayer builds itself when `call` meets it with a symbolic
         # input, in the order `call` uses it: no shape walk to keep in step.
         # Free sizes are traced at a concrete size (they change no weight),

@@ -90,11 +90,17 @@ def _jpeg_named_png(path, ids):
     Image.fromarray(ids * 100).save(path + ".png", format="JPEG")
 
 
+def _webp_named_png(path, ids):
+    # Lossy: 307 of 480 ids were wrong, all in range, and none named.
+    Image.fromarray(ids * 100).save(path + ".png", format="WEBP", quality=10)
+
+
 @pytest.mark.parametrize(
     "write, match",
     [
         (_png16_rgb, r"a\.png is a 16-bit RGB PNG, which is read with 8 bits"),
         (_jpeg_named_png, r"a\.png is a JPEG file, whatever its name says"),
+        (_webp_named_png, r"a\.png is a WEBP file, whatever its name says"),
     ],
 )
 def test_masks_no_reader_reads_exactly_are_refused_up_front(tmp_path, write, match):
@@ -113,3 +119,18 @@ def test_bmp_images_tensorflow_misreads_are_refused_up_front(tmp_path, mode, kin
     _folder(tmp_path, lambda p, ids: Image.fromarray(ids).save(p + ".png"), write_image)
     with pytest.raises(ValueError, match=rf"a\.bmp is a {kind} BMP, which Tensor"):
         segmentation_dataset_from_directory(tmp_path, num_classes=3)
+
+
+def test_a_gif_whose_indices_and_grey_levels_are_both_ids_is_refused(tmp_path):
+    # Pillow's GIF writer renumbers the indices in use: ids 0 and 2 are
+    # indices 0 and 1 of grey levels 0 and 2; read by index, 2 became 1.
+    def write(path, ids):
+        Image.fromarray(np.where(ids == 1, 0, ids)).save(path + ".gif")
+
+    _folder(tmp_path, write)
+    with pytest.raises(
+        Exception,
+        match=r"a\.gif is a GIF whose palette indices "
+        r"\[0, 1\] are grey levels \[0, 2\], both class ids",
+    ):
+        _load(tmp_path)
