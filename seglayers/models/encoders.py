@@ -51,11 +51,12 @@ _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
 
 
-def build_encoder(name, weights=None):
+def build_encoder(name, weights=None, dtype=None):
     """The `keras.applications` model for `name`, without its classifier.
 
     Returns `(model, preprocessing)`. `weights=None` (random) by default;
-    `"imagenet"` downloads the pretrained weights when called.
+    `"imagenet"` downloads the pretrained weights when called. `dtype`: the
+    dtype policy of its layers (default: the global one).
     """
     if name not in ENCODERS:
         raise ValueError(
@@ -65,13 +66,20 @@ def build_encoder(name, weights=None):
             f"Received: encoder={name!r}"
         )
     function, preprocessing = ENCODERS[name]
-    model = getattr(keras.applications, function)(
-        include_top=False, weights=weights, input_shape=(None, None, 3)
-    )
+    # keras.applications takes no dtype: its layers take the global policy,
+    # set for the build only (a model's `dtype=` reached its decoder alone).
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype or previous)
+    try:
+        model = getattr(keras.applications, function)(
+            include_top=False, weights=weights, input_shape=(None, None, 3)
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
     return model, preprocessing
 
 
-def resolve(encoder, depth, weights=None, model_name="UNet"):
+def resolve(encoder, depth, weights=None, model_name="UNet", dtype=None):
     """The one way an encoder becomes a feature pyramid.
 
     `encoder` is a name from `ENCODERS`, a functional `keras.Model` or a
@@ -79,11 +87,12 @@ def resolve(encoder, depth, weights=None, model_name="UNet"):
     functional model whose outputs, shallow to deep, are the features at
     `strides` (powers of two up to and including `2**depth`), and the input
     preprocessing a named encoder's pretrained weights expect (`None`
-    otherwise). Name each output with `level_name`.
+    otherwise). A named encoder's layers take the dtype policy `dtype`.
+    Name each output with `level_name`.
     """
     preprocessing = None
     if isinstance(encoder, str):
-        encoder, preprocessing = build_encoder(encoder, weights=weights)
+        encoder, preprocessing = build_encoder(encoder, weights=weights, dtype=dtype)
     model, strides = feature_pyramid(encoder, depth, model_name)
     return model, strides, preprocessing
 

@@ -158,7 +158,11 @@ class SegmentationModel(keras.Model):
         preprocessing = None
         if encoder is not None:
             self.encoder, strides, preprocessing = encoders.resolve(
-                encoder, depth, weights=encoder_weights, model_name=type(self).__name__
+                encoder,
+                depth,
+                weights=encoder_weights,
+                model_name=type(self).__name__,
+                dtype=self.dtype_policy,
             )
             self.encoder.trainable = encoder_trainable
             self.encoder_levels = tuple(encoders.level_name(s) for s in strides)

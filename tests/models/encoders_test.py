@@ -336,6 +336,16 @@ def test_encoder_weights_for_a_model_encoder_are_refused():
         UNet(2, encoder=_small_cnn(), encoder_weights="imagenet")
 
 
+def test_a_named_encoder_takes_the_models_dtype_policy():
+    # keras.applications takes the global policy: `dtype=` reached the
+    # decoder only, and the encoder computed in float32.
+    model = UNet(2, encoder=TRAINED, filters=4, dtype="mixed_bfloat16")
+    assert {layer.dtype_policy.name for layer in model.encoder.layers} == {
+        "mixed_bfloat16"
+    }
+    assert keras.config.dtype_policy().name == "float32"  # Left as it was.
+
+
 def test_encoder_too_shallow_for_the_depth():
     with pytest.raises(
         ValueError,
