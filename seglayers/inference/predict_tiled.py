@@ -149,9 +149,9 @@ def predict_tiled(
             # Class ids, which an average would make up (not "not floating":
             # numpy does not count bfloat16 as floating).
             integer = outputs.dtype == bool or np.issubdtype(outputs.dtype, np.integer)
-            total = np.zeros(size + outputs.shape[-1:], np.float32)
+            dtype = outputs.dtype if integer else np.float32
+            total = np.zeros(size + outputs.shape[-1:], dtype)
             if integer:
-                total = np.zeros(size + outputs.shape[-1:], outputs.dtype)
                 nearest = np.zeros(size + (1,), np.float32)
         for output, box in zip(outputs, boxes):
             if nearest is not None:
