@@ -288,11 +288,12 @@ def _class_weights_problem(weights):
 
 
 def check_non_negative(name, value, example="1.0"):
-    """Returns `value` as a float if it is a number >= 0, else raises (NaN
-    too: it made every loss NaN)."""
-    if not (is_real(value) and value >= 0):
+    """Returns `value` as a float if it is a finite number >= 0, else raises
+    (NaN made every loss NaN; inf made a Dice loss NaN, a weighted sum inf and
+    a focal loss 0 everywhere)."""
+    if not (is_real(value) and 0 <= value < math.inf):
         raise ValueError(
-            f"`{name}` must be a number >= 0, e.g. {example}. "
+            f"`{name}` must be a finite number >= 0, e.g. {example}. "
             f"Received: {name}={value!r}"
         )
     return float(value)

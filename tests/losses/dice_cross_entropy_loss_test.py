@@ -27,9 +27,17 @@ def test_weighted_sum_of_dice_and_cross_entropy(ignore_class):
     assert float(loss(y_true, logits)) == pytest.approx(0.5 * dice + 2.0 * ce, abs=1e-5)
 
 
-def test_bad_weight():
-    with pytest.raises(ValueError, match=r"`dice_weight` must be a number >= 0"):
-        DiceCrossEntropyLoss(dice_weight=-1)
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"dice_weight": -1}, r"`dice_weight` must be a finite number >= 0"),
+        # inf made the loss inf (or NaN where a term was 0).
+        ({"cross_entropy_weight": float("inf")}, r"cross_entropy_weight=inf"),
+    ],
+)
+def test_bad_weight(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DiceCrossEntropyLoss(**kwargs)
 
 
 def test_config():

@@ -107,7 +107,9 @@ def test_class_weights_of_the_wrong_length():
         # smooth was taken as float(smooth): NaN (a NaN loss), -1, and None
         # failed in float() without the argument's name.
         ({"smooth": float("nan")}, ValueError, r"`smooth` must be .*smooth=nan"),
-        ({"smooth": -1.0}, ValueError, r"`smooth` must be a number >= 0"),
+        ({"smooth": -1.0}, ValueError, r"`smooth` must be a finite number >= 0"),
+        # inf made the loss inf / inf = NaN.
+        ({"smooth": float("inf")}, ValueError, r"finite number >= 0.*smooth=inf"),
         ({"smooth": None}, ValueError, r"Received: smooth=None"),
     ],
 )

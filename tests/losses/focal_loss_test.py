@@ -58,10 +58,12 @@ def test_float16_inputs_compute_in_float32():
     assert float(value) == pytest.approx(full, rel=1e-2)
 
 
-@pytest.mark.parametrize("gamma", [-1, float("nan")])
+@pytest.mark.parametrize("gamma", [-1, float("nan"), float("inf")])
 def test_bad_gamma(gamma):
-    # NaN passed `value < 0` and made the loss NaN.
-    with pytest.raises(ValueError, match=rf"`gamma` must be a number >= 0.*{gamma}"):
+    # NaN passed `value < 0` and made the loss NaN; inf made it 0 everywhere.
+    with pytest.raises(
+        ValueError, match=rf"`gamma` must be a finite number >= 0.*{gamma}"
+    ):
         FocalLoss(gamma=gamma)
 
 
