@@ -60,6 +60,14 @@ def int32_ids(values):
     return ops.cast(ops.convert_to_tensor(values), "int32")
 
 
+def bitcast(values, dtype):
+    """`ops.view(values, dtype)` for a `dtype` of the same size. Keras's
+    TensorFlow `view` (3.15) compares the last axis with -1 in Python, which
+    fails in a graph where that axis is unknown (a PNG decoded in tf.data):
+    viewed with a new last axis of 1, which is always known."""
+    return ops.squeeze(ops.view(ops.expand_dims(values, -1), dtype), -1)
+
+
 def as_int_ids(values):
     """int32 ids; -1 for a float that is not a whole number (a mask resized
     with interpolation: never rounded into a plausible class) or NaN."""
@@ -90,7 +98,7 @@ def class_argmax(scores):
         best = ops.max(scores, axis=-1, keepdims=True)
         reverse_index = ops.arange(classes, 0, -1, dtype="int32")
         return classes - ops.max(ops.where(scores == best, reverse_index, 0), axis=-1)
-    bits = ops.view(ops.cast(scores, "float32"), "int32")
+    bits = bitcast(ops.cast(scores, "float32"), "int32")
     # Negative floats in reverse order, shifted up by one: -0.0 meets 0.0.
     key = ops.where(bits < 0, ops.bitwise_xor(bits, 0x7FFFFFFF) + 1, bits)
     return ops.cast(ops.argmax(key, axis=-1), "int32")

@@ -191,6 +191,11 @@ def model_from_config(cls, config):
         _LOADING.reset(token)
 
 
+def loading():
+    """Whether a model is being made from a saved config (`from_config`)."""
+    return _LOADING.get()
+
+
 # What the encoder arguments are without an encoder (the model's own).
 NO_ENCODER_DEFAULTS = {
     "encoder_weights": None,
@@ -220,7 +225,7 @@ def check_model_arguments(
             f"encoder). Received: spatial_dims={spatial_dims}, "
             f"encoder={getattr(encoder, 'name', encoder)!r}"
         )
-    if num_classes == 1 and output_activation == "softmax" and not _LOADING.get():
+    if num_classes == 1 and output_activation == "softmax" and not loading():
         raise ValueError(
             "A softmax over one channel is 1 everywhere: with num_classes=1 "
             "(binary), use output_activation='sigmoid' (or 'auto', which "

@@ -19,6 +19,7 @@ from seglayers.models._checks import (
     check_model_arguments,
     check_preprocessing,
     check_save_path,
+    loading,
     model_from_config,
 )
 
@@ -164,7 +165,10 @@ class SegmentationModel(keras.Model):
                 model_name=type(self).__name__,
                 dtype=self.dtype_policy,
             )
-            self.encoder.trainable = encoder_trainable
+            if not loading():
+                # A saved encoder keeps the trainable flags it was saved
+                # with: unfrozen for fine-tuning, it loaded frozen again.
+                self.encoder.trainable = encoder_trainable
             self.encoder_levels = tuple(encoders.level_name(s) for s in strides)
         if encoder_preprocessing != "auto":
             channels = self.encoder.inputs[0].shape[-1] if self.encoder else None

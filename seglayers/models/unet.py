@@ -99,7 +99,11 @@ class UNet(SegmentationModel):
             construction). Saved models restore their own weights instead.
         encoder_trainable: bool, `False` freezes the encoder, which then
             also runs its batch normalization in inference mode, for
-            fine-tuning the decoder first. Defaults to `True`.
+            fine-tuning the decoder first. Unfrozen later
+            (`model.encoder.trainable = True`, then compile again), its
+            weights train and its batch normalization stays in inference
+            mode, as Keras's transfer-learning guide advises; a saved model
+            keeps both. Defaults to `True`.
         encoder_preprocessing: how inputs in [0, 255] are mapped before the
             encoder: `"auto"` (the default: what the named encoder's
             pretrained weights expect: `"caffe"` for ResNet, `"tf"` for

@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 from keras import ops
 
 from seglayers._api import register
@@ -6,6 +7,8 @@ from seglayers._masks import (
     as_int_ids,
     bad_id_mask,
     bad_ids_message,
+    bitcast,
+    int32_ids,
     mask_tensor,
     raise_on_bad_ids,
 )
@@ -79,6 +82,9 @@ class OneHotMask(keras.layers.Layer):
     """
 
     def __init__(self, num_classes, ignore_class=None, palette=None, **kwargs):
+        # Not autocast: under a mixed policy Keras would cast float ids to
+        # bfloat16 before `call`, and 257 became class 256.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         num_classes = check_positive_int("num_classes", num_classes)
         ignore_class = check_ignore_not_a_class(
@@ -90,6 +96,13 @@ class OneHotMask(keras.layers.Layer):
         self.ignore_class = ignore_class
         self.palette = palette
         self.built = True
+
+    def __call__(self, inputs, *args, **kwargs):
+        if isinstance(inputs, np.ndarray) and inputs.dtype.kind in "iu":
+            # Before Keras converts them: JAX, without 64-bit types, wraps
+            # int64 ids, and 2**32 + 1 became class 1.
+            inputs = int32_ids(inputs)
+        return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs):
         inputs = mask_tensor(inputs, "inputs")
@@ -116,11 +129,11 @@ class OneHotMask(keras.layers.Layer):
         `where` then `one_hot` with its check (benchmarks/README.md). As
         uint32, negative ids are larger than any class, so one `minimum`
         sends them all to that row."""
-        rows = ops.minimum(ops.view(ids, "uint32"), self.num_classes)
+        rows = ops.minimum(bitcast(ids, "uint32"), self.num_classes)
         table = ops.eye(
             self.num_classes + 1, self.num_classes, dtype=self.compute_dtype
         )
-        return ops.take(table, ops.view(rows, "int32"), axis=0)
+        return ops.take(table, bitcast(rows, "int32"), axis=0)
 
     def sample_weights(self, inputs, class_weights=None):
         """Per-pixel weights `(..., H, W)`: 0 where ignored, else 1 or the
@@ -229,7 +242,7 @@ class OneHotMask(keras.layers.Layer):
         a boolean per pixel, which cost 8% of a one-hot in tf.data."""
         if "float" in keras.backend.standardize_dtype(values.dtype):
             return ops.any(bad_id_mask(values, self.num_classes, self.ignore_class))
-        codes = ops.view(values, "uint32")
+        codes = bitcast(values, "uint32")
         if self.ignore_class is not None:
             codes = ops.where(values == self.ignore_class, 0, codes)
         return ops.max(codes, initial=0) >= self.num_classes

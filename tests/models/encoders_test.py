@@ -248,6 +248,32 @@ def test_frozen_encoder_keeps_weights_and_batch_statistics():
     assert not any(w is e for w in model.trainable_weights for e in encoder.weights)
 
 
+def test_an_unfrozen_encoder_stays_unfrozen_in_a_saved_file(tmp_path):
+    # Keras's fine-tuning recipe: frozen encoder, then unfrozen and compiled
+    # again. The file reloaded it frozen (encoder_trainable re-applied), and
+    # Keras dropped the optimizer state for the variables it no longer had.
+    model = UNet(3, encoder=_small_cnn(), filters=4, encoder_trainable=False)
+    _train_one_step(model, _images(), _masks())
+    model.encoder.trainable = True
+    _train_one_step(model, _images(), _masks())
+    moving_mean = model.encoder.layers[2].moving_mean
+    before = keras.ops.convert_to_numpy(moving_mean)
+    _train_one_step(model, _images(), _masks())
+    # Still in inference mode, as the Keras guide advises: no new statistics.
+    np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(moving_mean))
+    path = tmp_path / "unfrozen.keras"
+    model.save(path)
+    revived = keras.saving.load_model(path)
+    assert revived.encoder.trainable
+    assert revived.get_config()["encoder_trainable"] is False
+    assert len(revived.trainable_weights) == len(model.trainable_weights)
+    assert len(revived.optimizer.variables) == len(model.optimizer.variables)
+    images = _images()
+    np.testing.assert_allclose(
+        _predict(revived, images), _predict(model, images), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_encoder_without_stride_2_features():
     # Like ConvNeXt and keras-hub's ResNet: a stride-4 stem.
     inputs = keras.Input((None, None, 3))

@@ -269,3 +269,41 @@ def test_bad_ids_beside_the_ignore_class_in_a_traced_function():
 def test_empty_batch_in_a_traced_function():
     out = _traced(OneHotMask(3, ignore_class=255), np.zeros((0, 4, 4, 1), "int32"))
     assert out.shape == (0, 4, 4, 3)
+
+
+def test_masks_of_unknown_size_in_tf_data():
+    # A PNG decoded in tf.data has no known height or width, and Keras's
+    # TensorFlow `view` then failed as the graph was built.
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("a tf.data map runs the layer on TensorFlow only")
+    import tensorflow as tf
+
+    def decoded(mask):
+        png = tf.io.encode_png(mask)
+        dataset = tf.data.Dataset.range(1).map(lambda _: tf.io.decode_png(png, 1))
+        assert dataset.element_spec.shape.as_list() == [None, None, 1]
+        return next(iter(dataset.map(layer))).numpy()
+
+    layer = OneHotMask(3, ignore_class=255)
+    mask = np.array([[[0], [2]], [[255], [1]]], "uint8")
+    np.testing.assert_array_equal(decoded(mask), _np(layer(mask)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[7\]"):
+        decoded(np.array([[[0], [7]]], "uint8"))
+
+
+def test_float_ids_are_not_cast_to_the_policy():
+    # Keras casts float inputs to a layer's compute dtype: under
+    # mixed_bfloat16, ids 257 and 259 were read as 256 and 260.
+    layer = OneHotMask(300, dtype="mixed_bfloat16")
+    out = _np(layer(np.array([[257.0, 259.0, 261.0]], "float32")))
+    assert out.astype("float32").argmax(-1).tolist() == [[257, 259, 261]]
+
+
+@pytest.mark.parametrize(
+    "dtype, value", [("int64", 2**32 + 1), ("uint64", 2**32 + 2), ("int64", 2 - 2**32)]
+)
+def test_ids_beyond_int32_are_out_of_range(dtype, value):
+    # JAX (without 64-bit types) wrapped them as Keras converted the array:
+    # 2**32 + 1 was class 1.
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+        OneHotMask(3)(np.array([[0, value]], dtype))
