@@ -57,8 +57,17 @@ def check_input_shape(
 ):
     """`shape` as a tuple if a model with these settings takes it, else raises
     a `ValueError` that says what to do."""
-    shape = tuple(shape)
     things = "images" if spatial_dims == 2 else "volumes"
+    if isinstance(shape, dict):
+        # A dataset of dicts passes the dict as the input (its keys were
+        # printed as the shape).
+        raise ValueError(
+            f"`{model_name}` takes one tensor of {things}, not a dict. For a "
+            "dataset of dicts such as `as_dict=True` gives, map it to pairs "
+            "first: `.map(lambda d: (d['images'], d['segmentation_masks']))`. "
+            f"Received: a dict with keys {sorted(shape)}"
+        )
+    shape = tuple(shape)
     if len(shape) != spatial_dims + 2:
         raise ValueError(
             f"`{model_name}` with spatial_dims={spatial_dims} expects "

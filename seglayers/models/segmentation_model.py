@@ -258,9 +258,11 @@ class SegmentationModel(keras.Model):
         # Every sublayer builds itself when `call` meets it with a symbolic
         # input, in the order `call` uses it: no shape walk to keep in step.
         # Free sizes are traced at a concrete size (they change no weight),
-        # so that the resize to the input is plain slicing and padding.
+        # so that the resize to the input is plain slicing and padding; known
+        # ones at their own, which `summary()` shows.
         fixed = encoders.input_size(self.encoder) if self.encoder else ()
-        traced = [max(_TRACE_SIZE, 2**self.depth)] * self.spatial_dims
+        free = max(_TRACE_SIZE, 2**self.depth)
+        traced = [s if isinstance(s, int) else free for s in shape[1:-1]]
         for axis, size in enumerate(fixed):
             traced[axis] = size if size is not None else traced[axis]
         self.call(keras.KerasTensor((shape[0], *traced, shape[-1])))

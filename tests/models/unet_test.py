@@ -222,6 +222,25 @@ def test_any_input_size(size):
     assert tuple(outputs.shape) == (1, *size, 3)
 
 
+def test_summary_shows_the_size_it_was_built_for():
+    # Every layer showed 256 x 256, the size free axes are traced at.
+    model = UNet(**TINY)
+    model.build((None, 33, 47, 3))
+    lines = []
+    model.summary(print_fn=lines.append, line_length=120)
+    (head,) = [line for line in lines if "head (" in line]
+    assert "(None, 33, 47, 3)" in head, head
+    np.testing.assert_array_equal(
+        model(np.ones((1, 64, 64, 3), "float32")).shape, (1, 64, 64, 3)
+    )
+
+
+def test_a_dict_of_inputs_says_to_map_it_to_pairs():
+    # The dict's keys were printed as an input shape.
+    with pytest.raises(ValueError, match=r"not a dict.*keys \['images'\]"):
+        UNet(**TINY).predict({"images": np.ones((1, 32, 32, 3), "float32")})
+
+
 def test_any_input_size_in_a_traced_predict():
     model = UNet(num_classes=2, filters=4, depth=3)
     predictions = model.predict(np.ones((2, 50, 45, 1), "float32"), verbose=0)
