@@ -4,9 +4,12 @@ The 3-D counterpart of `shapes`: each volume holds several random spheres,
 cubes and tori (randomly turned; they overlap, later ones drawn on top) in
 random grey levels on a smooth, noisy background, like a scan with one
 channel; the mask gives the exact class of every voxel. Grey levels say
-nothing about the class, so a model has to learn the shapes themselves;
-each shape is at least 48 grey levels brighter or darker than what it is
-drawn on, so no labelled shape hides in the noise.
+nothing about the class, so a model has to learn the shapes themselves.
+Each shape is 48 to 128 grey levels brighter or darker than what lies at
+its centre before it is drawn, so that few hide in the noise (of ±32); the
+background varies and shapes overlap, so parts of a shape can come closer
+to what surrounds them (for seed 0 at 32³, a third of the shapes have over
+a quarter of their voxels within 48 levels of what they cover).
 Everything is made in numpy from one seed, so the same arguments always give
 the same data.
 """
