@@ -8,6 +8,9 @@ Everything is made in numpy from one seed, so the same arguments always give
 the same data.
 """
 
+import math
+import os
+
 import numpy as np
 
 from seglayers._validation import check_positive_int, check_seed, is_int
@@ -48,6 +51,7 @@ def load_data(num_samples=1000, image_size=(128, 128), num_classes=4, seed=0):
             f"shapes: circle, square, triangle). Received: num_classes={num_classes!r}"
         )
     height, width = _check_image_size(image_size)
+    check_fits_in_memory(num_samples, (height, width), channels=3)
     rng = np.random.default_rng(check_seed("seed", seed))
     images = np.empty((num_samples, height, width, 3), np.float32)
     masks = np.zeros((num_samples, height, width, 1), np.int32)
@@ -68,6 +72,24 @@ def load_data(num_samples=1000, image_size=(128, 128), num_classes=4, seed=0):
         chunk += chunk_noise
         np.clip(chunk, 0, 255, out=chunk)
     return images, masks
+
+
+def check_fits_in_memory(num_samples, size, channels):
+    """Raises `MemoryError` up front where float32 samples of `size` and
+    `channels` and their int32 masks need more than the machine's memory.
+    Linux grants such arrays lazily, so the fill got the process killed
+    (out of memory) instead of an error."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # No such query here.
+        return
+    needed = num_samples * math.prod(size) * 4 * (channels + 1)
+    if needed > total:
+        raise MemoryError(
+            f"{num_samples} samples of {'x'.join(map(str, size))} need "
+            f"{needed / 2**30:.1f} GiB, more than this machine's "
+            f"{total / 2**30:.1f} GiB of memory: ask for fewer or smaller ones."
+        )
 
 
 def _check_image_size(image_size):

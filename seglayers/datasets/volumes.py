@@ -17,7 +17,7 @@ the same data.
 import numpy as np
 
 from seglayers._validation import check_positive_int, check_seed, is_int
-from seglayers.datasets.shapes import _interpolation_matrix
+from seglayers.datasets.shapes import _interpolation_matrix, check_fits_in_memory
 
 CLASS_NAMES = ("background", "sphere", "cube", "torus")
 
@@ -59,6 +59,7 @@ def load_data(num_samples=100, volume_size=(32, 32, 32), num_classes=4, seed=0):
             f"shapes: sphere, cube, torus). Received: num_classes={num_classes!r}"
         )
     size = _check_volume_size(volume_size)
+    check_fits_in_memory(num_samples, size, channels=1)
     rng = np.random.default_rng(check_seed("seed", seed))
     volumes = np.empty((num_samples,) + size + (1,), np.float32)
     masks = np.zeros((num_samples,) + size + (1,), np.int32)

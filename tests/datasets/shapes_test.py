@@ -53,3 +53,20 @@ def test_masks_are_exact_where_shapes_are_painted():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         shapes.load_data(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "module, size", [("shapes", (32, 32)), ("volumes", (16, 16, 16))]
+)
+def test_more_than_the_machines_memory_is_refused_before_allocating(
+    monkeypatch, module, size
+):
+    # Linux grants large arrays lazily: the fill was killed out of memory.
+    from seglayers import datasets
+
+    load_data = getattr(datasets, module).load_data
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 512}  # 2 MiB
+    monkeypatch.setattr("os.sysconf", pages.__getitem__)
+    load_data(2, size)
+    with pytest.raises(MemoryError, match=r"need \d.* GiB, more than this machine"):
+        load_data(200, size)
