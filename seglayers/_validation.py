@@ -253,19 +253,24 @@ def check_class_weights(class_weights):
     """`class_weights` as a list of Python floats (JSON for `get_config`), or
     `None`; else raises `ValueError`.
 
-    Takes a list or tuple of numbers >= 0, numpy numbers included, or a 1-D
-    numpy array, as `sklearn.utils.class_weight.compute_class_weight` gives.
+    Takes a list or tuple of numbers >= 0, numpy numbers included, a 1-D
+    numpy array, as `sklearn.utils.class_weight.compute_class_weight` gives,
+    or a dict `{class id: weight}` over ids 0, 1, ..., as Keras's
+    `class_weight` is.
     """
     if class_weights is None:
         return None
     weights = class_weights
     if isinstance(weights, np.ndarray) and weights.ndim == 1:
         weights = list(weights)
+    if isinstance(weights, dict) and set(weights) == set(range(len(weights))):
+        weights = [weights[i] for i in range(len(weights))]
     problem = _class_weights_problem(weights)
     if problem:
         raise ValueError(
-            "`class_weights` must be a list (or 1-D numpy array) of non-negative "
-            "numbers, one per class, e.g. [0.5, 1.0, 2.0]; "
+            "`class_weights` must be a list (or 1-D numpy array, or dict of "
+            "ids 0, 1, ...) of non-negative numbers, one per class, e.g. "
+            "[0.5, 1.0, 2.0]; "
             f"{problem}. Received: class_weights={class_weights!r}"
         )
     return [float(w) for w in weights]
@@ -275,6 +280,8 @@ def _class_weights_problem(weights):
     """What is wrong with `weights` (a list, once made one), or `None`."""
     if isinstance(weights, np.ndarray):
         return f"this is a {weights.ndim}-D array"
+    if isinstance(weights, dict):
+        return "a dict needs the keys 0, 1, ..., one per class id"
     if not isinstance(weights, (list, tuple)):
         return f"this is a {type(weights).__name__}"
     for i, weight in enumerate(weights):

@@ -14,6 +14,7 @@ from seglayers._masks import (
 )
 from seglayers._palettes import check_palette, palette_ids, unknown_colour_id
 from seglayers._validation import (
+    check_class_weights,
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
@@ -137,7 +138,9 @@ class OneHotMask(keras.layers.Layer):
 
     def sample_weights(self, inputs, class_weights=None):
         """Per-pixel weights `(..., H, W)`: 0 where ignored, else 1 or the
-        weight of the pixel's class (`class_weights`, one per class)."""
+        weight of the pixel's class (`class_weights`: one per class, as a
+        list, a 1-D array or a dict `{class id: weight}`)."""
+        class_weights = check_class_weights(class_weights)
         one_hot = ops.cast(self(inputs), "float32")
         if class_weights is None:
             return ops.sum(one_hot, axis=-1)

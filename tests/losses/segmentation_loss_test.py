@@ -85,6 +85,9 @@ def test_numpy_class_weights_are_stored_as_floats(loss_class):
         json.dumps(config)
         assert config["class_weights"] == [0.5, 1.0, 2.0]
         assert all(type(w) is float for w in config["class_weights"])
+    # Keras's `class_weight` form, {class id: weight}, in any key order.
+    from_dict = loss_class(class_weights={2: 2.0, 0: 0.5, 1: 1.0})
+    assert from_dict.get_config()["class_weights"] == [0.5, 1.0, 2.0]
     y_true, logits = random_case(9, classes=3)
     assert _value(from_array, y_true, softmax(logits)) == pytest.approx(
         _value(loss_class(class_weights=[0.5, 1.0, 2.0]), y_true, softmax(logits))
@@ -100,14 +103,16 @@ def test_numpy_class_weights_are_stored_as_floats(loss_class):
         ([True, False], r"class_weights\[0\]=True is not"),
         ([[1.0, 2.0]], r"class_weights\[0\]=\[1\.0, 2\.0\] is not"),
         (np.ones((2, 2)), r"this is a 2-D array"),
-        ({0: 1.0, 1: 2.0}, r"this is a dict"),
+        ({0: 1.0, 2: 2.0}, r"a dict needs the keys 0, 1, \.\.\., one per class id"),
+        ((1.0 for _ in range(2)), r"this is a generator"),
     ],
 )
 def test_bad_class_weights(class_weights, problem):
     with pytest.raises(
         ValueError,
-        match=r"^`class_weights` must be a list \(or 1-D numpy array\) of "
-        r"non-negative numbers, one per class, e\.g\. \[0\.5, 1\.0, 2\.0\]; "
+        match=r"^`class_weights` must be a list \(or 1-D numpy array, or dict of "
+        r"ids 0, 1, \.\.\.\) of non-negative numbers, one per class, e\.g\. "
+        r"\[0\.5, 1\.0, 2\.0\]; "
         + problem
         + r"\. Received: class_weights=",
     ):

@@ -167,6 +167,11 @@ def test_sample_weights():
     np.testing.assert_array_equal(weighted, [[0.5, 1.0, 2.0, 0.0]])
     with pytest.raises(ValueError, match=r"`class_weights` needs 3 values"):
         layer.sample_weights(mask, class_weights=[1.0])
+    # Keras's `class_weight` form; a dict failed deep in the backend.
+    from_dict = layer.sample_weights(mask, class_weights={1: 1.0, 0: 0.5, 2: 2.0})
+    np.testing.assert_array_equal(_np(from_dict), weighted)
+    with pytest.raises(ValueError, match=r"a dict needs the keys 0, 1, \.\.\."):
+        layer.sample_weights(mask, class_weights={1: 1.0, 2: 2.0, 3: 3.0})
 
 
 def test_in_a_model_saved_and_loaded(tmp_path):
