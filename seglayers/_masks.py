@@ -256,15 +256,17 @@ def bad_ids_message(subject, classes, ignore_class, values=None, hint=""):
         )
     else:
         values = np.asarray(values)
-        fractional = values[values % 1 != 0]
-        parts = []
-        if fractional.size < values.size:
-            parts.append(
-                f"class ids {_shown(values[values % 1 == 0])} outside [0, {classes})"
-            )
-        if fractional.size:
-            parts.append(f"fractional ids {_shown(fractional)}")
-        found = " and ".join(parts)
+        finite = np.isfinite(values)
+        # `inf % 1` is NaN, with a numpy RuntimeWarning: finite values only.
+        whole = finite & (np.where(finite, values, 0) % 1 == 0)
+        groups = (
+            ("class ids {} outside [0, %d)" % classes, values[whole]),
+            ("fractional ids {}", values[finite & ~whole]),
+            ("NaN or infinite ids {}", values[~finite]),
+        )
+        found = " and ".join(
+            text.format(_shown(group)) for text, group in groups if group.size
+        )
     ignore = (
         f"`ignore_class` is {ignore_class}"
         if ignore_class is not None
