@@ -112,9 +112,7 @@ def test_bad_class_weights(class_weights, problem):
         ValueError,
         match=r"^`class_weights` must be a list \(or 1-D numpy array, or dict of "
         r"ids 0, 1, \.\.\.\) of non-negative numbers, one per class, e\.g\. "
-        r"\[0\.5, 1\.0, 2\.0\]; "
-        + problem
-        + r"\. Received: class_weights=",
+        r"\[0\.5, 1\.0, 2\.0\]; " + problem + r"\. Received: class_weights=",
     ):
         FocalLoss(class_weights=class_weights)
 
