@@ -15,8 +15,9 @@ model, because of how it calls `strategy.reduce`:
    "Invalid reduction dimension 0 for input with 0 dimensions".
 
 `MultiWorkerMirroredStrategy` below is TensorFlow's strategy with a `reduce`
-that takes nested structures (one reduction per value) and reduces scalars
-without an axis; nothing else changes. Use it where you would use TensorFlow's:
+that takes nested structures (one reduction per value: a Python list is a
+list of values, where TensorFlow's takes it for one tensor) and reduces
+scalars without an axis; nothing else changes. Use it where you would use TensorFlow's:
 
     strategy = seglayers.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
