@@ -12,21 +12,28 @@ import keras
 from keras import ops
 
 
+# The 3-D pooling dtypes a backend has no CPU kernel for (below).
+_NO_POOLING_KERNEL = {"tensorflow": ("float16",), "torch": ("float16", "bfloat16")}
+
+
 class _Float32Pooling:
-    """Pools float16 inputs in float32 on TensorFlow, then casts back.
+    """Pools in float32 where a backend has no kernel for the dtype, then
+    casts back.
 
     TensorFlow 2.21 has no float16 `MaxPool3D` or `AvgPool3D` kernel on CPU
     (tensorflow/tensorflow#7632, #14334; still so in 2.21): under
     `mixed_float16` a 3-D block there fails with "Could not find device for
-    node MaxPool3D". A maximum is exact in either precision, an average in
-    float32 at least as accurate. GPUs have the kernels, so there this costs
-    two casts of a tensor the convolutions around it dwarf.
+    node MaxPool3D". PyTorch 2.13 on CPU has no float16 or bfloat16
+    `avg_pool3d` ("avg_pool3d_out_frame" not implemented for 'Half'). A
+    maximum is exact in either precision, an average in float32 at least as
+    accurate. GPUs have the kernels, so there this costs two casts of a
+    tensor the convolutions around it dwarf.
     `tests/layers/spatial_test.py` fails the day plain Keras works.
     """
 
     def call(self, inputs):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
-        if keras.backend.backend() == "tensorflow" and dtype == "float16":
+        if dtype in _NO_POOLING_KERNEL.get(keras.backend.backend(), ()):
             return ops.cast(super().call(ops.cast(inputs, "float32")), dtype)
         return super().call(inputs)
 
@@ -188,6 +195,7 @@ def upsample_bilinear_2x(x):
     axis (linear interpolation is separable), which plain `keras.ops`
     express at any size.
     """
+    x = ops.convert_to_tensor(x)  # numpy times a torch tensor fails
     for axis in range(1, len(x.shape) - 1):
         near = 0.75 * x
         before = near + 0.25 * _previous(x, axis)
