@@ -55,6 +55,7 @@ def export_arguments(model, format, input_signature=None, kwargs=None):
         _check_portable(model, format)
     if input_signature is None:
         input_signature = any_size_signature(model)
+        _check_any_size_export(format)
     if (
         format == "tf_saved_model"
         and keras.backend.backend() == "jax"
@@ -76,6 +77,23 @@ def export_arguments(model, format, input_signature=None, kwargs=None):
 
         kwargs["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
     return input_signature, kwargs
+
+
+def _check_any_size_export(format):
+    """Refuses the exports Keras 3.15.1 cannot make from PyTorch for inputs
+    of any size, where it would fail deep inside `torch.export`: a SavedModel
+    ("Detected mismatch between the structure of `inputs` and
+    `dynamic_shapes`", and torch_xla after that) and ONNX (traced on a 1×1
+    image, too small for any pooling). Plain Keras models fail alike."""
+    if keras.backend.backend() != "torch" or format not in ("tf_saved_model", "onnx"):
+        return
+    raise ValueError(
+        f"Keras cannot export format={format!r} for inputs of any size from the "
+        "PyTorch backend. Save the model (`model.save('model.keras')`) and "
+        "export it on TensorFlow (`KERAS_BACKEND=tensorflow seglayers export "
+        "model.keras OUT`), or pass an `input_signature` of one size. "
+        f"Received: format={format!r} on the {keras.backend.backend()} backend"
+    )
 
 
 def _check_portable(model, format):
