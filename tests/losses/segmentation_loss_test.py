@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from seglayers import DiceCrossEntropyLoss, DiceLoss, FocalLoss
+from tests.harness import TRACED_STEP
 from tests.losses.helpers import random_case, softmax
 
 LOSSES = [DiceLoss, DiceCrossEntropyLoss, FocalLoss]
@@ -128,6 +129,7 @@ def test_ignore_class_that_is_also_a_class_is_refused_at_the_first_call(loss_cla
         loss(y_true, softmax(logits))
 
 
+@TRACED_STEP
 @pytest.mark.parametrize("loss_class", LOSSES)
 def test_ids_outside_the_classes_are_an_error_eagerly_and_nan_when_traced(
     loss_class,
@@ -167,6 +169,7 @@ def test_nan_predictions_give_nan(loss_class, from_logits):
     assert np.isnan(_value(loss_class(from_logits=from_logits), y_true, y_pred))
 
 
+@TRACED_STEP
 @pytest.mark.parametrize("loss_class", LOSSES)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_logits_read_as_probabilities_are_an_error_eagerly_and_nan_when_traced(
@@ -183,6 +186,7 @@ def test_logits_read_as_probabilities_are_an_error_eagerly_and_nan_when_traced(
     assert np.isnan(_traced_value(loss_class(), y_true, logits))
 
 
+@TRACED_STEP
 @pytest.mark.parametrize("loss_class", LOSSES)
 def test_probabilities_read_as_logits_are_an_error_eagerly_and_nan_when_traced(
     loss_class,

@@ -9,6 +9,7 @@ import pytest
 import seglayers
 from seglayers import MeanIoU
 from seglayers.metrics._counting import count_bins
+from tests.harness import TRACED_STEP
 from tests.metrics.helpers import numpy_confusion, random_segmentation, traced_update
 
 
@@ -156,6 +157,7 @@ def test_fractional_sample_weight_is_refused_eagerly():
         MeanIoU(3).update_state(y_true, logits, sample_weight=np.array([1.0, 0.5]))
 
 
+@TRACED_STEP
 def test_fractional_sample_weight_in_weighted_metrics_gives_nan():
     y_true, logits = random_segmentation(4, batch=4, size=8, num_classes=3)
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Identity()])
@@ -203,6 +205,7 @@ def test_nan_predictions_inside_fit_are_counted_nowhere():
         metric.result()
 
 
+@TRACED_STEP
 def test_sigmoid_logits_inside_fit_are_reported_with_the_threshold_fix():
     # The warning named ids and NaN only, not the likeliest cause with one
     # channel: a logits model (output_activation=None) read with 0.5.
@@ -239,6 +242,7 @@ def test_sigmoid_logits_with_a_probability_threshold_are_refused():
     MeanIoU(1, threshold=0.0).update_state(y_true, logits)  # what it should be
 
 
+@TRACED_STEP
 def test_fractional_ids_are_not_rounded_into_a_class():
     y_true, y_pred = np.array([[0.0, 1.0, 0.5, 2.0]]), np.array([[0, 1, 1, 2]])
     with pytest.raises(ValueError, match=r"fractional ids \[0\.5\].*nearest"):

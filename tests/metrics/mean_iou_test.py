@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from seglayers import MeanIoU
-from tests.harness import TORCH_SOFTMAX_SCCE, _check_config
+from tests.harness import TORCH_SOFTMAX_SCCE, TRACED_STEP, _check_config
 from tests.metrics.helpers import (
     numpy_confusion,
     numpy_scores,
@@ -97,6 +97,7 @@ def test_binary_with_one_sigmoid_channel(num_classes):
     assert float(logits.result()) == pytest.approx(float(metric.result()), abs=1e-6)
 
 
+@TRACED_STEP
 def test_out_of_range_ids_are_counted_nowhere_and_reported():
     y_true = np.array([[0, 1, 7, -1, 255]])
     y_pred = np.array([[0, 1, 0, 1, 1]])

@@ -6,9 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seglayers import MeanIoU
+from tests.harness import TRACED_STEP
 from tests.metrics.helpers import numpy_confusion, traced_update
 
 
+@TRACED_STEP
 @settings(max_examples=25, deadline=None)
 @given(
     num_classes=st.integers(1, 6),
