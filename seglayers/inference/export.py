@@ -55,7 +55,7 @@ def export_arguments(model, format, input_signature=None, kwargs=None):
         _check_portable(model, format)
     if input_signature is None:
         input_signature = any_size_signature(model)
-        _check_any_size_export(format)
+        _check_any_size_export(format, input_signature)
     if (
         format == "tf_saved_model"
         and keras.backend.backend() == "jax"
@@ -79,13 +79,16 @@ def export_arguments(model, format, input_signature=None, kwargs=None):
     return input_signature, kwargs
 
 
-def _check_any_size_export(format):
+def _check_any_size_export(format, signature):
     """Refuses the exports Keras 3.15.1 cannot make from PyTorch for inputs
     of any size, where it would fail deep inside `torch.export`: a SavedModel
     ("Detected mismatch between the structure of `inputs` and
-    `dynamic_shapes`", and torch_xla after that) and ONNX (traced on a 1×1
-    image, too small for any pooling). Plain Keras models fail alike."""
-    if keras.backend.backend() != "torch" or format not in ("tf_saved_model", "onnx"):
+    `dynamic_shapes`", and torch_xla after that), and the others, traced on
+    a 1×1 image, too small for any pooling. Plain Keras models fail alike.
+    An encoder built for one size has a signature of that size: let through.
+    """
+    free = any(size is None for size in signature[0].shape[1:-1])
+    if keras.backend.backend() != "torch" or not free:
         return
     raise ValueError(
         f"Keras cannot export format={format!r} for inputs of any size from the "

@@ -11,7 +11,6 @@ import collections
 import keras
 from keras import ops
 
-
 # The 3-D pooling dtypes a backend has no CPU kernel for (below).
 _NO_POOLING_KERNEL = {"tensorflow": ("float16",), "torch": ("float16", "bfloat16")}
 

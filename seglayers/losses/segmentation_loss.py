@@ -4,6 +4,7 @@ Everything is computed in float32, whatever the model's policy, so float16
 outputs and 512×512 sums neither overflow nor lose the small terms.
 """
 
+import math
 import warnings
 
 import keras
@@ -208,7 +209,19 @@ class SegmentationLoss(keras.losses.Loss):
                 stacklevel=2,
             )
             config = {**config, "reduction": _BATCH_REDUCTION}
-        return super().from_config(config)
+        # An infinite smooth, gamma or term weight is refused now (it gave NaN,
+        # inf or 0 losses); a file saved with one still loads, as it was.
+        infinite = {k: v for k, v in config.items() if v == math.inf}
+        if infinite:
+            warnings.warn(
+                f"This `{cls.__name__}` was saved with {infinite}, which gives "
+                "NaN, infinite or zero losses; new losses refuse it.",
+                stacklevel=2,
+            )
+        loss = super().from_config({**config, **dict.fromkeys(infinite, 1.0)})
+        for name, value in infinite.items():
+            setattr(loss, name, value)
+        return loss
 
     def get_config(self):
         config = super().get_config()

@@ -165,9 +165,7 @@ class SegmentationModel(keras.Model):
                 model_name=type(self).__name__,
                 dtype=self.dtype_policy,
             )
-            if not loading():
-                # A saved encoder keeps the trainable flags it was saved
-                # with: unfrozen for fine-tuning, it loaded frozen again.
+            if not loading():  # A saved one keeps its flags (fine-tuning).
                 self.encoder.trainable = encoder_trainable
             self.encoder_levels = tuple(encoders.level_name(s) for s in strides)
         if encoder_preprocessing != "auto":
@@ -257,9 +255,8 @@ class SegmentationModel(keras.Model):
         self.input_channels = shape[-1]
         # Every sublayer builds itself when `call` meets it with a symbolic
         # input, in the order `call` uses it: no shape walk to keep in step.
-        # Free sizes are traced at a concrete size (they change no weight),
-        # so that the resize to the input is plain slicing and padding; known
-        # ones at their own, which `summary()` shows.
+        # Free sizes are traced at a concrete one (no weight depends on it;
+        # the resize to the input is then slicing and padding).
         fixed = encoders.input_size(self.encoder) if self.encoder else ()
         free = max(_TRACE_SIZE, 2**self.depth)
         traced = [s if isinstance(s, int) else free for s in shape[1:-1]]
@@ -281,7 +278,7 @@ class SegmentationModel(keras.Model):
         return "float32"
 
     def call(self, inputs, training=None):
-        self._check_input_shape(inputs.shape)
+        self._check_input_shape(getattr(inputs, "shape", inputs))  # or a dict
         x = inputs
         if "float" not in keras.backend.standardize_dtype(x.dtype):
             # uint8 images as read from files: Keras casts only floats to the
@@ -316,12 +313,12 @@ class SegmentationModel(keras.Model):
         free sizes (and, after a wrong channel count, free channels), which
         `call` cannot check: a too-small input would fail deep in a pooling
         op instead."""
+        if isinstance(x, dict):
+            self._check_input_shape(x)  # Refused, by name.
         shape = getattr(x, "shape", None)
-        if shape is None or not hasattr(x, "dtype"):  # A dataset, a generator.
-            return
-        shape = tuple(shape)
-        if all(isinstance(size, int) for size in shape):
-            self._check_input_shape(shape)
+        if shape is not None and hasattr(x, "dtype"):  # Not a dataset.
+            if all(isinstance(size, int) for size in tuple(shape)):
+                self._check_input_shape(tuple(shape))
 
     def resize_to_input(self, x, inputs):
         """`x`, the decoder's features, at the spatial size of `inputs`:

@@ -140,7 +140,8 @@ class OneHotMask(keras.layers.Layer):
         """Per-pixel weights `(..., H, W)`: 0 where ignored, else 1 or the
         weight of the pixel's class (`class_weights`: one per class, as a
         list, a 1-D array or a dict `{class id: weight}`)."""
-        class_weights = check_class_weights(class_weights)
+        if isinstance(class_weights, dict):  # Tensors pass as they are.
+            class_weights = check_class_weights(class_weights)
         one_hot = ops.cast(self(inputs), "float32")
         if class_weights is None:
             return ops.sum(one_hot, axis=-1)
@@ -167,8 +168,17 @@ class OneHotMask(keras.layers.Layer):
         return ids != self.ignore_class
 
     def _check_shape(self, shape):
-        """Refuses masks with several channels: one-hot, colour or unknown."""
-        if len(shape) < 3 or shape[-1] in (None, 1):
+        """Refuses masks with several channels (one-hot, colour or unknown),
+        or whose last axis has no known size, which could be channels or W."""
+        if len(shape) >= 3 and shape[-1] is None:
+            raise ValueError(
+                "`OneHotMask` cannot tell whether this mask's last axis, of "
+                "unknown size, is a channel axis: decode masks with one "
+                "channel (`tf.io.decode_png(data, channels=1)`; the default, "
+                "channels=0, leaves it unknown) or set their shape "
+                f"(`mask.set_shape((None, None, 1))`). Received: mask shape {shape}"
+            )
+        if len(shape) < 3 or shape[-1] == 1:
             return
         channels = shape[-1]
         if len(shape) == 3 and channels not in (3, 4, self.num_classes):

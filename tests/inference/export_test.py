@@ -117,7 +117,7 @@ def test_an_explicit_input_signature_is_kept(format, suffix, tmp_path):
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch only")
-@pytest.mark.parametrize("format", ["tf_saved_model", "onnx"])
+@pytest.mark.parametrize("format", ["tf_saved_model", "onnx", "litert"])
 def test_any_size_exports_from_pytorch_are_refused(format, tmp_path):
     # Keras failed deep in torch.export (a SavedModel for inputs of any size,
     # and ONNX traced on a 1x1 image), for plain Keras models too.

@@ -77,6 +77,19 @@ def test_a_reduction_earlier_releases_ignored_loads_as_the_default(reduction):
     assert loss.get_config() == FocalLoss().get_config()
 
 
+@pytest.mark.parametrize(
+    "loss_class, name",
+    [(DiceLoss, "smooth"), (FocalLoss, "gamma"), (DiceCrossEntropyLoss, "dice_weight")],
+)
+def test_an_infinite_argument_of_a_saved_loss_still_loads(loss_class, name):
+    # New losses refuse inf (NaN, inf or zero losses); files saved with one
+    # must still load with compile=True.
+    config = {**loss_class().get_config(), name: float("inf")}
+    with pytest.warns(UserWarning, match=rf"saved with \{{'{name}': inf\}}"):
+        loss = loss_class.from_config(config)
+    assert loss.get_config() == config
+
+
 @pytest.mark.parametrize("loss_class", LOSSES)
 def test_numpy_class_weights_are_stored_as_floats(loss_class):
     from_numbers = loss_class(class_weights=list(np.array([0.5, 1, 2], "float32")))

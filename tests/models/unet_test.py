@@ -237,8 +237,14 @@ def test_summary_shows_the_size_it_was_built_for():
 
 def test_a_dict_of_inputs_says_to_map_it_to_pairs():
     # The dict's keys were printed as an input shape.
+    images = {"images": np.ones((1, 32, 32, 3), "float32")}
+    model = UNet(**TINY)
     with pytest.raises(ValueError, match=r"not a dict.*keys \['images'\]"):
-        UNet(**TINY).predict({"images": np.ones((1, 32, 32, 3), "float32")})
+        model.predict(images)
+    model.build((None, None, None, 3))  # A built model: an AttributeError.
+    for call in (model.predict, model):
+        with pytest.raises(ValueError, match=r"not a dict.*keys \['images'\]"):
+            call(images)
 
 
 def test_any_input_size_in_a_traced_predict():

@@ -172,6 +172,8 @@ def test_sample_weights():
     np.testing.assert_array_equal(_np(from_dict), weighted)
     with pytest.raises(ValueError, match=r"a dict needs the keys 0, 1, \.\.\."):
         layer.sample_weights(mask, class_weights={1: 1.0, 2: 2.0, 3: 3.0})
+    as_tensor = keras.ops.convert_to_tensor([0.5, 1.0, 2.0])
+    np.testing.assert_array_equal(_np(layer.sample_weights(mask, as_tensor)), weighted)
 
 
 def test_in_a_model_saved_and_loaded(tmp_path):
@@ -294,6 +296,12 @@ def test_masks_of_unknown_size_in_tf_data():
     np.testing.assert_array_equal(decoded(mask), _np(layer(mask)))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[7\]"):
         decoded(np.array([[[0], [7]]], "uint8"))
+    # decode_png's default channels=0 leaves the last axis unknown: a
+    # channel or the width? It was read as the width, (H, W, 1, classes).
+    png = tf.io.encode_png(mask)
+    unknown = tf.data.Dataset.range(1).map(lambda _: tf.io.decode_png(png))
+    with pytest.raises(ValueError, match=r"last axis, of unknown size.*channels=1"):
+        unknown.map(layer)
 
 
 def test_float_ids_are_not_cast_to_the_policy():
