@@ -260,7 +260,7 @@ def bad_ids_message(subject, classes, ignore_class, values=None, hint=""):
         # `inf % 1` is NaN, with a numpy RuntimeWarning: finite values only.
         whole = finite & (np.where(finite, values, 0) % 1 == 0)
         groups = (
-            ("class ids {} outside [0, %d)" % classes, values[whole]),
+            (f"class ids {{}} outside [0, {classes})", values[whole]),
             ("fractional ids {}", values[finite & ~whole]),
             ("NaN or infinite ids {}", values[~finite]),
         )

@@ -17,7 +17,8 @@ model, because of how it calls `strategy.reduce`:
 `MultiWorkerMirroredStrategy` below is TensorFlow's strategy with a `reduce`
 that takes nested structures (one reduction per value: a Python list is a
 list of values, where TensorFlow's takes it for one tensor) and reduces
-scalars without an axis; nothing else changes. Use it where you would use TensorFlow's:
+scalars without an axis; nothing else changes. Use it where you would use
+TensorFlow's:
 
     strategy = seglayers.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():

@@ -316,9 +316,11 @@ class SegmentationModel(keras.Model):
         if isinstance(x, dict):
             self._check_input_shape(x)  # Refused, by name.
         shape = getattr(x, "shape", None)
-        if shape is not None and hasattr(x, "dtype"):  # Not a dataset.
-            if all(isinstance(size, int) for size in tuple(shape)):
-                self._check_input_shape(tuple(shape))
+        if shape is None or not hasattr(x, "dtype"):  # A dataset, a generator.
+            return
+        shape = tuple(shape)
+        if all(isinstance(size, int) for size in shape):
+            self._check_input_shape(shape)
 
     def resize_to_input(self, x, inputs):
         """`x`, the decoder's features, at the spatial size of `inputs`:
