@@ -518,6 +518,20 @@ def trained_model(tmp_path_factory):
     return run / "model.keras"
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data loader")
+def test_evaluate_names_the_classes_as_train_did(tmp_path, capsys, trained_model):
+    # `train` saves the class names in the model's compiled MeanIoU; the
+    # table of `evaluate` used to show ids (0, 1, ...) instead.
+    data = _folder(tmp_path / "data", n=4, size=32)
+    report = tmp_path / "eval.json"
+    command = ["evaluate", str(trained_model), "--data", str(data)]
+    assert cli.main([*command, "--image-size", "32", "32", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(report.read_text())
+    assert {"iou/background", "iou/circle", "dice/triangle"} <= set(results)
+    assert "circle" in printed and "triangle" in printed
+
+
 def test_predict_writes_masks_at_the_original_size(trained_model, tmp_path, capsys):
     from PIL import Image
 

@@ -44,7 +44,11 @@ def evaluate(args):
     )
     try:
         results = seglayers.evaluate_segmentation(
-            model, data, num_classes, ignore_class=args.ignore_class
+            model,
+            data,
+            num_classes,
+            ignore_class=args.ignore_class,
+            class_names=saved_class_names(model, num_classes),
         )
     except ValueError as error:
         raise _library_error(error) from None
@@ -57,3 +61,25 @@ def evaluate(args):
         _write_json_atomically(args.json, results, args.overwrite, args.model)
         print(f"Wrote {args.json}")
     return 0
+
+
+def saved_class_names(model, num_classes):
+    """The class names a seglayers metric of `model`'s compiled metrics holds
+    (`seglayers train` saves them in its `MeanIoU`), so that `evaluate`
+    names the classes as `train` did; None when there are none."""
+    from seglayers._masks import num_ids
+
+    pending = [(model.get_compile_config() or {}).get("metrics")]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, (list, tuple)):
+            pending.extend(item)
+        elif isinstance(item, dict) and "registered_name" not in item:
+            pending.extend(item.values())  # metrics by output name
+        elif isinstance(item, dict) and str(item["registered_name"]).startswith(
+            "seglayers>"
+        ):
+            names = (item.get("config") or {}).get("class_names")
+            if isinstance(names, list) and len(names) == num_ids(num_classes):
+                return [str(name) for name in names]
+    return None
