@@ -15,6 +15,7 @@ from seglayers._validation import (
     check_threshold,
 )
 from seglayers.distribute.chief import is_chief
+from seglayers.inference.predict_tiled import check_one_output
 from seglayers.visualization.palette import default_palette
 from seglayers.visualization.render import SLICE_AXES, render_grid, save_png
 
@@ -214,6 +215,8 @@ class MaskVisualizer(keras.callbacks.Callback):
             )
         except Exception:  # Some models cannot say; render() checks then.
             return None
+        if isinstance(shape, (dict, list)):  # the shapes of several outputs
+            check_one_output(shape, "MaskVisualizer")
         return shape[-1] if isinstance(shape, tuple) and shape else None
 
     def _num_classes(self, channels):
@@ -271,7 +274,9 @@ class MaskVisualizer(keras.callbacks.Callback):
     def render(self):
         """The current picture, a uint8 `(height, width, 3)` array."""
         images, masks = self._samples
-        outputs = self.model.predict(images, verbose=0)
+        outputs = check_one_output(
+            self.model.predict(images, verbose=0), "MaskVisualizer"
+        )
         self._check_scores(outputs, images)
         num_classes = self._num_classes(outputs.shape[-1])
         self._check_classes(num_classes)

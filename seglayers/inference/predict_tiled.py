@@ -142,7 +142,8 @@ def predict_tiled(
         for i, box in enumerate(boxes):
             tiles[i] = image[box]
         tiles[len(batch) :] = 0
-        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(tiles))
+        outputs = check_one_output(model.predict_on_batch(tiles), "predict_tiled")
+        outputs = keras.ops.convert_to_numpy(outputs)
         if outputs.shape[1:-1] != tile:
             raise ValueError(_SIZE_ERRORS[rank].format(tile, outputs.shape[1:-1]))
         if total is None:
@@ -243,3 +244,17 @@ def _coverage(size, starts, window):
     for start in starts:
         summed[start : start + len(window)] += window
     return summed
+
+
+def check_one_output(outputs, who):
+    """`outputs` of a model of one output; a dict or list of several (a
+    multi-output Keras model) is refused with how to pick one."""
+    if not isinstance(outputs, (dict, list, tuple)):
+        return outputs
+    names = list(outputs) if isinstance(outputs, dict) else list(range(len(outputs)))
+    first = names[0] if names else 0
+    raise TypeError(
+        f"{who} needs a model of one output, the class scores of each pixel; "
+        f"this model returns {len(names)} ({names}). Pass a model of the one "
+        f"to use, e.g. `keras.Model(model.input, model.output[{first!r}])`."
+    )

@@ -4,7 +4,7 @@ import numpy as np
 
 from seglayers._masks import model_predicted_ids
 from seglayers._validation import check_bool, check_rate, check_size_pair
-from seglayers.inference.predict_tiled import predict_tiled
+from seglayers.inference.predict_tiled import check_one_output, predict_tiled
 
 
 def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=None):
@@ -84,7 +84,7 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
         # zero-padded at its far edge to the tile, as the model's own padding
         # would pad it; any other is tiled at its own length.
         size = image.shape[:2]
-        smallest = 2 ** getattr(model, "depth", 0)
+        smallest = 2 ** _depth(model)
         padding = [
             (0, tile - length if length < smallest else 0)
             for length, tile in zip(size, (height, width))
@@ -101,6 +101,7 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
         image, (height, width), interpolation="bilinear", antialias=True
     )
     scores = model.predict_on_batch(keras.ops.expand_dims(resized, 0))
+    scores = check_one_output(scores, "predict_mask")
     ids = model_predicted_ids(model, scores, threshold)[0]
     return _resize_nearest(ids, image.shape[:2]).astype("int32")
 
@@ -111,3 +112,15 @@ def _resize_nearest(ids, size):
     rows = ((np.arange(size[0]) + 0.5) * ids.shape[0] / size[0]).astype(int)
     cols = ((np.arange(size[1]) + 0.5) * ids.shape[1] / size[1]).astype(int)
     return ids[rows[:, None], cols]
+
+
+def _depth(model):
+    """`depth` of `model`, or of the seglayers model inside a model wrapping
+    one (`keras.Model(inputs, unet(inputs))`); 0 if none says."""
+    models = [model]
+    while models:
+        layer = models.pop(0)
+        if isinstance(getattr(layer, "depth", None), int):
+            return layer.depth
+        models.extend(getattr(layer, "layers", ()))
+    return 0

@@ -95,6 +95,9 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     ):
         _check_result_dtype(dtype)
         super().__init__(name=name, dtype=dtype)
+        # Higher is better for every score here: Keras's callbacks read this
+        # for `mode="auto"` (`EarlyStopping(monitor="val_mean_iou")`).
+        self._direction = "up"
         num_classes = check_positive_int("num_classes", num_classes)
         ignore_class = check_ignore_not_a_class(
             check_ignore_class(ignore_class), num_classes

@@ -17,6 +17,7 @@ from seglayers.models import encoders
 from seglayers.models._checks import (
     check_input_shape,
     check_model_arguments,
+    check_no_class_weight,
     check_preprocessing,
     check_save_path,
     loading,
@@ -292,6 +293,7 @@ class SegmentationModel(keras.Model):
 
     def fit(self, x=None, *args, **kwargs):
         self._check_array_shape(x)
+        check_no_class_weight(self.name, kwargs.get("class_weight"))
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):

@@ -2,7 +2,13 @@ import keras
 import numpy as np
 import pytest
 
-from seglayers import UNet, predict_mask, predict_tiled
+from seglayers import (
+    MaskVisualizer,
+    UNet,
+    evaluate_segmentation,
+    predict_mask,
+    predict_tiled,
+)
 
 
 def _image(height, width, seed=0):
@@ -50,6 +56,64 @@ def test_a_strip_thinner_than_the_model_takes_is_tiled_padded():
     tiled = predict_tiled(model, padded, (32, 32), verbose=0)[:, :3]
     assert mask.shape == (70, 3)
     np.testing.assert_array_equal(mask, tiled.argmax(-1))
+
+
+def test_a_thin_strip_through_a_model_wrapping_a_unet_is_padded_too():
+    # The strip's padding read `depth` from the model itself: a functional
+    # model around a UNet has none, so the strip reached the UNet unpadded
+    # (a ValueError, or an opaque pooling error on TensorFlow).
+    model = _model()
+    inputs = keras.Input((None, None, 3))
+    wrapped = keras.Model(inputs, model(inputs))
+    image = _image(70, 3)
+    np.testing.assert_array_equal(
+        predict_mask(wrapped, image, 32), predict_mask(model, image, 32)
+    )
+
+
+def _two_outputs():
+    inputs = keras.Input((None, None, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    heads = {
+        name: keras.layers.Conv2D(3, 1, activation="softmax", name=name)(features)
+        for name in ("seg", "aux")
+    }
+    return keras.Model(inputs, heads)
+
+
+def _render(model, folder):
+    images = _image(32, 32)[None]
+    data = (images, np.zeros((1, 32, 32), "int32"))
+    callback = MaskVisualizer(data, output_dir=folder)
+    callback.set_model(model)
+    callback.on_train_begin()  # before the first epoch's work
+    callback.render()
+
+
+@pytest.mark.parametrize(
+    "who, call",
+    [
+        ("predict_mask", lambda model, _: predict_mask(model, _image(32, 32), 32)),
+        ("predict_tiled", lambda model, _: predict_tiled(model, _image(40, 40), 32)),
+        (
+            "evaluate_segmentation",
+            lambda model, _: evaluate_segmentation(
+                model, (_image(32, 32)[None], np.zeros((1, 32, 32), "int32")), 3
+            ),
+        ),
+        ("MaskVisualizer", _render),
+    ],
+)
+def test_a_model_of_several_outputs_is_refused_with_how_to_pick_one(
+    who, call, tmp_path
+):
+    # Each failed with "'dict' object has no attribute 'shape'". (JAX gives
+    # the outputs in the order of their names.)
+    name = "'(seg|aux)'"
+    match = rf"{who} needs a model of one output.*returns 2 \(\[{name}, {name}\]\)"
+    with pytest.raises(TypeError, match=match + rf".*model\.output\[{name}\]"):
+        call(_two_outputs(), tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_without_tiling_a_larger_image_is_shrunk():

@@ -313,3 +313,26 @@ def test_plain_keras_bincount_does_not_compile():
         keras.ops.convert_to_numpy(compiled(keras.ops.convert_to_tensor(scores))),
         np.bincount(scores.argmax(-1), minlength=4),
     )
+
+
+@pytest.mark.parametrize("metric", ["MeanIoU", "MeanDice", "PixelAccuracy"])
+def test_keras_callbacks_know_that_higher_is_better(metric, tmp_path):
+    # With mode="auto" (the default), Keras's EarlyStopping and
+    # ModelCheckpoint raised "isn't able to automatically determine whether
+    # that metric should be maximized or minimized".
+    metric = getattr(seglayers, metric)(3)
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(3, 1)])
+    model.compile("sgd", seglayers.DiceLoss(from_logits=True), metrics=[metric])
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "best.keras"), monitor=f"val_{metric.name}"
+    )
+    images, masks = np.ones((2, 4, 4, 3), "float32"), np.zeros((2, 4, 4), "int32")
+    model.fit(
+        images,
+        masks,
+        validation_data=(images, masks),
+        callbacks=[checkpoint, keras.callbacks.EarlyStopping(f"val_{metric.name}")],
+        verbose=0,
+    )
+    assert checkpoint.monitor_op is keras.ops.greater
+    assert (tmp_path / "best.keras").exists()

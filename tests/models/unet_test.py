@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from seglayers import UNet
+from seglayers import DiceLoss, UNet
 from tests.harness import (
     TORCH_SOFTMAX_SCCE,
     run_model_test,
@@ -245,6 +245,21 @@ def test_a_dict_of_inputs_says_to_map_it_to_pairs():
     for call in (model.predict, model):
         with pytest.raises(ValueError, match=r"not a dict.*keys \['images'\]"):
             call(images)
+
+
+def test_fit_refuses_class_weight_with_the_fix():
+    # Keras's class_weight reads one label per sample: it failed on masks
+    # with "only 0-dimensional arrays can be converted to Python scalars".
+    model = UNet(**TINY)
+    model.compile("adam", DiceLoss())
+    images, masks = np.ones((2, 32, 32, 3), "float32"), np.zeros((2, 32, 32), "int32")
+    with pytest.raises(
+        ValueError,
+        match=r"unet\.fit cannot use `class_weight`.*DiceCrossEntropyLoss\("
+        r"class_weights=.*sample_weights\(masks, class_weights\).*Received: "
+        r"class_weight=\{0: 1\.0, 1: 2\.0\}",
+    ):
+        model.fit(images, masks, class_weight={0: 1.0, 1: 2.0}, verbose=0)
 
 
 def test_any_input_size_in_a_traced_predict():
