@@ -43,7 +43,8 @@ class DecoderBlock(keras.layers.Layer):
     the concatenation (cropped, or zero-padded at the far end of each axis,
     the bottom and right in 2-D), so a
     skip one pixel larger, as an odd input size gives, is reconciled instead
-    of failing in `Concatenate`.
+    of failing in `Concatenate`. Sizes a whole level apart (`[skip, x]`
+    swapped, or features of another stride) raise a `ValueError`.
 
     Args:
         filters: int, the number of output channels.
@@ -193,7 +194,24 @@ class DecoderBlock(keras.layers.Layer):
                     f"attention=False. Received: input_shape={input_shape}"
                 )
             return x_shape, up_shape, None
+        self._check_sizes(up_shape, skip_shape, input_shape)
         return x_shape, skip_shape[:-1] + up_shape[-1:], skip_shape
+
+    def _check_sizes(self, up_shape, skip_shape, input_shape):
+        """The upsampled `x` is cropped or padded to the skip: by a pixel for
+        sizes the pooling halved with a floor, never by a whole level (inputs
+        swapped, or features of the wrong stride), which kept 1/4 of `x`."""
+        for up, skip in zip(up_shape[1:-1], skip_shape[1:-1]):
+            if None in (up, skip) or abs(up - skip) <= 1:
+                continue
+            if up >= 1.5 * skip or skip >= 1.5 * up:
+                raise ValueError(
+                    f"`DecoderBlock` {self.name!r}: `x` upsampled is "
+                    f"{up_shape[1:-1]} but the skip is {skip_shape[1:-1]}. The "
+                    "inputs are `[x, skip]`: `x` the deeper features, at half "
+                    "the skip's size (`EncoderBlock` returns `(down, skip)`). "
+                    f"Received: input_shape={input_shape}"
+                )
 
     def build(self, input_shape):
         x_shape, up_shape, skip_shape = self._shapes(input_shape)

@@ -78,6 +78,20 @@ def test_reconciles_a_larger_skip(upsampling):
     assert tuple(out.shape) == (1, 15, 13, 4)
 
 
+@pytest.mark.parametrize(
+    "x, skip, sizes",
+    [
+        ((32, 32), (16, 16), r"\(64, 64\) but the skip is \(16, 16\)"),  # swapped
+        ((4, 4), (32, 32), r"\(8, 8\) but the skip is \(32, 32\)"),  # a level short
+    ],
+)
+def test_sizes_a_level_apart_are_refused(x, skip, sizes):
+    # Cropped or zero-padded in silence before: 3/4 of the features lost.
+    inputs = [keras.ops.ones((1, *x, 4)), keras.ops.ones((1, *skip, 4))]
+    with pytest.raises(ValueError, match=rf"`x` upsampled is {sizes}.*\(down, skip\)"):
+        DecoderBlock(4)(inputs)
+
+
 def test_reconciles_sizes_known_only_at_run_time():
     # A functional model with unknown height and width: sizes are dynamic in
     # the TensorFlow graph `predict` traces.
