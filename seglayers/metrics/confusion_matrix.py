@@ -246,7 +246,12 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         self.counts_low.assign(ops.zeros((self._length,), "int32"))
         self.counts_high.assign(ops.zeros((self._length,), "int32"))
 
-    def _per_class_logs(self, prefix, values):
+    def _per_class_logs(self, values, default_name, prefix):
+        """`{prefix}/{class}` for each class, the prefix the metric's own
+        name when it has another than its default: two renamed metrics (say
+        one per output of a model, which Keras merges into one dict of
+        logs) no longer write over each other's classes."""
+        prefix = prefix if self.name == default_name else self.name
         names = self.class_names or [str(i) for i in range(self._matrix_size)]
         return {f"{prefix}/{name}": values[i] for i, name in enumerate(names)}
 

@@ -18,7 +18,8 @@ class MeanDice(ConfusionMatrixMetric):
     `Dice_c = 2 TP_c / (2 TP_c + FP_c + FN_c)` per class from one streaming
     confusion matrix, averaged over the classes present in the truth or the
     prediction (absent classes are left out). Inputs are read as in
-    `MeanIoU`; with `class_names` the logs also hold `dice/<name>`.
+    `MeanIoU`; with `class_names` the logs also hold `dice/<name>` (or
+    `<metric name>/<name>` for a metric given another `name`).
 
     With `per_sample=True`, Dice per sample instead, what medical imaging
     reports (MONAI's `DiceMetric`): each image or volume gets its own Dice
@@ -142,7 +143,7 @@ class MeanDice(ConfusionMatrixMetric):
             mean = nan_mean(dice)
         if self.class_names is None:
             return mean
-        return {self.name: mean, **self._per_class_logs("dice", dice)}
+        return {self.name: mean, **self._per_class_logs(dice, "mean_dice", "dice")}
 
     def get_config(self):
         config = super().get_config()

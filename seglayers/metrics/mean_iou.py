@@ -24,7 +24,8 @@ class MeanIoU(ConfusionMatrixMetric):
         ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255).
         class_names: optional list of names, one per class; then the logs
             also hold `iou/<name>` for every class (NaN while absent), which
-            `EarlyStopping` and TensorBoard can use.
+            `EarlyStopping` and TensorBoard can use; `<metric name>/<name>`
+            for a metric given another `name`.
         threshold: float, the cut-off for one sigmoid channel. Defaults to
             0.5 (probabilities); use 0 for logits.
         y_pred_format: `"auto"`, `"scores"` or `"ids"`: how to read
@@ -71,4 +72,4 @@ class MeanIoU(ConfusionMatrixMetric):
         mean = nan_mean(iou)
         if self.class_names is None:
             return mean
-        return {self.name: mean, **self._per_class_logs("iou", iou)}
+        return {self.name: mean, **self._per_class_logs(iou, "mean_iou", "iou")}

@@ -57,7 +57,9 @@ class PerClassIoU(ConfusionMatrixMetric):
 
     def result(self):
         self._warn_out_of_range()
-        return self._per_class_logs(self.name, per_class_iou(self.confusion_matrix()))
+        return self._per_class_logs(
+            per_class_iou(self.confusion_matrix()), "iou", "iou"
+        )
 
 
 register_old_name(PerClassIoU, "IoU")

@@ -336,3 +336,28 @@ def test_keras_callbacks_know_that_higher_is_better(metric, tmp_path):
     )
     assert checkpoint.monitor_op is keras.ops.greater
     assert (tmp_path / "best.keras").exists()
+
+
+@pytest.mark.parametrize(
+    "metric, default",
+    [("MeanIoU", "iou"), ("MeanDice", "dice"), ("PerClassIoU", "iou")],
+)
+def test_a_renamed_metric_logs_its_classes_under_its_name(metric, default):
+    # Two renamed metrics (one per output of a model, or a global and a
+    # per-sample Dice) wrote the same `iou/<class>` keys, the last one kept.
+    cls = getattr(seglayers, metric)
+    y_true = np.array([[[0, 1], [1, 1]]])
+    y_pred = keras.ops.one_hot(np.array([[[0, 1], [0, 1]]]), 2)
+    keys = {}
+    for name in (None, "road_score"):
+        named = {} if name is None else {"name": name}
+        score = cls(2, class_names=["bg", "fg"], **named)
+        score.update_state(y_true, y_pred)
+        keys[name] = {k: float(v) for k, v in score.result().items()}
+    # The same values; `<default>/<class>` and the default name renamed.
+    renamed = {
+        key.replace(f"{default}/", "road_score/").replace(cls(2).name, "road_score"): v
+        for key, v in keys[None].items()
+    }
+    assert f"{default}/fg" in keys[None]
+    assert keys["road_score"] == renamed
