@@ -215,8 +215,9 @@ class MaskVisualizer(keras.callbacks.Callback):
             )
         except Exception:  # Some models cannot say; render() checks then.
             return None
-        if isinstance(shape, (dict, list)):  # the shapes of several outputs
-            check_one_output(shape, "MaskVisualizer")
+        if isinstance(shape, dict) or any(isinstance(s, (list, tuple)) for s in shape):
+            # Output shapes in a dict or list: several, or one (`[out]`).
+            shape = check_one_output(shape, "MaskVisualizer")
         return shape[-1] if isinstance(shape, tuple) and shape else None
 
     def _num_classes(self, channels):

@@ -90,7 +90,7 @@ def evaluate_segmentation(
     seen = 0
     for images, masks, weights in _batches(data, batch_size):
         predictions = model.predict_on_batch(images)
-        check_one_output(predictions, "evaluate_segmentation")
+        predictions = check_one_output(predictions, "evaluate_segmentation")
         _check_channels(predictions, num_classes)
         for metric in metrics:
             metric.update_state(masks, predictions, sample_weight=weights)

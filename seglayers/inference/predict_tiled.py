@@ -247,11 +247,14 @@ def _coverage(size, starts, window):
 
 
 def check_one_output(outputs, who):
-    """`outputs` of a model of one output; a dict or list of several (a
-    multi-output Keras model) is refused with how to pick one."""
+    """The one output in `outputs` (a dict or list of one entry is
+    unwrapped); several (a multi-output Keras model) are refused with how to
+    pick one."""
     if not isinstance(outputs, (dict, list, tuple)):
         return outputs
     names = list(outputs) if isinstance(outputs, dict) else list(range(len(outputs)))
+    if len(names) == 1:
+        return outputs[names[0]]
     first = names[0] if names else 0
     raise TypeError(
         f"{who} needs a model of one output, the class scores of each pixel; "

@@ -86,7 +86,7 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
         size = image.shape[:2]
         smallest = 2 ** _depth(model)
         padding = [
-            (0, tile - length if length < smallest else 0)
+            (0, max(tile - length, 0) if length < smallest else 0)
             for length, tile in zip(size, (height, width))
         ]
         scores = predict_tiled(
@@ -116,11 +116,16 @@ def _resize_nearest(ids, size):
 
 def _depth(model):
     """`depth` of `model`, or of the seglayers model inside a model wrapping
-    one (`keras.Model(inputs, unet(inputs))`); 0 if none says."""
-    models = [model]
-    while models:
-        layer = models.pop(0)
-        if isinstance(getattr(layer, "depth", None), int):
+    one (`keras.Model(inputs, unet(inputs))`); 0 if none says. Inside, only
+    a seglayers model's counts: elsewhere `depth` may count blocks."""
+    from seglayers.models.segmentation_model import SegmentationModel
+
+    if isinstance(getattr(model, "depth", None), int):
+        return model.depth
+    layers = list(getattr(model, "layers", ()))
+    while layers:
+        layer = layers.pop(0)
+        if isinstance(layer, SegmentationModel):
             return layer.depth
-        models.extend(getattr(layer, "layers", ()))
+        layers.extend(getattr(layer, "layers", ()))
     return 0

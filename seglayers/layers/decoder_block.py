@@ -201,6 +201,7 @@ class DecoderBlock(keras.layers.Layer):
         """The upsampled `x` is cropped or padded to the skip: by a pixel for
         sizes the pooling halved with a floor, never by a whole level (inputs
         swapped, or features of the wrong stride), which kept 1/4 of `x`."""
+        up_shape, skip_shape = tuple(up_shape), tuple(skip_shape)
         for up, skip in zip(up_shape[1:-1], skip_shape[1:-1]):
             if None in (up, skip) or abs(up - skip) <= 1:
                 continue
@@ -230,7 +231,10 @@ class DecoderBlock(keras.layers.Layer):
         if not isinstance(inputs, (list, tuple)):
             return self.conv_block(self.upsample(inputs), training=training)
         x, skip = inputs
-        x = match_spatial_size(self.upsample(x), skip)
+        up = self.upsample(x)
+        # Checked at build too; a block built on free sizes meets them here.
+        self._check_sizes(up.shape, skip.shape, [x.shape, skip.shape])
+        x = match_spatial_size(up, skip)
         if self.attention_gate is not None:
             skip = self.attention_gate([skip, x])
         x = ops.concatenate([x, skip], axis=-1)

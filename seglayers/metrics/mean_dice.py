@@ -86,7 +86,7 @@ class MeanDice(ConfusionMatrixMetric):
             class_names=class_names,
             threshold=threshold,
             y_pred_format=y_pred_format,
-            name=name,
+            name=name or "mean_dice",  # not a numbered mean_dice_1
             dtype=dtype,
         )
         self.per_sample = check_bool("per_sample", per_sample)

@@ -24,8 +24,8 @@ class MeanIoU(ConfusionMatrixMetric):
         ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255).
         class_names: optional list of names, one per class; then the logs
             also hold `iou/<name>` for every class (NaN while absent), which
-            `EarlyStopping` and TensorBoard can use; `<metric name>/<name>`
-            for a metric given another `name`.
+            `EarlyStopping` (with `mode="max"`) and TensorBoard can use;
+            `<metric name>/<name>` for a metric given another `name`.
         threshold: float, the cut-off for one sigmoid channel. Defaults to
             0.5 (probabilities); use 0 for logits.
         y_pred_format: `"auto"`, `"scores"` or `"ids"`: how to read
@@ -62,7 +62,7 @@ class MeanIoU(ConfusionMatrixMetric):
             class_names=class_names,
             threshold=threshold,
             y_pred_format=y_pred_format,
-            name=name,
+            name=name or "mean_iou",  # not Keras's numbered mean_io_u_1
             dtype=dtype,
         )
 

@@ -51,7 +51,7 @@ class PerClassIoU(ConfusionMatrixMetric):
             class_names=class_names,
             threshold=threshold,
             y_pred_format=y_pred_format,
-            name=name,
+            name=name or "iou",  # not Keras's numbered per_class_io_u_1
             dtype=dtype,
         )
 

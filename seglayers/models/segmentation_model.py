@@ -293,7 +293,8 @@ class SegmentationModel(keras.Model):
 
     def fit(self, x=None, *args, **kwargs):
         self._check_array_shape(x)
-        check_no_class_weight(self.name, kwargs.get("class_weight"))
+        positional = args[8] if len(args) > 8 else None  # fit's 10th parameter
+        check_no_class_weight(self.name, kwargs.get("class_weight", positional))
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):

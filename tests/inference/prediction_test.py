@@ -71,6 +71,22 @@ def test_a_thin_strip_through_a_model_wrapping_a_unet_is_padded_too():
     )
 
 
+class _Blocks(keras.layers.Layer):
+    """A layer whose `depth` counts blocks, as in some backbones."""
+
+    depth = 12
+
+    def call(self, x):
+        return keras.ops.concatenate([x, x, x], axis=-1)[..., :3]
+
+
+def test_depth_is_read_only_from_seglayers_models_inside_a_model():
+    # A layer's `depth` of 12 asked for 4096-pixel axes: negative padding.
+    inputs = keras.Input((None, None, 3))
+    wrapped = keras.Model(inputs, keras.layers.Softmax()(_Blocks()(inputs)))
+    assert predict_mask(wrapped, _image(70, 40), 32).shape == (70, 40)
+
+
 def _two_outputs():
     inputs = keras.Input((None, None, 3))
     features = keras.layers.Conv2D(4, 3, padding="same")(inputs)
@@ -88,6 +104,20 @@ def _render(model, folder):
     callback.set_model(model)
     callback.on_train_begin()  # before the first epoch's work
     callback.render()
+
+
+@pytest.mark.parametrize("container", [list, dict])
+def test_one_output_in_a_list_or_dict_is_read_as_one(container, tmp_path):
+    inputs = keras.Input((None, None, 3))
+    scores = _model()(inputs)
+    model = keras.Model(inputs, [scores] if container is list else {"seg": scores})
+    masks = np.zeros((1, 32, 32), "int32")
+    callback = MaskVisualizer((_image(32, 32)[None], masks), output_dir=tmp_path)
+    callback.set_model(model)
+    callback.on_train_begin()  # refused `[out]` as "1 output ([0])"
+    assert callback.render().dtype == np.uint8
+    assert predict_mask(model, _image(40, 40), 32).shape == (40, 40)
+    evaluate_segmentation(model, (_image(32, 32)[None], masks), 3)
 
 
 @pytest.mark.parametrize(

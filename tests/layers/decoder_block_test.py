@@ -88,8 +88,14 @@ def test_reconciles_a_larger_skip(upsampling):
 def test_sizes_a_level_apart_are_refused(x, skip, sizes):
     # Cropped or zero-padded in silence before: 3/4 of the features lost.
     inputs = [keras.ops.ones((1, *x, 4)), keras.ops.ones((1, *skip, 4))]
-    with pytest.raises(ValueError, match=rf"`x` upsampled is {sizes}.*\(down, skip\)"):
+    match = rf"`x` upsampled is {sizes}.*\(down, skip\)"
+    with pytest.raises(ValueError, match=match):
         DecoderBlock(4)(inputs)
+    # Also a block built on free sizes (a functional model's), when called.
+    block = DecoderBlock(4)
+    block([keras.Input((None, None, 4)), keras.Input((None, None, 4))])
+    with pytest.raises(ValueError, match=match):
+        block(inputs)
 
 
 def test_reconciles_sizes_known_only_at_run_time():

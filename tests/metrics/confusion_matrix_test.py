@@ -340,6 +340,7 @@ def test_keras_callbacks_know_that_higher_is_better(metric, tmp_path):
 
 @pytest.mark.parametrize(
     "metric, default",
+    # PerClassIoU always used its name: a guard that it still does.
     [("MeanIoU", "iou"), ("MeanDice", "dice"), ("PerClassIoU", "iou")],
 )
 def test_a_renamed_metric_logs_its_classes_under_its_name(metric, default):
@@ -349,11 +350,13 @@ def test_a_renamed_metric_logs_its_classes_under_its_name(metric, default):
     y_true = np.array([[[0, 1], [1, 1]]])
     y_pred = keras.ops.one_hot(np.array([[[0, 1], [0, 1]]]), 2)
     keys = {}
-    for name in (None, "road_score"):
-        named = {} if name is None else {"name": name}
+    for name in ("default", None, "road_score"):
+        # name=None is the default name too, not Keras's numbered one.
+        named = {} if name == "default" else {"name": name}
         score = cls(2, class_names=["bg", "fg"], **named)
         score.update_state(y_true, y_pred)
         keys[name] = {k: float(v) for k, v in score.result().items()}
+    assert keys[None] == keys["default"]
     # The same values; `<default>/<class>` and the default name renamed.
     renamed = {
         key.replace(f"{default}/", "road_score/").replace(cls(2).name, "road_score"): v

@@ -253,13 +253,15 @@ def test_fit_refuses_class_weight_with_the_fix():
     model = UNet(**TINY)
     model.compile("adam", DiceLoss())
     images, masks = np.ones((2, 32, 32, 3), "float32"), np.zeros((2, 32, 32), "int32")
-    with pytest.raises(
-        ValueError,
-        match=r"unet\.fit cannot use `class_weight`.*DiceCrossEntropyLoss\("
+    match = (
+        r"unet\.fit cannot use `class_weight`.*DiceCrossEntropyLoss\("
         r"class_weights=.*sample_weights\(masks, class_weights\).*Received: "
-        r"class_weight=\{0: 1\.0, 1: 2\.0\}",
-    ):
+        r"class_weight=\{0: 1\.0, 1: 2\.0\}"
+    )
+    with pytest.raises(ValueError, match=match):
         model.fit(images, masks, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+    with pytest.raises(ValueError, match=match):  # fit's 10th parameter
+        model.fit(images, masks, 2, 1, 0, None, 0.0, None, True, {0: 1.0, 1: 2.0})
 
 
 def test_any_input_size_in_a_traced_predict():
