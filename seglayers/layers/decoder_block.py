@@ -203,7 +203,12 @@ class DecoderBlock(keras.layers.Layer):
         swapped, or features of the wrong stride), which kept 1/4 of `x`."""
         up_shape, skip_shape = tuple(up_shape), tuple(skip_shape)
         for up, skip in zip(up_shape[1:-1], skip_shape[1:-1]):
-            if None in (up, skip) or abs(up - skip) <= 1:
+            # Unknown (None, or JAX's symbolic sizes in an export) or close.
+            if (
+                not isinstance(up, int)
+                or not isinstance(skip, int)
+                or abs(up - skip) <= 1
+            ):
                 continue
             if up >= 1.5 * skip or skip >= 1.5 * up:
                 raise ValueError(
