@@ -298,9 +298,12 @@ def check_preprocessing(preprocessing, channels):
     return preprocessing
 
 
-def check_no_class_weight(model_name, class_weight):
+def check_no_class_weight(model_name, fit_args, fit_kwargs):
     """`fit(class_weight=...)` weighs a sample by its one label, which a
-    mask does not have: Keras fails deep inside with a TypeError."""
+    mask does not have: Keras fails deep inside with a TypeError. `fit_args`
+    follow `x`, so `class_weight`, fit's 10th parameter, is `fit_args[8]`."""
+    positional = fit_args[8] if len(fit_args) > 8 else None
+    class_weight = fit_kwargs.get("class_weight", positional)
     if class_weight is not None:
         raise ValueError(
             f"{model_name}.fit cannot use `class_weight`: Keras weighs whole "

@@ -13,11 +13,10 @@ from seglayers._validation import (
 )
 from seglayers.inference.export import export_arguments, restore_onnx_output_rank
 from seglayers.layers._spatial import LAYERS, match_spatial_size, upsample_bilinear_2x
-from seglayers.models import encoders
+from seglayers.models import _checks, encoders
 from seglayers.models._checks import (
     check_input_shape,
     check_model_arguments,
-    check_no_class_weight,
     check_preprocessing,
     check_save_path,
     loading,
@@ -293,8 +292,7 @@ class SegmentationModel(keras.Model):
 
     def fit(self, x=None, *args, **kwargs):
         self._check_array_shape(x)
-        positional = args[8] if len(args) > 8 else None  # fit's 10th parameter
-        check_no_class_weight(self.name, kwargs.get("class_weight", positional))
+        _checks.check_no_class_weight(self.name, args, kwargs)
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
