@@ -29,7 +29,7 @@ if _backend.KERAS_ERROR is None:
     from seglayers.models.unet_plus_plus import UNetPlusPlus
     from seglayers.preprocessing.one_hot_mask import OneHotMask
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 
 def __getattr__(name):
