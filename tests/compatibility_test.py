@@ -3,11 +3,12 @@
 `tests/fixtures/<release>/` holds `.keras` files written by that release
 (`tests/fixtures/make_fixtures.py`), with their inputs, predictions and
 `evaluate` results. A development version's folder (`v0.2.0.dev0`) pins
-what main saved before a release: the models added since 0.1.0. Each must load under `safe_mode=True` after
-`import seglayers`, on every backend, predict the same and evaluate to the
-same numbers with its saved losses and metrics. A failure here means a
-change broke users' saved models: keep registered names and make new
-constructor arguments default to the old behaviour.
+what main saved before a release: the models added since 0.1.0. Each file
+must load under `safe_mode=True` after `import seglayers`, on every
+backend, predict the same and evaluate to the same numbers with its saved
+losses and metrics. A failure here means a change broke users' saved
+models: keep registered names and make new constructor arguments default
+to the old behaviour.
 """
 
 import json
