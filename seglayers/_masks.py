@@ -328,7 +328,8 @@ def predicted_ids(
     if channels != classes:
         raise ValueError(
             f"`y_pred` scores need {classes} channels (one per class) or 1 for "
-            f"binary. Received: y_pred shape {tuple(y_pred.shape)}"
+            "binary: check `num_classes` against the model's output channels. "
+            f"Received: num_classes={classes}, y_pred shape {tuple(y_pred.shape)}"
         )
     return _without_nan_rows(y_pred, class_argmax(y_pred))
 

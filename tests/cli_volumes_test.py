@@ -386,7 +386,12 @@ def test_volume_size_needs_spatial_dims_3(tmp_path, capsys):
         ("predict", 3, "images", "holds images; give it volumes, or use a model"),
         ("predict", 2, "volumes", "trained with --spatial-dims 3 for volumes."),
         ("predict", 3, "image-size", "--image-size is for images, but"),
-        ("predict", 3, "flat", "has shape (16, 16); volumes must be"),
+        (
+            "predict",
+            3,
+            "flat",
+            "has shape (16, 16); volumes must be (depth, height, width) or",
+        ),
     ],
 )
 def test_images_and_volumes_do_not_mix(tmp_path, capsys, command, dims, data, message):

@@ -283,7 +283,9 @@ def test_wide_integer_ids_beyond_int32_stay_out_of_range(dtype):
 def test_metrics_refuse_scores_with_the_wrong_channel_count():
     y_true, probs = _ids(3), _pred("probabilities", 3)[0]
     for metric_class in METRICS:
-        with pytest.raises(ValueError, match=r"`y_pred` scores need 4 channels"):
+        with pytest.raises(
+            ValueError, match=r"`y_pred` scores need 4 channels.*check `num_classes`"
+        ):
             metric_class(4, y_pred_format="scores").update_state(y_true, probs)
 
 

@@ -244,7 +244,11 @@ def _find_pairs(directory):
 def _palette(palette, num_classes, ignore_class):
     """`palette` checked, for `num_ids(num_classes)` classes."""
     if num_classes is None:
-        raise ValueError("`palette` needs `num_classes` (the number of colours).")
+        raise ValueError(
+            "`palette` needs `num_classes`, the number of classes its colours "
+            f"name: e.g. num_classes={len(palette)} for {len(palette)} colours. "
+            "Received: num_classes=None"
+        )
     return check_palette(palette, num_ids(num_classes), ignore_class)
 
 
@@ -341,7 +345,11 @@ def _one_hot(num_classes, ignore_class):
     from seglayers.preprocessing.one_hot_mask import OneHotMask
 
     if num_classes is None:
-        raise ValueError("`one_hot=True` needs `num_classes`.")
+        raise ValueError(
+            "`one_hot=True` needs `num_classes`, the length of the one-hot "
+            "axis: pass it (e.g. num_classes=3 for ids 0, 1 and 2). "
+            "Received: num_classes=None"
+        )
     if num_classes == 1:
         raise ValueError(
             "`one_hot=True` with num_classes=1 (binary masks, one sigmoid "

@@ -209,7 +209,10 @@ def find_pairs(directory, kind, extensions, mask_extensions, example):
     masks = _list_files(folders["masks"], mask_extensions, example)
     if not images:
         raise ValueError(
-            f"{folders['images']} holds no {kind} ({', '.join(extensions)})."
+            f"{folders['images']} holds no {kind} ({', '.join(extensions)}): "
+            f"`directory` must hold `images/` and `masks/` folders of {kind}s "
+            f"and masks paired by name ({example}). Received: "
+            f"directory={directory!r}"
         )
     for missing, have, where in (
         (sorted(set(images) - set(masks)), f"{kind}s", folders["masks"]),

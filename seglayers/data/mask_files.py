@@ -36,8 +36,9 @@ def read_mask(path, num_classes, ignore_class, palette):
     if palette is not None:
         if array.ndim != 3 or array.shape[-1] < 3:
             raise ValueError(
-                f"{path}: with a `palette`, masks must be RGB; this one is "
-                f"mode {mode!r}."
+                f"{path}: with a `palette`, masks must be RGB colours; this one "
+                f"is mode {mode!r}. For masks of class ids, leave `palette` "
+                "out; otherwise save this mask in RGB."
             )
         array = keras.ops.convert_to_numpy(
             palette_ids(

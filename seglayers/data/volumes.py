@@ -243,12 +243,14 @@ def _check_pairs(pairs, volume_size, patch_size, batch_size):
         if len(shape) not in (3, 4):
             raise ValueError(
                 f"The volume {volume_path} has shape {shape}; volumes must be "
-                "(depth, height, width) or (depth, height, width, channels)."
+                "(depth, height, width) or (depth, height, width, channels): "
+                "re-save it as one, or remove the file or its pair."
             )
         if len(mask_shape) not in (3, 4) or mask_shape[3:] not in ((), (1,)):
             raise ValueError(
                 f"The mask {mask_path} has shape {mask_shape}; masks must hold "
-                "class ids, (depth, height, width) or (depth, height, width, 1)."
+                "class ids, (depth, height, width) or (depth, height, width, 1): "
+                "re-save it as one, or remove the file or its pair."
             )
         if 0 in shape:
             raise ValueError(

@@ -190,9 +190,15 @@ _SHAPE_ERRORS = {
 }
 _SIZE_ERRORS = {
     2: "`predict_tiled` needs a model whose output has its input's height and "
-    "width; tiles of {} gave outputs of {}.",
+    "width (a segmentation model that resizes its output to its input, as "
+    "every seglayers model does): wrap one that does not in a model that "
+    "resizes its output, or predict whole images. Received: tiles of {} gave "
+    "outputs of {}",
     3: "`predict_tiled` needs a model whose output has its input's depth, "
-    "height and width; tiles of {} gave outputs of {}.",
+    "height and width (a segmentation model that resizes its output to its "
+    "input, as every seglayers model does): wrap one that does not in a model "
+    "that resizes its output, or predict whole volumes. Received: tiles of {} "
+    "gave outputs of {}",
 }
 
 

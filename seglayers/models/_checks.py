@@ -71,8 +71,8 @@ def check_input_shape(
     if len(shape) != spatial_dims + 2:
         raise ValueError(
             f"`{model_name}` with spatial_dims={spatial_dims} expects "
-            f"channels-last {things} of shape {_spatial.layout(spatial_dims)}. "
-            f"Received: input shape {shape}"
+            f"channels-last {things} of shape {_spatial.layout(spatial_dims)}"
+            f"{_layout_hint(shape, spatial_dims)}. Received: input shape {shape}"
         )
     if shape[-1] is None and input_channels is None:
         example = (None,) * (spatial_dims + 1) + (3,)
@@ -117,6 +117,21 @@ def check_input_shape(
             f"least {smallest}, or use a smaller `depth`."
         )
     return shape
+
+
+def _layout_hint(shape, spatial_dims):
+    """What to do about an input of `len(shape)` axes, for the error."""
+    hints = []
+    if len(shape) == spatial_dims + 1:
+        hints += [
+            "for one sample, add a batch axis (`x[None]`)",
+            "for a batch of one-channel data, a channel axis (`x[..., None]`)",
+        ]
+    if len(shape) == 5 and spatial_dims == 2:
+        hints.append("for volumes, build the model with spatial_dims=3")
+    if len(shape) == 4 and spatial_dims == 3:
+        hints.append("for images, build the model with spatial_dims=2")
+    return ": " + "; ".join(hints) if hints else ""
 
 
 def _check_encoder_input_size(encoder, shape, model_name):

@@ -119,7 +119,9 @@ def feature_pyramid(encoder, depth, model_name="UNet"):
     if len(encoder.inputs) != 1 or len(encoder.inputs[0].shape) != 4:
         raise ValueError(
             "`encoder` must take one image input (batch, height, width, "
-            f"channels). Received: an encoder with inputs {encoder.inputs}"
+            "channels): pass a model of one such input, e.g. "
+            "`keras.Model(images, features)` around a model of several. "
+            f"Received: an encoder with inputs {encoder.inputs}"
         )
     pyramid = getattr(encoder, "pyramid_outputs", None)
     in_graph_order = False

@@ -131,7 +131,10 @@ def _check_grid(images, masks, predictions):
     shapes = [np.shape(x) for x in (images, masks, predictions)]
     spatial = shapes[0][:-1]
     if not shapes[0] or shapes[0][0] == 0:
-        raise ValueError(f"`images` holds no image to draw. Received: {shapes[0]}")
+        raise ValueError(
+            "`images` holds no image to draw: pass at least one. "
+            f"Received: images of shape {shapes[0]}"
+        )
     for name, shape in zip(("masks", "predictions"), shapes[1:]):
         if shape != spatial and shape != spatial + (1,):
             raise ValueError(

@@ -223,6 +223,34 @@ def test_mismatched_data_is_refused_at_construction(images, masks, match):
         MaskVisualizer((np.zeros(images), np.zeros(masks)))
 
 
+def test_data_without_one_batch_of_one_size_is_refused(tmp_path):
+    images, masks = _data()
+    callback = MaskVisualizer(iter([]), output_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"got no samples from `data`; pass a batch"):
+        callback.on_train_begin()
+    batches = iter([(images, masks), _data(size=8)])
+    callback = MaskVisualizer(batches, output_dir=tmp_path, max_samples=8)
+    with pytest.raises(
+        ValueError,
+        match=r"batches of different sizes: images \[\(4, 16, 16, 3\), "
+        r"\(4, 8, 8, 3\)\].*Give batches of one size",
+    ):
+        callback.on_train_begin()
+
+
+def test_log_dir_without_tensorboard_names_the_package(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else find_spec(name, *a),
+    )
+    with pytest.raises(ValueError, match=r"`pip install tensorboard`.*log_dir="):
+        MaskVisualizer(_data(), output_dir=tmp_path, log_dir=tmp_path / "logs")
+
+
 def test_mismatched_dataset_is_refused_when_training_begins(tmp_path):
     tf = pytest.importorskip("tensorflow")
     if keras.backend.backend() != "tensorflow":

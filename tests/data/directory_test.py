@@ -227,13 +227,30 @@ def test_trains_a_unet(tmp_path):
     [
         ("no-images", {}, r"has no `images/` folder"),
         ("no-masks", {}, r"has no `masks/` folder"),
-        ("empty", {}, r"holds no image"),
+        ("empty", {}, r"holds no image.*`directory` must hold `images/` and"),
         ("image-without-mask", {}, r"1 images have no partner in .*masks: lonely"),
         ("mask-without-image", {}, r"1 masks have no partner in .*images: orphan"),
         ("missing", {}, r"No such folder"),
         ("file", {}, r"data is a file, not a folder\. Pass the folder that holds"),
         ("ok", {"image_size": (0, 4)}, r"`image_size` must be"),
         ("ok", {"subset": "training"}, r"needs a `validation_split`"),
+        (
+            "ok",
+            {"validation_split": 0.2, "subset": "train", "seed": 0},
+            r"`subset` must be one of 'training', 'validation' or 'both'\. "
+            r"Received: subset='train'",
+        ),
+        (
+            "ok",
+            {"validation_split": 0.2, "subset": "both", "seed": 0},
+            r"`validation_split`=0\.2 of 2 pairs in .* leaves an empty subset",
+        ),
+        ("ok", {"one_hot": True}, r"needs `num_classes`.*Received: num_classes=None"),
+        (
+            "ok",
+            {"palette": [[0, 0, 0], [255, 0, 0]]},
+            r"`palette` needs `num_classes`.*num_classes=2 for 2 colours",
+        ),
         ("ok", {"validation_split": 1.5}, r"`validation_split` must be in \(0, 1\)"),
         ("ok", {"interpolation": "cubic"}, r"`interpolation` must be one of"),
     ],

@@ -121,6 +121,16 @@ def test_bmp_images_tensorflow_misreads_are_refused_up_front(tmp_path, mode, kin
         segmentation_dataset_from_directory(tmp_path, num_classes=3)
 
 
+def test_grey_masks_with_a_palette_say_to_leave_it_out(tmp_path):
+    _folder(tmp_path, lambda path, ids: Image.fromarray(ids, "L").save(path + ".png"))
+    with pytest.raises(
+        Exception,
+        match=r"a\.png: with a `palette`, masks must be RGB colours; this one is "
+        r"mode 'L'\. For masks of class ids, leave `palette` out",
+    ):
+        _load(tmp_path, palette=PALETTE)
+
+
 def test_a_gif_whose_indices_and_grey_levels_are_both_ids_is_refused(tmp_path):
     # Pillow's GIF writer renumbers the indices in use: ids 0 and 2 are
     # indices 0 and 1 of grey levels 0 and 2; read by index, 2 became 1.

@@ -296,8 +296,19 @@ def _broken(root, setup):
         ),
         ("sizes", {}, ValueError, r"differ in size \(.*s0\.npy: 4x4x4.*Pass `vol"),
         ("channels", {}, ValueError, r"different numbers of channels \(.*s0\.npy: 1"),
-        ("mask-rgb", {}, ValueError, r"mask .*s1\.npy has shape \(8, 10, 12, 3\)"),
-        ("2d", {}, ValueError, r"volume .*s1\.npy has shape \(10, 12\); volumes"),
+        (
+            "mask-rgb",
+            {},
+            ValueError,
+            r"mask .*s1\.npy has shape \(8, 10, 12, 3\).*re-save it as one, or "
+            "remove the file or its pair",
+        ),
+        (
+            "2d",
+            {},
+            ValueError,
+            r"volume .*s1\.npy has shape \(10, 12\); volumes.*re-save it as one",
+        ),
         (
             "not-npy",
             {},

@@ -246,7 +246,10 @@ def test_a_model_that_changes_the_size_is_refused():
     model = keras.Sequential(
         [keras.Input((None, None, 3)), keras.layers.Conv2D(2, 3, padding="valid")]
     )
-    with pytest.raises(ValueError, match=r"output has its input's height and width"):
+    with pytest.raises(
+        ValueError,
+        match=r"output has its input's height and width.*wrap one that does not",
+    ):
         predict_tiled(model, _image(16, 16), 8, verbose=0)
 
 
@@ -254,5 +257,7 @@ def test_a_model_that_changes_the_depth_is_refused():
     model = keras.Sequential(
         [keras.Input((None, None, None, 1)), keras.layers.Conv3D(2, 3, padding="valid")]
     )
-    with pytest.raises(ValueError, match=r"output has its input's depth, height"):
+    with pytest.raises(
+        ValueError, match=r"output has its input's depth, height.*predict whole volumes"
+    ):
         predict_tiled(model, np.zeros((8, 8, 8, 1), "float32"), 8, verbose=0)

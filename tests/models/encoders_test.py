@@ -157,6 +157,18 @@ def test_padding_deep_in_a_fixed_size_encoder_is_not_a_shallower_stride():
     assert _pyramid_names(pyramid) == STRIDE_NAMES[:-1] + ["after_padding"]
 
 
+@pytest.mark.parametrize("shapes", [[(None, None, 3)] * 2, [(None, 3)]])
+def test_an_encoder_must_take_one_image_input(shapes):
+    inputs = [keras.Input(shape) for shape in shapes]
+    outputs = keras.layers.Dense(4)(inputs[0])
+    with pytest.raises(
+        ValueError,
+        match=r"`encoder` must take one image input \(batch, height, width, "
+        r"channels\): pass a model of one such input.*Received: an encoder with",
+    ):
+        UNet(3, encoder=keras.Model(inputs, outputs), filters=4)
+
+
 def test_a_fixed_size_encoder_rejects_other_sizes_by_name(tmp_path):
     model = UNet(3, encoder=_small_cnn(input_size=(70, 45)), filters=4)
     images = _images(size=(70, 45))

@@ -314,6 +314,24 @@ def test_a_data_set_of_another_channel_count_is_refused_after_relaxed_traces():
         model.predict(batches(32, 1), verbose=0)
 
 
+@pytest.mark.parametrize(
+    "spatial_dims, shape, match",
+    [
+        (
+            2,
+            (16, 16, 3),
+            r"add a batch axis \(`x\[None\]`\).*input shape \(16, 16, 3\)",
+        ),
+        (2, (1, 8, 8, 8, 1), r"for volumes, build the model with spatial_dims=3"),
+        (3, (1, 16, 16, 3), r"a channel axis.*for images, .*spatial_dims=2"),
+    ],
+)
+def test_inputs_of_the_wrong_rank_say_what_to_do(spatial_dims, shape, match):
+    model = UNet(num_classes=2, filters=4, depth=2, spatial_dims=spatial_dims)
+    with pytest.raises(ValueError, match=match):
+        model.predict(np.zeros(shape, "float32"), verbose=0)
+
+
 def test_too_small_input():
     model = UNet(num_classes=2, filters=4, depth=4)
     with pytest.raises(

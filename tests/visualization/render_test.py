@@ -79,7 +79,12 @@ def test_save_png_refuses_what_8_bits_cannot_hold(tmp_path, array, match):
     [
         ((3, 8, 8, 3), (1, 8, 8), None, r"`masks` must hold one id map per image"),
         ((1, 8, 8, 3), (1, 4, 4), None, r"Received: masks of shape \(1, 4, 4\)"),
-        ((0, 8, 8, 3), (0, 8, 8), None, r"`images` holds no image to draw"),
+        (
+            (0, 8, 8, 3),
+            (0, 8, 8),
+            None,
+            r"`images` holds no image to draw: pass at least one",
+        ),
     ],
     ids=["count", "size", "empty"],
 )
