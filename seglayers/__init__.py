@@ -38,16 +38,9 @@ def __getattr__(name):
     # The loaders import TensorFlow; load them only when asked for, so that
     # `import seglayers` stays light on the JAX and PyTorch backends.
     if name == "IoU":
-        import warnings
+        from seglayers.metrics import deprecated_iou
 
-        warnings.warn(
-            "`seglayers.IoU` is now `seglayers.PerClassIoU` (it returns one IoU "
-            "per class, where `keras.metrics.IoU` returns a mean). Files that "
-            "saved it load either way.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return PerClassIoU
+        return deprecated_iou("seglayers.IoU")
     if name == "segmentation_dataset_from_directory":
         from seglayers.data.directory import segmentation_dataset_from_directory
 

@@ -43,3 +43,6 @@ def test_the_old_name_still_loads_and_warns_when_used():
     assert type(revived) is PerClassIoU
     with pytest.warns(DeprecationWarning, match=r"now `seglayers.PerClassIoU`"):
         assert seglayers.IoU is PerClassIoU
+    with pytest.warns(DeprecationWarning, match=r"`seglayers.metrics.IoU` is now"):
+        from seglayers.metrics import IoU
+    assert IoU is PerClassIoU
