@@ -255,6 +255,21 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         names = self.class_names or [str(i) for i in range(self._matrix_size)]
         return {f"{prefix}/{name}": values[i] for i, name in enumerate(names)}
 
+    @classmethod
+    def from_config(cls, config):
+        # 0.1.0 took any `dtype` (float16 rounded the counts above 2,048); a
+        # file saved with one loads, computing float32 as every metric now does.
+        try:
+            _check_result_dtype(config.get("dtype"))
+        except ValueError:
+            warnings.warn(
+                f"This `{cls.__name__}` was saved with dtype={config['dtype']!r}; "
+                "it loads computing float32, as seglayers metrics now do.",
+                stacklevel=2,
+            )
+            config = {**config, "dtype": "float32"}
+        return super().from_config(config)
+
     def get_config(self):
         config = super().get_config()
         config.update(

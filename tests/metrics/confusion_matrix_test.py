@@ -364,3 +364,21 @@ def test_a_renamed_metric_logs_its_classes_under_its_name(metric, default):
     }
     assert f"{default}/fg" in keys[None]
     assert keys["road_score"] == renamed
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_precision_dtype_saved_by_0_1_0_loads_as_float32(dtype):
+    # 0.1.0 took any dtype; one is refused now, and a file holding one loads.
+    with pytest.raises(ValueError, match=rf"Received: dtype='{dtype}'"):
+        seglayers.MeanDice(3, dtype=dtype)
+    y_true, y_pred = random_segmentation(0, num_classes=3, ignore_class=255)
+    for cls in (MeanIoU, seglayers.MeanDice, seglayers.PixelAccuracy):
+        config = keras.saving.serialize_keras_object(cls(3, ignore_class=255))
+        config["config"]["dtype"] = dtype
+        with pytest.warns(UserWarning, match=rf"saved with dtype='{dtype}'; it loads"):
+            loaded = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        assert type(loaded) is cls and loaded.dtype == "float32"
+        fresh = cls(3, ignore_class=255)
+        loaded.update_state(y_true, y_pred)
+        fresh.update_state(y_true, y_pred)
+        np.testing.assert_array_equal(loaded.result(), fresh.result())
