@@ -246,8 +246,8 @@ def _palette(palette, num_classes, ignore_class):
     if num_classes is None:
         raise ValueError(
             "`palette` needs `num_classes`, the number of classes its colours "
-            f"name: e.g. num_classes={len(palette)} for {len(palette)} colours. "
-            "Received: num_classes=None"
+            "name (one colour per class id, so most often the number of "
+            "colours). Received: num_classes=None"
         )
     return check_palette(palette, num_ids(num_classes), ignore_class)
 

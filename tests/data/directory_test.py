@@ -249,7 +249,7 @@ def test_trains_a_unet(tmp_path):
         (
             "ok",
             {"palette": [[0, 0, 0], [255, 0, 0]]},
-            r"`palette` needs `num_classes`.*num_classes=2 for 2 colours",
+            r"`palette` needs `num_classes`.*Received: num_classes=None",
         ),
         ("ok", {"validation_split": 1.5}, r"`validation_split` must be in \(0, 1\)"),
         ("ok", {"interpolation": "cubic"}, r"`interpolation` must be one of"),
