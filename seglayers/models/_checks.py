@@ -311,21 +311,3 @@ def check_preprocessing(preprocessing, channels):
             f"Received: encoder_preprocessing={preprocessing!r}"
         )
     return preprocessing
-
-
-def check_no_class_weight(model_name, fit_args, fit_kwargs):
-    """`fit(class_weight=...)` weighs a sample by its one label, which a
-    mask does not have: Keras fails deep inside with a TypeError. `fit_args`
-    follow `x`, so `class_weight`, fit's 10th parameter, is `fit_args[8]`."""
-    positional = fit_args[8] if len(fit_args) > 8 else None
-    class_weight = fit_kwargs.get("class_weight", positional)
-    if class_weight is not None:
-        raise ValueError(
-            f"{model_name}.fit cannot use `class_weight`: Keras weighs whole "
-            "samples by one label, and a mask has one per pixel. Weigh the "
-            "classes in the loss (`DiceCrossEntropyLoss(class_weights={0: 1.0, "
-            "1: 5.0, ...})`, also `DiceLoss` and `FocalLoss`) or pass per-pixel "
-            "weights as `sample_weight` (`OneHotMask(num_classes)."
-            "sample_weights(masks, class_weights)`). "
-            f"Received: class_weight={class_weight}"
-        )

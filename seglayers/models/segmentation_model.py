@@ -13,7 +13,7 @@ from seglayers._validation import (
 )
 from seglayers.inference.export import export_arguments, restore_onnx_output_rank
 from seglayers.layers._spatial import LAYERS, match_spatial_size, upsample_bilinear_2x
-from seglayers.models import _checks, encoders
+from seglayers.models import _steps, encoders
 from seglayers.models._checks import (
     check_input_shape,
     check_model_arguments,
@@ -291,37 +291,34 @@ class SegmentationModel(keras.Model):
         return self.head_activation(self.head(x))
 
     def fit(self, x=None, *args, **kwargs):
-        self._check_array_shape(x)
-        _checks.check_no_class_weight(self.name, args, kwargs)
-        return super().fit(x, *args, **kwargs)
+        positional = args[8] if len(args) > 8 else None  # fit's 10th parameter
+        class_weight = kwargs.get("class_weight", positional)
+        _steps.check_no_class_weight(self.name, class_weight)
+        with _steps.step_call(self, x):
+            return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        self._check_array_shape(x)
-        return super().evaluate(x, *args, **kwargs)
+        with _steps.step_call(self, x):
+            return super().evaluate(x, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        self._check_array_shape(x)
-        return super().predict(x, *args, **kwargs)
+        with _steps.step_call(self, x):
+            return super().predict(x, *args, **kwargs)
+
+    def train_on_batch(
+        self, x, y=None, sample_weight=None, class_weight=None, return_dict=False
+    ):
+        _steps.check_no_class_weight(self.name, class_weight, "train_on_batch")
+        with _steps.step_call(self, x):
+            return super().train_on_batch(x, y, sample_weight, None, return_dict)
+
+    def test_on_batch(self, x, *args, **kwargs):
+        with _steps.step_call(self, x):
+            return super().test_on_batch(x, *args, **kwargs)
 
     def predict_on_batch(self, x):
-        self._check_array_shape(x)
-        return super().predict_on_batch(x)
-
-    def _check_array_shape(self, x):
-        """Checks arrays given to `fit`, `evaluate`, `predict` or
-        `predict_on_batch` before any step runs. `call` checks every input
-        too, but after calls at a few sizes TensorFlow traces the step with
-        free sizes (and, after a wrong channel count, free channels), which
-        `call` cannot check: a too-small input would fail deep in a pooling
-        op instead."""
-        if isinstance(x, dict):
-            self._check_input_shape(x)  # Refused, by name.
-        shape = getattr(x, "shape", None)
-        if shape is None or not hasattr(x, "dtype"):  # A dataset, a generator.
-            return
-        shape = tuple(shape)
-        if all(isinstance(size, int) for size in shape):
-            self._check_input_shape(shape)
+        with _steps.step_call(self, x):
+            return super().predict_on_batch(x)
 
     def resize_to_input(self, x, inputs):
         """`x`, the decoder's features, at the spatial size of `inputs`:

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from seglayers import DiceLoss, UNet
+from seglayers import DiceLoss, MeanIoU, UNet
 from tests.harness import (
     TORCH_SOFTMAX_SCCE,
     run_model_test,
@@ -262,6 +262,73 @@ def test_fit_refuses_class_weight_with_the_fix():
         model.fit(images, masks, class_weight={0: 1.0, 1: 2.0}, verbose=0)
     with pytest.raises(ValueError, match=match):  # fit's 10th parameter
         model.fit(images, masks, 2, 1, 0, None, 0.0, None, True, {0: 1.0, 1: 2.0})
+    with pytest.raises(ValueError, match=r"unet\.train_on_batch cannot use `class_w"):
+        model.train_on_batch(images, masks, class_weight={0: 1.0, 1: 2.0})
+
+
+MASKS_OF_ANOTHER_SIZE = r"cover different pixels|Incompatible shapes"
+
+
+@pytest.mark.parametrize("data", ["arrays", "dataset", "built"])
+def test_a_step_that_failed_leaves_the_model_usable(data):
+    # On TensorFlow, Keras builds the model and its metrics inside the first
+    # trace of the step; when that trace raised (masks of the wrong size
+    # here), the retry failed ("Creating variables on a non-first call...")
+    # and the weights of a model built there were left empty.
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 32, 32, 3)).astype("float32")
+    masks = rng.integers(0, 2, (4, 32, 32)).astype("int32")
+    model = UNet(**TINY)
+    if data == "built":
+        model.build((None, 32, 32, 3))
+    model.compile("adam", DiceLoss(), metrics=[MeanIoU(TINY["num_classes"])])
+
+    def batches(masks):
+        if data != "dataset":
+            return {"x": images, "y": masks, "batch_size": 2}
+        tf = pytest.importorskip("tensorflow")
+        return {"x": tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)}
+
+    for call, kwargs in ((model.fit, {"shuffle": False}), (model.evaluate, {})):
+        with pytest.raises(ValueError, match=r"cover different pixels"):
+            call(**batches(masks[:, :16, :16]), **kwargs, verbose=0)
+        call(**batches(masks), **kwargs, verbose=0)
+    # On JAX, Keras had taken the weights off the model for the call: a
+    # failed evaluate left none ("'NoneType' object is not callable").
+    # (TensorFlow traces this one with free sizes: the shapes meet at run
+    # time, in an InvalidArgumentError.)
+    before = model.predict(images, verbose=0)
+    with pytest.raises(Exception, match=MASKS_OF_ANOTHER_SIZE):
+        model.evaluate(**batches(masks[:, :16, :16]), verbose=0)
+    np.testing.assert_array_equal(model.predict(images, verbose=0), before)
+    with pytest.raises(Exception, match=MASKS_OF_ANOTHER_SIZE):
+        model.fit(**batches(masks[:, :16, :16]), shuffle=False, verbose=0)
+    np.testing.assert_array_equal(model.predict(images, verbose=0), before)
+    with pytest.raises(ValueError, match=r"cover different pixels"):
+        model.train_on_batch(images, masks[:, :16])
+    logs = model.train_on_batch(images, masks, return_dict=True)
+    assert np.isfinite(logs["loss"]) and 0 <= logs["mean_iou"] <= 1
+    assert np.isfinite(model.predict(images, verbose=0)).all()
+
+
+def test_a_fit_that_fails_mid_epoch_keeps_the_steps_that_ran():
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 32, 32, 3)).astype("float32")
+    masks = rng.integers(0, 3, (2, 32, 32)).astype("int32")
+    model = UNet(**TINY)
+    model.compile(keras.optimizers.SGD(0.1), DiceLoss())
+    model.fit(images, masks, verbose=0)
+    before = model.get_weights()
+
+    def batches():  # The second batch's masks are of another size.
+        yield images, masks
+        yield images, masks[:, :16, :16]
+
+    with pytest.raises(Exception, match=MASKS_OF_ANOTHER_SIZE):
+        model.fit(batches(), steps_per_epoch=2, shuffle=False, verbose=0)
+    after = model.get_weights()
+    assert all(np.isfinite(w).all() for w in after)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
 
 
 def test_any_input_size_in_a_traced_predict():
