@@ -45,21 +45,32 @@ def check_no_class_weight(model_name, class_weight, method="fit"):
 
 
 @contextlib.contextmanager
-def step_call(model, x):
+def step_call(model, x, function, on_batch=False):
     """Around one `fit`, `evaluate`, `predict` or `*_on_batch` call of
-    `model` on inputs `x` (see the module's docstring)."""
+    `model` on inputs `x` (see the module's docstring). `function` is the
+    model's cached step function the call traces ("train_function",
+    "test_function" or "predict_function"), dropped if the call raises; a
+    call inside this one (a callback's `predict`) drops only its own."""
     shape = _checked_array_shape(model, x)
-    if not model.built and keras.backend.backend() == "tensorflow":
+    backend = keras.backend.backend()
+    if not model.built and backend in ("tensorflow", "jax"):
         _build(model, shape or _dataset_input_shape(x))
-    values = _values(model) if keras.backend.backend() == "jax" else []
+    values = entry = None
+    if backend == "jax" and not on_batch:  # `*_on_batch` leaves the values.
+        optimizer = getattr(model, "optimizer", None)
+        if function == "train_function" and model.built and optimizer is not None:
+            if not optimizer.built:  # As Keras would, inside the call.
+                optimizer.build(model.trainable_variables)
+        values, entry = _values(model), getattr(model, "_jax_state", None)
     try:
         yield
     except BaseException:
-        model.train_function = None
-        model.test_function = None
-        model.predict_function = None
-        if values:
-            _reattach(model, values)
+        setattr(model, function, None)
+        if values is not None:
+            try:
+                _reattach(model, values, entry)
+            except Exception:  # Never hide the error that got here.
+                pass
         raise
 
 
@@ -81,18 +92,22 @@ def _detached(variable):
     return getattr(variable, "_value", True) is None
 
 
-def _reattach(model, values):
+def _reattach(model, values, entry):
     """After a JAX call raised: its variables had their values taken off
     and never put back (reading one raised "'NoneType' object is not
     callable", and the weights were lost). They get the last step's values
-    where a step ran, else those from before the call; values that are
-    there (e.g. after a call inside this one, such as `fit`'s validation)
-    are kept."""
-    model.jax_state_sync()
-    model._jax_state = None  # As Keras leaves it after a call: not stale.
+    where a step of this call ran (its `_jax_state`; not `entry`, one that
+    an earlier `*_on_batch` call left), else those from before the call;
+    values that are there (after a call inside this one, such as `fit`'s
+    validation) are kept. Metrics built inside the call start from zero."""
+    if getattr(model, "_jax_state", None) is not entry:
+        model.jax_state_sync()
+    model._jax_state = entry
     for variable, value in values:
         if _detached(variable):
             variable.assign(value)
+    if any(_detached(v) for v in model.metrics_variables):
+        model.reset_metrics()
 
 
 def _checked_array_shape(model, x):
@@ -126,8 +141,9 @@ def _dataset_input_shape(x):
 
 def _build(model, shape):
     """Builds `model` for inputs of `shape` (the batch size left free), in
-    its distribution strategy's scope, where the channels are known."""
+    its `tf.distribute` strategy's scope, where the channels are known."""
     if not shape or shape[-1] is None:
         return
-    with model.distribute_strategy.scope():
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's
+    with strategy.scope() if strategy else contextlib.nullcontext():
         model.build((None, *shape[1:]))

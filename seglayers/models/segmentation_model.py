@@ -294,30 +294,30 @@ class SegmentationModel(keras.Model):
         positional = args[8] if len(args) > 8 else None  # fit's 10th parameter
         class_weight = kwargs.get("class_weight", positional)
         _steps.check_no_class_weight(self.name, class_weight)
-        with _steps.step_call(self, x):
+        with _steps.step_call(self, x, "train_function"):
             return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        with _steps.step_call(self, x):
+        with _steps.step_call(self, x, "test_function"):
             return super().evaluate(x, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        with _steps.step_call(self, x):
+        with _steps.step_call(self, x, "predict_function"):
             return super().predict(x, *args, **kwargs)
 
     def train_on_batch(
         self, x, y=None, sample_weight=None, class_weight=None, return_dict=False
     ):
         _steps.check_no_class_weight(self.name, class_weight, "train_on_batch")
-        with _steps.step_call(self, x):
+        with _steps.step_call(self, x, "train_function", on_batch=True):
             return super().train_on_batch(x, y, sample_weight, None, return_dict)
 
     def test_on_batch(self, x, *args, **kwargs):
-        with _steps.step_call(self, x):
+        with _steps.step_call(self, x, "test_function", on_batch=True):
             return super().test_on_batch(x, *args, **kwargs)
 
     def predict_on_batch(self, x):
-        with _steps.step_call(self, x):
+        with _steps.step_call(self, x, "predict_function", on_batch=True):
             return super().predict_on_batch(x)
 
     def resize_to_input(self, x, inputs):
