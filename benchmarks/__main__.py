@@ -23,6 +23,7 @@ MODULES = [
     "data_generation",
     "scaling",
     "tiled_prediction",
+    "volume_conv",
     "export",
 ]
 BACKENDS = ["tensorflow", "jax"]

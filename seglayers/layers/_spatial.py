@@ -11,6 +11,8 @@ import collections
 import keras
 from keras import ops
 
+from seglayers.layers import _volume_conv
+
 # The 3-D pooling dtypes a backend has no CPU kernel for (below).
 _NO_POOLING_KERNEL = {"tensorflow": ("float16",), "torch": ("float16", "bfloat16")}
 
@@ -59,8 +61,9 @@ LAYERS = {
         keras.layers.UpSampling2D,
     ),
     3: SpatialLayers(
-        keras.layers.Conv3D,
-        keras.layers.Conv3DTranspose,
+        # Keras's, computed otherwise on JAX on a CPU (`_volume_conv`).
+        _volume_conv.Conv3D,
+        _volume_conv.Conv3DTranspose,
         _MaxPooling3D,
         _AveragePooling3D,
         keras.layers.UpSampling3D,
