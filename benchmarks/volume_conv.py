@@ -24,6 +24,14 @@ import numpy as np
 
 from benchmarks.harness import row, time_pair
 
+VERSUS = "seglayers vs Keras's convolutions"
+
+
+def _row(backend, what, ours_time, keras_time):
+    """A row in ms, Keras's time over seglayers' as the ratio."""
+    question = "3-D convolution on JAX's CPU"
+    return row(question, backend, what, ours_time, keras_time, "ms", 1000, False)
+
 
 def _keras_computation(fn):
     """`fn` traced and run with Keras's own 3-D convolutions."""
@@ -75,16 +83,7 @@ def _op_rows(backend, quick):
 
         ours_time, keras_time = time_pair(step(ours), step(keras_op), repeats=5)
         rows.append(
-            row(
-                "3-D convolution on JAX's CPU",
-                backend,
-                what + ": seglayers vs keras.ops",
-                ours_time,
-                keras_time,
-                "ms",
-                per_call=1000,
-                higher=False,
-            )
+            _row(backend, f"{what}: seglayers vs keras.ops", ours_time, keras_time)
         )
     return rows
 
@@ -112,37 +111,16 @@ def _model_rows(backend, quick):
         repeats=3 if quick else 5,
         warmup=1,
     )
-    rows = [
-        row(
-            "3-D convolution on JAX's CPU",
-            backend,
-            f"{what}, train_on_batch, 2×{size}³, Adam: seglayers vs Keras's "
-            "convolutions",
-            ours_time,
-            keras_time,
-            "ms",
-            per_call=1000,
-            higher=False,
-        )
-    ]
+    step = f"{what}, train_on_batch, 2×{size}³, Adam"
+    rows = [_row(backend, f"{step}: {VERSUS}", ours_time, keras_time)]
     ours_time, keras_time = time_pair(
         lambda: models[0].predict_on_batch(volumes),
         _keras_computation(lambda: models[1].predict_on_batch(volumes)),
         repeats=3,
         warmup=1,
     )
-    rows.append(
-        row(
-            "3-D convolution on JAX's CPU",
-            backend,
-            f"{what}, predict_on_batch, 2×{big}³: seglayers vs Keras's convolutions",
-            ours_time,
-            keras_time,
-            "ms",
-            per_call=1000,
-            higher=False,
-        )
-    )
+    prediction = f"{what}, predict_on_batch, 2×{big}³"
+    rows.append(_row(backend, f"{prediction}: {VERSUS}", ours_time, keras_time))
     return rows
 
 
