@@ -104,7 +104,15 @@ class Conv3D(keras.layers.Conv3D):
     `groups=1`, computed from 2-D convolutions (see the module)."""
 
     def convolution_op(self, inputs, kernel):
-        if self.strides == (1, 1, 1) and self.groups == 1 and _rewritable(self, inputs):
+        # A "valid" kernel deeper than the input: Keras's error ("resulted in
+        # an empty output"), where the slices would give an empty volume.
+        reach = self.dilation_rate[0] * (self.kernel_size[0] - 1)
+        if (
+            self.strides == (1, 1, 1)
+            and self.groups == 1
+            and _rewritable(self, inputs)
+            and (self.padding == "same" or inputs.shape[1] > reach)
+        ):
             return conv3d_from_2d(inputs, kernel, self.padding, self.dilation_rate)
         return super().convolution_op(inputs, kernel)
 

@@ -16,8 +16,8 @@ from seglayers.layers import _volume_conv
 from seglayers.layers._spatial import LAYERS
 from tests import harness
 
-on_jax = pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="the rewrites run on JAX only"
+on_jax_cpu = pytest.mark.skipif(
+    not _volume_conv._xla_cpu(), reason="the rewrites run on JAX on a CPU only"
 )
 
 # (input shape, kernel shape, padding, dilation): odd and unequal sizes,
@@ -144,7 +144,7 @@ def _conv_ranks(layer, x):
     return ranks, any(e.primitive.name == "dot_general" for e in eqns)
 
 
-@on_jax
+@on_jax_cpu
 def test_on_jax_cpu_no_3d_convolution_is_left_to_xla():
     x = _random((2, 5, 6, 7, 3))
     conv, _ = _pair("conv", filters=4, kernel_size=3, padding="same")
@@ -160,7 +160,7 @@ def test_on_jax_cpu_no_3d_convolution_is_left_to_xla():
         _volume_conv.ENABLED = True
 
 
-@on_jax
+@on_jax_cpu
 @pytest.mark.parametrize("kind", ["conv", "transpose"])
 def test_gradients_on_jax_are_keras_gradients(kind):
     import jax
@@ -183,6 +183,16 @@ def test_gradients_on_jax_are_keras_gradients(kind):
     np.testing.assert_allclose(ours_x, keras_x, atol=1e-4)
     for a, b in zip(ours_w, keras_w):
         np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+@on_jax_cpu
+@pytest.mark.parametrize("depth", [1, 2], ids=["shorter", "equal-to-reach"])
+def test_a_valid_kernel_deeper_than_the_input_raises_as_in_keras(depth):
+    ours, theirs = _pair("conv", filters=2, kernel_size=3)
+    x = _random((2, depth, 6, 7, 3))
+    for layer in (theirs, ours):
+        with pytest.raises(ValueError, match="resulted in an empty output"):
+            layer(x)
 
 
 def test_models_of_volumes_use_them_and_files_keep_keras_paths(tmp_path):
