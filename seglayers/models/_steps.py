@@ -11,9 +11,10 @@ then failed with "Creating variables on a non-first call to a function
 decorated with tf.function", "OptionalFromValue ... list of length 0" or
 "Input to reshape is a tensor with 0 values", and the model was lost. A plain
 subclassed Keras model does the same (Keras 3.15.1, TensorFlow 2.21). So the
-model is built eagerly from the data's shape before Keras traces, and the
-cached step functions are dropped when a call raises: the next call traces
-afresh and creates what the failed trace did not.
+model is built eagerly from the data's shape before Keras traces (for a
+generator or a `PyDataset`, the shape of its first batch), and the cached
+step functions are dropped when a call raises: the next call traces afresh
+and creates what the failed trace did not.
 
 On JAX, Keras takes the values off the model's variables while a call runs
 and puts them back at its end; a call that raised (a wrong mask in
@@ -25,6 +26,8 @@ Keras, as strict expected failures that pass the day Keras fixes them.
 """
 
 import contextlib
+import itertools
+import types
 
 import keras
 
@@ -50,11 +53,15 @@ def step_call(model, x, function, on_batch=False):
     `model` on inputs `x` (see the module's docstring). `function` is the
     model's cached step function the call traces ("train_function",
     "test_function" or "predict_function"), dropped if the call raises; a
-    call inside this one (a callback's `predict`) drops only its own."""
+    call inside this one (a callback's `predict`) drops only its own.
+    Yields the inputs to pass on: `x`, or a generator re-made after its
+    first batch was read to build the model."""
     shape = _checked_array_shape(model, x)
     backend = keras.backend.backend()
     if not model.built and backend in ("tensorflow", "jax"):
-        _build(model, shape or _dataset_input_shape(x))
+        if shape is None:
+            x, shape = _first_input_shape(x)
+        _build(model, shape)
     values = entry = None
     if backend == "jax" and not on_batch:  # `*_on_batch` leaves the values.
         optimizer = getattr(model, "optimizer", None)
@@ -63,7 +70,7 @@ def step_call(model, x, function, on_batch=False):
                 optimizer.build(model.trainable_variables)
         values, entry = _values(model), getattr(model, "_jax_state", None)
     try:
-        yield
+        yield x
     except BaseException:
         setattr(model, function, None)
         if values is not None:
@@ -127,16 +134,32 @@ def _checked_array_shape(model, x):
     return shape
 
 
-def _dataset_input_shape(x):
-    """The input shape of a `tf.data.Dataset` of `(images, masks)` or of
-    images, from its element spec; `None` where it is not known."""
-    spec = getattr(x, "element_spec", None)
-    if isinstance(spec, (tuple, list)) and spec:
-        spec = spec[0]
+def _first_input_shape(x):
+    """`(x, shape)`: the input shape of data given as a `tf.data.Dataset`
+    (from its element spec), a `keras.utils.PyDataset` (its first batch)
+    or a Python generator (its first batch, then `x` re-made to yield it
+    again), of `(images, masks)` or of images; `None` where not known."""
+    if isinstance(x, types.GeneratorType):
+        first = list(itertools.islice(x, 1))
+        x = _chained(first, x)
+    elif isinstance(x, keras.utils.PyDataset):
+        first = [x[0]]
+    else:
+        first = [getattr(x, "element_spec", None)]
+    batch = first[0] if first else None
+    if isinstance(batch, (tuple, list)) and batch:
+        batch = batch[0]
     try:
-        return tuple(spec.shape)
-    except (AttributeError, TypeError, ValueError):  # No spec; unknown rank.
-        return None
+        return x, tuple(batch.shape)
+    except (AttributeError, TypeError, ValueError):  # No shape; unknown rank.
+        return x, None
+
+
+def _chained(first, rest):
+    """A generator (Keras takes only `types.GeneratorType`) of `first`'s
+    items, then `rest`'s."""
+    yield from first
+    yield from rest
 
 
 def _build(model, shape):

@@ -294,15 +294,15 @@ class SegmentationModel(keras.Model):
         positional = args[8] if len(args) > 8 else None  # fit's 10th parameter
         class_weight = kwargs.get("class_weight", positional)
         _steps.check_no_class_weight(self.name, class_weight)
-        with _steps.step_call(self, x, "train_function"):
+        with _steps.step_call(self, x, "train_function") as x:
             return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        with _steps.step_call(self, x, "test_function"):
+        with _steps.step_call(self, x, "test_function") as x:
             return super().evaluate(x, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        with _steps.step_call(self, x, "predict_function"):
+        with _steps.step_call(self, x, "predict_function") as x:
             return super().predict(x, *args, **kwargs)
 
     def train_on_batch(

@@ -269,7 +269,26 @@ def test_fit_refuses_class_weight_with_the_fix():
 MASKS_OF_ANOTHER_SIZE = r"cover different pixels|Incompatible shapes"
 
 
-@pytest.mark.parametrize("data", ["arrays", "dataset", "built"])
+class _Batches(keras.utils.PyDataset):
+    """Two batches of two."""
+
+    def __init__(self, images, masks):
+        super().__init__()
+        self.images, self.masks = images, masks
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        batch = slice(2 * index, 2 * index + 2)
+        return self.images[batch], self.masks[batch]
+
+
+# Keras warns at the end of a generator of unknown length, plain models too.
+@pytest.mark.filterwarnings("ignore:Your input ran out of data:UserWarning")
+@pytest.mark.parametrize(
+    "data", ["arrays", "dataset", "generator", "pydataset", "built"]
+)
 def test_a_step_that_failed_leaves_the_model_usable(data):
     # On TensorFlow, Keras builds the model and its metrics inside the first
     # trace of the step; when that trace raised (masks of the wrong size
@@ -284,6 +303,11 @@ def test_a_step_that_failed_leaves_the_model_usable(data):
     model.compile("adam", DiceLoss(), metrics=[MeanIoU(TINY["num_classes"])])
 
     def batches(masks):
+        if data == "generator":  # No shape up front: read from a first batch.
+            pairs = ((images[i : i + 2], masks[i : i + 2]) for i in (0, 2))
+            return {"x": pairs}
+        if data == "pydataset":
+            return {"x": _Batches(images, masks)}
         if data != "dataset":
             return {"x": images, "y": masks, "batch_size": 2}
         tf = pytest.importorskip("tensorflow")
