@@ -60,7 +60,7 @@ def step_call(model, x, function, on_batch=False):
     backend = keras.backend.backend()
     if not model.built and backend in ("tensorflow", "jax"):
         if shape is None:
-            x, shape = _first_input_shape(x)
+            x, shape = _first_input_shape(x, read=backend == "tensorflow")
         _build(model, shape)
     values = entry = None
     if backend == "jax" and not on_batch:  # `*_on_batch` leaves the values.
@@ -134,15 +134,17 @@ def _checked_array_shape(model, x):
     return shape
 
 
-def _first_input_shape(x):
+def _first_input_shape(x, read):
     """`(x, shape)`: the input shape of data given as a `tf.data.Dataset`
-    (from its element spec), a `keras.utils.PyDataset` (its first batch)
-    or a Python generator (its first batch, then `x` re-made to yield it
-    again), of `(images, masks)` or of images; `None` where not known."""
-    if isinstance(x, types.GeneratorType):
+    (from its element spec) or, where `read`, a `keras.utils.PyDataset`
+    (its first batch) or a Python generator (its first batch, then `x`
+    re-made to yield it again), of `(images, masks)` or of images; `None`
+    where not known. (JAX's trainer builds the model from a first batch
+    itself, outside the traced step: nothing to read there.)"""
+    if read and isinstance(x, types.GeneratorType):
         first = list(itertools.islice(x, 1))
         x = _chained(first, x)
-    elif isinstance(x, keras.utils.PyDataset):
+    elif read and isinstance(x, keras.utils.PyDataset):
         first = [x[0]]
     else:
         first = [getattr(x, "element_spec", None)]
@@ -157,9 +159,10 @@ def _first_input_shape(x):
 
 def _chained(first, rest):
     """A generator (Keras takes only `types.GeneratorType`) of `first`'s
-    items, then `rest`'s."""
-    yield from first
-    yield from rest
+    items, then `rest`'s. Through `itertools.chain`, which has no `close`:
+    a `yield from rest` would close the caller's generator `rest` when Keras
+    drops this one after the call, and a later `fit` on it found it empty."""
+    yield from itertools.chain(first, rest)
 
 
 def _build(model, shape):

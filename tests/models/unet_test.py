@@ -1,3 +1,5 @@
+import gc
+import itertools
 import json
 
 import keras
@@ -5,6 +7,7 @@ import numpy as np
 import pytest
 
 from seglayers import DiceLoss, MeanIoU, UNet
+from seglayers.models import _steps
 from tests.harness import (
     TORCH_SOFTMAX_SCCE,
     run_model_test,
@@ -337,6 +340,37 @@ def test_a_step_that_failed_leaves_the_model_usable(data):
     logs = model.train_on_batch(images, masks, return_dict=True)
     assert np.isfinite(logs["loss"]) and 0 <= logs["mean_iou"] <= 1
     assert np.isfinite(model.predict(images, verbose=0)).all()
+
+
+def test_a_generator_read_to_build_the_model_is_left_open():
+    # On TensorFlow the first batch is read to build the model, and the
+    # generator re-made; the caller's generator must go on after the call.
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 32, 32, 3)).astype("float32")
+    masks = rng.integers(0, 2, (2, 32, 32)).astype("int32")
+
+    def forever():
+        while True:
+            yield images, masks
+
+    batches = forever()
+    model = UNet(**TINY)
+    model.compile("adam", DiceLoss())
+    model.fit(batches, steps_per_epoch=1, shuffle=False, verbose=0)
+    gc.collect()
+    assert np.isfinite(model.evaluate(batches, steps=1, verbose=0))
+
+
+def test_the_remade_generator_never_closes_the_callers():
+    def numbers():
+        yield from range(3)
+
+    caller = numbers()
+    first = list(itertools.islice(caller, 1))
+    remade = _steps._chained(first, caller)
+    assert [next(remade), next(remade)] == [0, 1]
+    remade.close()  # As when Keras drops it mid-way (`yield from` closed both).
+    assert list(caller) == [2]
 
 
 def test_a_fit_that_fails_mid_epoch_keeps_the_steps_that_ran():
