@@ -15,10 +15,10 @@ import os
 import platform
 import subprocess
 import sys
+import time
 
 MODULES = [
     "metric_update",
-    "training_throughput",
     "input_pipeline",
     "data_generation",
     "scaling",
@@ -77,18 +77,25 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", default=os.path.join("benchmarks", "results.json"))
     args = parser.parse_args(argv)
-    rows = []
+    rows, seconds = [], {}
+    start = time.perf_counter()
     for module in args.only:
         for backend in args.backends:
             print(f"running {module} on {backend} ...", file=sys.stderr, flush=True)
+            began = time.perf_counter()
             rows.extend(run_one(module, backend, args.quick))
+            seconds[f"{module} on {backend}"] = round(time.perf_counter() - began, 1)
+            print(f"  {seconds[f'{module} on {backend}']} s", file=sys.stderr)
+    total = time.perf_counter() - start
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python " + (
         platform.python_version()
     )
     print(f"Machine: {machine}\n")
     print(format_table(rows))
+    print(f"\nTook {total / 60:.1f} min ({len(seconds)} runs).")
     with open(args.json, "w") as f:
-        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+        record = {"machine": machine, "seconds": seconds, "rows": rows}
+        json.dump(record, f, indent=1)
 
 
 if __name__ == "__main__":

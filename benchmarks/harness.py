@@ -1,7 +1,7 @@
 """Shared timing harness: warm-up excluded, repeats, best time and spread.
 
-Each benchmark module has `run(backend, quick) -> list[dict]` and runs in its
-own process (the Keras backend is fixed at import). A row compares
+Each benchmark module of the runner has `run(backend, quick) -> list[dict]`
+and runs in its own process (the Keras backend is fixed at import). A row compares
 "ours" with a "baseline" measured in the same process, interleaved, so slow
 phases of a shared machine hit both; the headline is their ratio.
 

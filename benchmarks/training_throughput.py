@@ -1,17 +1,17 @@
 """No abstraction tax: UNet vs the same network in the functional API.
 
-Both are trained with `fit` on the same in-memory batches (128×128, filters
-16, depth 4, batch 8, 4 classes); images per second, fits interleaved, the
-first (compiling) fit excluded. The functional model is the network a user
-would write by hand from the paper, layer for layer, and the benchmark checks
-that it has exactly the same number of parameters.
+Both are trained with `fit` on the same in-memory batches; images per
+second, fits interleaved, a first (compiling) fit excluded. The functional
+model is the network a user would write by hand from the paper, layer for
+layer, and the benchmark checks that it has exactly the same number of
+parameters.
+
+No runner module of its own: `scaling` measures this row on the two models
+it has built (sizes and steps are set there), which saves a process that
+imported, built and compiled everything again.
 """
 
-import numpy as np
-
 from benchmarks.harness import row, time_pair
-
-SIZE, FILTERS, DEPTH, BATCH, CLASSES = 128, 16, 4, 8, 4
 
 
 def functional_unet(num_classes, filters, depth, input_shape):
@@ -46,41 +46,35 @@ def functional_unet(num_classes, filters, depth, input_shape):
     return keras.Model(inputs, outputs)
 
 
-def run(backend, quick=False):
-
-    import seglayers
-
-    steps = 4 if quick else 16
-    rng = np.random.default_rng(0)
-    images = rng.uniform(size=(BATCH * steps, SIZE, SIZE, 3)).astype("float32")
-    masks = rng.integers(0, CLASSES, size=(BATCH * steps, SIZE, SIZE, 1))
-
-    ours = seglayers.UNet(CLASSES, filters=FILTERS, depth=DEPTH)
-    ours.build((None, SIZE, SIZE, 3))
-    theirs = functional_unet(CLASSES, FILTERS, DEPTH, (SIZE, SIZE, 3))
+def check_same_network(ours, theirs):
     if ours.count_params() != theirs.count_params():
         raise RuntimeError(
             f"not the same network: {ours.count_params()} vs "
             f"{theirs.count_params()} parameters"
         )
-    for model in (ours, theirs):
-        model.compile("adam", "sparse_categorical_crossentropy")
+
+
+def fit_row(backend, network, ours, theirs, images, masks, batch_size, quick):
+    """`fit` images per second, one epoch over `images`, ours vs theirs."""
+    check_same_network(ours, theirs)
 
     def fit(model):
-        return lambda: model.fit(images, masks, batch_size=BATCH, epochs=1, verbose=0)
+        return lambda: model.fit(
+            images, masks, batch_size=batch_size, epochs=1, verbose=0
+        )
 
     ours_time, theirs_time = time_pair(
-        fit(ours), fit(theirs), repeats=3 if quick else 5, warmup=1
+        fit(ours), fit(theirs), repeats=2 if quick else 3, warmup=1
     )
-    return [
-        row(
-            "training throughput (CPU)",
-            backend,
-            f"UNet fit, {SIZE}x{SIZE}, filters {FILTERS}, depth {DEPTH}, batch "
-            f"{BATCH} vs functional",
-            ours_time,
-            theirs_time,
-            "img/s",
-            per_call=float(len(images)),
-        )
-    ]
+    size = images.shape[1]
+    steps = len(images) // batch_size
+    return row(
+        "training throughput (CPU)",
+        backend,
+        f"UNet fit, {size}², {network}, batch {batch_size}, {steps} steps "
+        "vs functional",
+        ours_time,
+        theirs_time,
+        "img/s",
+        per_call=float(len(images)),
+    )
