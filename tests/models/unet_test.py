@@ -598,7 +598,9 @@ def test_encoder_arguments_of_older_files_without_an_encoder_load():
     model = UNet.from_config({**config, "output_activation": "softmax"})
     with pytest.warns(UserWarning, match=r"softmax .* will always return the value 1"):
         outputs = keras.ops.convert_to_numpy(model(np.ones((1, 8, 8, 3))))
-    assert (outputs == 1).all()
+    # Not exactly 1 on every CPU: TensorFlow's softmax gave 0.99999994 on
+    # one 2-core machine of the project's kind.
+    np.testing.assert_allclose(outputs, 1.0, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize(
