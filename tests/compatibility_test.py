@@ -57,6 +57,10 @@ def test_saved_file_loads_with_the_same_predictions(release, name):
     expected = dict(zip(data["metric_names"].tolist(), data["metric_values"]))
     assert sorted(values) == sorted(expected)
     for key, value in expected.items():
+        # The metrics count argmax pixels: a prediction within the 1e-4
+        # above but at a near-tie on another CPU or backend may flip one
+        # pixel, which moves a metric by up to ~1e-3; the loss does not jump.
+        atol = 1e-5 if "loss" in key else 2e-3
         np.testing.assert_allclose(
-            values[key], value, rtol=1e-4, atol=1e-5, err_msg=key
+            values[key], value, rtol=1e-4, atol=atol, err_msg=key
         )

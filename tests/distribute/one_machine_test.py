@@ -119,11 +119,13 @@ print(json.dumps(
 
 def _check(result, tmp_path):
     replicated, alone = result["replicated"], result["alone"]
-    # Metric state is counts, summed over replicas: exactly the same values
-    # (this failed before seglayers' BatchNormalization kept the replicas'
-    # moving statistics equal, see distribute/batch_normalization.py).
+    # Metric state is counts, summed over replicas: the same values (this
+    # failed before seglayers' BatchNormalization kept the replicas' moving
+    # statistics equal, see distribute/batch_normalization.py). Within a
+    # pixel or two, not bit for bit: the predictions agree to 1e-5 (below),
+    # and a pixel at a near-tie may take the other class on another CPU.
     for key in ("mean_iou", "iou/circle", "mean_dice", "pixel_accuracy"):
-        assert replicated[key] == alone[key], key
+        assert replicated[key] == pytest.approx(alone[key], abs=1e-3), key
     assert replicated["loss"] == pytest.approx(alone["loss"], rel=1e-4)
     assert result["difference"] < 1e-5
     assert sorted(os.listdir(tmp_path / "previews")) == [

@@ -74,9 +74,12 @@ def test_every_metric_and_loss_compiles_under_xla_with_the_same_numbers():
         if "loss" in key:
             assert xla[key] == pytest.approx(plain[key], rel=1e-5), key
             assert xla_fit[key] == pytest.approx(plain_fit[key], rel=1e-4), key
-        else:  # the same weights, so the same pixel counts
-            assert xla[key] == plain[key], key
-            assert xla_fit[key] == pytest.approx(plain_fit[key], rel=1e-3), key
+        else:  # the same weights, so the same pixel counts, but for a pixel
+            # at a near-tie that XLA's convolutions round to the other class
+            assert xla[key] == pytest.approx(plain[key], abs=2e-3), key
+            assert xla_fit[key] == pytest.approx(plain_fit[key], rel=1e-3, abs=2e-3), (
+                key
+            )
         assert np.isfinite(plain[key]), key
 
 
