@@ -175,6 +175,32 @@ def test_evaluate_volumes(tmp_path, capsys, extension):
     assert f"pixel accuracy: {results['pixel_accuracy']:.3f}" in capsys.readouterr().out
 
 
+def test_evaluate_refuses_a_volume_size_the_model_cannot_take(tmp_path, capsys):
+    # Before, the model refused the batches, and the message asked for a
+    # smaller --depth, which evaluate has not.
+    model = _saved_model(tmp_path / "m.keras", 3)
+    data = tmp_path / "data"  # never read
+    command = ["evaluate", str(model), "--data", str(data)]
+    assert cli.main([*command, "--volume-size", "2", "2", "2"]) == 2
+    assert re.search(
+        r"m\.keras cannot take --volume-size 2 2 2: `UNet` with depth=2 halves the "
+        r"input 2 times, so depth, height and width must be at least 4\. Give the "
+        r"size it trained on\.$",
+        _one_line_error(capsys),
+    )
+
+
+def test_predict_tiles_a_scan_thinner_than_the_models_smallest_input(tmp_path, capsys):
+    # 3 slices for a model that takes at least 4: tiled at the scan's own
+    # size (larger than --volume-size along the other axes), zero-padded.
+    model = _saved_model(tmp_path / "m.keras", 3)
+    np.save(tmp_path / "thin.npy", np.ones((20, 3, 20), np.float32))
+    output = tmp_path / "out"
+    command = ["predict", str(model), str(tmp_path / "thin.npy"), "--output"]
+    assert cli.main([*command, str(output), "--volume-size", "8", "8", "8"]) == 0
+    assert np.load(output / "thin_mask.npy").shape == (20, 3, 20)
+
+
 def test_predict_volumes_npy_and_nifti(tmp_path, capsys, monkeypatch):
     nibabel = pytest.importorskip("nibabel")
     # The module (`seglayers.inference.predict_tiled` is also the function).

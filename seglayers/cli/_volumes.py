@@ -256,3 +256,23 @@ def write_mask(ids, path, source):
         # Stored as the ids themselves: no scaling of the scan's header.
         image.header.set_slope_inter(1, 0)
         f.write(gzip.compress(image.to_bytes(), compresslevel=6))
+
+
+def check_size(model, args, dims):
+    """Refuses an --image-size or --volume-size the model cannot take,
+    before any input is read (`predict`, `evaluate`)."""
+    flag = "--volume-size" if dims == 3 else "--image-size"
+    shown = " ".join(map(str, args.size))
+    if min(args.size) < 1:
+        raise UsageError(
+            f"{flag} must be the size the model trained on, at least 1 on every "
+            f"axis; got {shown}."
+        )
+    try:
+        model.compute_output_shape((None, *args.size, model.input_channels))
+    except ValueError as error:
+        reason = str(error).split(" Received:")[0].rstrip(".")
+        raise UsageError(
+            f"{args.model} cannot take {flag} {shown}: {reason}. Give the size "
+            "it trained on."
+        ) from None

@@ -10,7 +10,13 @@ from seglayers.cli._common import (
     check_json_path,
     print_metrics,
 )
-from seglayers.cli._volumes import DEFAULTS, load_folder, resolve_size, spatial_dims
+from seglayers.cli._volumes import (
+    DEFAULTS,
+    check_size,
+    load_folder,
+    resolve_size,
+    spatial_dims,
+)
 
 
 def evaluate(args):
@@ -19,6 +25,7 @@ def evaluate(args):
     model = _load_model(args.model)
     dims = spatial_dims(model)
     resolve_size(args, dims, f"{args.model} is a {dims}-D model")
+    check_size(model, args, dims)
     if args.batch_size is None:
         args.batch_size = DEFAULTS[dims]["batch_size"]
     _check_positive(args, ("batch_size",))

@@ -50,7 +50,7 @@ def predict(args):
     model = _load_model(args.model)
     dims = _volumes.spatial_dims(model)
     _volumes.resolve_size(args, dims, f"{args.model} is a {dims}-D model")
-    _check_size(model, args, dims)
+    _volumes.check_size(model, args, dims)
     _volumes.check_inputs_kind(dims, args.inputs, args.model)
     kind = _VOLUMES if dims == 3 else _IMAGES
     files = kind.files(args.inputs)
@@ -156,26 +156,6 @@ def _check_inputs_kept(files, targets):
                 f"{target} is an input, and predicting would replace it; give "
                 "an --output apart from the inputs."
             )
-
-
-def _check_size(model, args, dims):
-    """Refuses an --image-size or --volume-size the model cannot take,
-    before any input is read."""
-    flag = "--volume-size" if dims == 3 else "--image-size"
-    shown = " ".join(map(str, args.size))
-    if min(args.size) < 1:
-        raise UsageError(
-            f"{flag} must be the size the model trained on, at least 1 on every "
-            f"axis; got {shown}."
-        )
-    try:
-        model.compute_output_shape((None, *args.size, model.input_channels))
-    except ValueError as error:
-        reason = str(error).split(" Received:")[0].rstrip(".")
-        raise UsageError(
-            f"{args.model} cannot take {flag} {shown}: {reason}. Give the size "
-            "it trained on."
-        ) from None
 
 
 class _IMAGES:

@@ -36,7 +36,10 @@ def predict_tiled(
     the weighted sum is divided by the summed weights.
     An image smaller than a tile is predicted in one tile of its own size,
     or, for a model of a fixed input size (`keras.Input((256, 256, 3))`, or
-    an encoder built for one), zero-padded at its far edges to the tile.
+    an encoder built for one), zero-padded at its far edges to the tile. An
+    axis shorter than a seglayers model's smallest input (`2**depth`, e.g. a
+    scan of 3 slices for a `depth=2` model) is zero-padded to it the same
+    way, to the tile. An image of NaN or infinite values is refused.
     Volumes `(depth, height, width, channels)`, for a model of volumes (such
     as `UNet(..., spatial_dims=3)`), are cut into 3-D tiles the same way.
 
@@ -55,7 +58,8 @@ def predict_tiled(
             channels)` for a model of volumes, as the model expects its inputs
             (e.g. float32 in [0, 255] for a `UNet(rescale=1 / 255)`).
         tile_size: int, `(height, width)` or `(depth, height, width)`, the
-            size of the tiles; a size the model trained on is best.
+            size of the tiles, at least a seglayers model's `2**depth`; a
+            size the model trained on is best.
         overlap: float in [0, 1), the fraction of a tile shared with the next
             one. Defaults to 0.25.
         batch_size: int, tiles per model call (at most the number of
@@ -96,7 +100,17 @@ def predict_tiled(
             "`image` has an empty axis: there is nothing to predict. "
             f"Received: image of shape {image.shape}"
         )
+    _check_numbers(image)
     tile = check_spatial_size("tile_size", tile_size, rank)
+    depth = _depth(model)
+    smallest = 2**depth
+    if min(tile) < smallest:
+        raise ValueError(
+            f"`tile_size` must be at least {smallest} along every axis for a "
+            f"model of depth={depth}, which halves a tile {depth} times. "
+            f"Received: tile_size={tile_size!r}. Use tiles of at least "
+            f"{smallest}, best the size the model trained on."
+        )
     # e.g. 0.25: a quarter of a tile shared with its neighbour.
     check_rate("overlap", overlap)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -104,10 +118,18 @@ def predict_tiled(
     check_choice("verbose", verbose, ("auto", 0, 1))
 
     size = image.shape[:-1]
-    if _fixed_size(model) and any(s < t for s, t in zip(size, tile)):
-        # A model of one input size takes no smaller tile: zeros at the far
-        # edges make the image a tile's size, and the result is cut back.
-        padding = [(0, max(t - s, 0)) for s, t in zip(size, tile)] + [(0, 0)]
+    # A model of one input size takes no smaller tile, and a seglayers model
+    # no tile below its smallest input (a scan of 3 slices, for a model that
+    # halves it twice): zeros at the far edges make such an axis a tile
+    # long, as the model's own padding would pad it, and the result is cut
+    # back.
+    fixed = _fixed_size(model)
+    padding = [
+        (0, t - s if s < t and (fixed or s < smallest) else 0)
+        for s, t in zip(size, tile)
+    ]
+    if any(after for _, after in padding):
+        padding.append((0, 0))
         total = predict_tiled(
             model, np.pad(image, padding), tile, overlap, batch_size, blend, verbose
         )
@@ -212,6 +234,54 @@ def _fixed_size(model):
     except (AttributeError, IndexError, TypeError, ValueError):
         return False  # A subclassed model: any size.
     return any(isinstance(size, int) for size in inputs.shape[1:-1])
+
+
+def _depth(model):
+    """`depth` of `model`, or of the seglayers model inside a model wrapping
+    one (`keras.Model(inputs, unet(inputs))`); 0 if none says. Inside, only
+    a seglayers model's counts: elsewhere `depth` may count blocks."""
+    from seglayers.models.segmentation_model import SegmentationModel
+
+    if isinstance(getattr(model, "depth", None), int):
+        return model.depth
+    layers = list(getattr(model, "layers", ()))
+    while layers:
+        layer = layers.pop(0)
+        if isinstance(layer, SegmentationModel):
+            return layer.depth
+        layers.extend(getattr(layer, "layers", ()))
+    return 0
+
+
+# Rows of an image checked at a time for NaN: a bounded temporary, not a
+# boolean map of the whole image.
+_CHECKED_VALUES = 1 << 22
+
+
+def _check_numbers(image):
+    """Refuses an image of complex, string or object values (a cast would
+    drop an imaginary part without a word) and one holding NaN or infinite
+    values, which a convolution spreads over every tile they touch, and an
+    arg-max then turns into class ids."""
+    if image.dtype.kind not in "biuf" and image.dtype.name != "bfloat16":
+        raise TypeError(
+            "`image` must hold numbers (integers or floats), as the model's "
+            f"inputs do. Received: image of dtype {image.dtype}. Convert it, "
+            "e.g. with image.astype('float32') (np.abs(image) for complex values)."
+        )
+    if image.dtype.kind in "biu":
+        return
+    rows = max(1, _CHECKED_VALUES // max(1, image[0].size))
+    for start in range(0, len(image), rows):
+        finite = np.isfinite(image[start : start + rows])
+        if not finite.all():
+            raise ValueError(
+                "`image` holds NaN or infinite values (the first in rows "
+                f"{start} to {start + len(finite) - 1}); each would spread "
+                "through the convolutions over the tiles around it. Replace "
+                "them (e.g. with numpy.nan_to_num) before predicting. "
+                f"Received: image of shape {image.shape}"
+            )
 
 
 def _spatial_dims(model, image):

@@ -80,22 +80,11 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     check_rate("overlap", overlap)
     image = image.astype("float32", copy=False)
     if tiling and (image.shape[0] > height or image.shape[1] > width):
-        # An axis shorter than the model takes (`2**depth`; a thin strip) is
-        # zero-padded at its far edge to the tile, as the model's own padding
-        # would pad it; any other is tiled at its own length.
-        size = image.shape[:2]
-        smallest = 2 ** _depth(model)
-        padding = [
-            (0, max(tile - length, 0) if length < smallest else 0)
-            for length, tile in zip(size, (height, width))
-        ]
+        # An axis shorter than the model takes (a thin strip) is zero-padded
+        # to the tile there; any other is tiled at its own length.
         scores = predict_tiled(
-            model,
-            np.pad(image, padding + [(0, 0)]),
-            (height, width),
-            overlap=overlap,
-            verbose=0,
-        )[: size[0], : size[1]]
+            model, image, (height, width), overlap=overlap, verbose=0
+        )
         return model_predicted_ids(model, scores[None], threshold)[0].astype("int32")
     resized = keras.ops.image.resize(
         image, (height, width), interpolation="bilinear", antialias=True
@@ -112,20 +101,3 @@ def _resize_nearest(ids, size):
     rows = ((np.arange(size[0]) + 0.5) * ids.shape[0] / size[0]).astype(int)
     cols = ((np.arange(size[1]) + 0.5) * ids.shape[1] / size[1]).astype(int)
     return ids[rows[:, None], cols]
-
-
-def _depth(model):
-    """`depth` of `model`, or of the seglayers model inside a model wrapping
-    one (`keras.Model(inputs, unet(inputs))`); 0 if none says. Inside, only
-    a seglayers model's counts: elsewhere `depth` may count blocks."""
-    from seglayers.models.segmentation_model import SegmentationModel
-
-    if isinstance(getattr(model, "depth", None), int):
-        return model.depth
-    layers = list(getattr(model, "layers", ()))
-    while layers:
-        layer = layers.pop(0)
-        if isinstance(layer, SegmentationModel):
-            return layer.depth
-        layers.extend(getattr(layer, "layers", ()))
-    return 0

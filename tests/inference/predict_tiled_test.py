@@ -46,9 +46,17 @@ def test_blended_scores_stay_within_the_tiles_range():
 
 def test_a_nan_pixel_stays_one_pixel():
     # Python's min(inf, nan) is inf: every other pixel was clipped to -inf.
-    model = _pointwise_model()
+    # A NaN image is refused (below), so here the model makes the NaN: the
+    # log of the one negative pixel.
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Activation(keras.ops.log),
+            keras.layers.Conv2D(2, 1),
+        ]
+    )
     image = _image(48, 48)
-    image[5, 5, 0] = np.nan
+    image[5, 5, 0] = -1
     tiled = predict_tiled(model, image, 32, batch_size=1, verbose=0)
     whole = model.predict(image[None], verbose=0)[0]
     assert np.isnan(tiled).any(axis=-1).sum() == 1
@@ -159,6 +167,61 @@ def test_a_3d_unet_in_tiles_matches_the_whole_volume():
     # tiles. The Gaussian window still makes it the closer blend.
     assert errors["gaussian"] < 0.02
     assert errors["gaussian"] < errors["constant"]
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_an_axis_below_the_models_smallest_input_is_padded(spatial_dims):
+    # A scan of 3 slices for a U-Net that halves its input twice (at least
+    # 4): the tile shrank to 3 and the model refused it, naming the tiles.
+    keras.utils.set_random_seed(0)
+    model = UNet(3, filters=4, depth=2, spatial_dims=spatial_dims)
+    size = (10, 3, 9)[3 - spatial_dims :]
+    channels = 1 if spatial_dims == 3 else 3
+    image = np.random.default_rng(0).uniform(size=size + (channels,))
+    tiled = predict_tiled(model, image.astype("float32"), 8, verbose=0)
+    assert tiled.shape == size + (3,)
+    padding = [(0, 0)] * (spatial_dims + 1)
+    padding[spatial_dims - 2] = (0, 5)  # the 3 rows or slices to the tile's 8
+    padded = np.pad(image, padding).astype("float32")
+    expected = predict_tiled(model, padded, 8, verbose=0)
+    np.testing.assert_allclose(tiled, expected[tuple(slice(0, s) for s in size)])
+
+
+@pytest.mark.parametrize(
+    "image, error, match",
+    [
+        (
+            np.full((8, 8, 3), 1 + 1j),
+            TypeError,
+            r"`image` must hold numbers \(integers or floats\), as the model's "
+            r"inputs do\. Received: image of dtype complex128\. Convert it",
+        ),
+        (np.full((8, 8, 3), "a"), TypeError, r"Received: image of dtype <U1"),
+        (
+            np.where(np.arange(8)[:, None, None] == 5, np.nan, np.zeros((8, 8, 3))),
+            ValueError,
+            r"^`image` holds NaN or infinite values \(the first in rows 0 to 7\); "
+            r"each would spread.*numpy\.nan_to_num.*Received: image of shape "
+            r"\(8, 8, 3\)$",
+        ),
+        (np.full((8, 8, 3), -np.inf, "float16"), ValueError, r"NaN or infinite"),
+    ],
+    ids=["complex", "strings", "nan", "infinite"],
+)
+def test_an_image_of_no_numbers_or_not_finite_is_refused(image, error, match):
+    with pytest.raises(error, match=match):
+        predict_tiled(_pointwise_model(), image, 4, verbose=0)
+
+
+def test_a_tile_below_the_models_smallest_input_is_refused():
+    model = UNet(3, filters=4, depth=2, spatial_dims=3)
+    with pytest.raises(
+        ValueError,
+        match=r"^`tile_size` must be at least 4 along every axis for a model of "
+        r"depth=2, which halves a tile 2 times\. Received: tile_size=\(12, 12, 2\)"
+        r"\. Use tiles of at least 4, best the size the model trained on\.$",
+    ):
+        predict_tiled(model, np.zeros((12, 12, 12, 1), "float32"), (12, 12, 2))
 
 
 def test_tiles_cover_the_image_and_end_at_its_edge():
