@@ -38,8 +38,9 @@ def predict_tiled(
     or, for a model of a fixed input size (`keras.Input((256, 256, 3))`, or
     an encoder built for one), zero-padded at its far edges to the tile. An
     axis shorter than a seglayers model's smallest input (`2**depth`, e.g. a
-    scan of 3 slices for a `depth=2` model) is zero-padded to it the same
-    way, to the tile. An image of NaN or infinite values is refused.
+    scan of 3 slices for a `depth=2` model) is zero-padded at its far edge
+    to the tile's length, for any model. An image of NaN or infinite values
+    (`ValueError`) or of no numbers (`TypeError`) is refused.
     Volumes `(depth, height, width, channels)`, for a model of volumes (such
     as `UNet(..., spatial_dims=3)`), are cut into 3-D tiles the same way.
 
@@ -100,40 +101,39 @@ def predict_tiled(
             "`image` has an empty axis: there is nothing to predict. "
             f"Received: image of shape {image.shape}"
         )
-    _check_numbers(image)
     tile = check_spatial_size("tile_size", tile_size, rank)
-    depth = _depth(model)
-    smallest = 2**depth
-    if min(tile) < smallest:
-        raise ValueError(
-            f"`tile_size` must be at least {smallest} along every axis for a "
-            f"model of depth={depth}, which halves a tile {depth} times. "
-            f"Received: tile_size={tile_size!r}. Use tiles of at least "
-            f"{smallest}, best the size the model trained on."
-        )
     # e.g. 0.25: a quarter of a tile shared with its neighbour.
     check_rate("overlap", overlap)
     batch_size = check_positive_int("batch_size", batch_size)
     check_choice("blend", blend, BLENDS)
     check_choice("verbose", verbose, ("auto", 0, 1))
+    smallest = check_smallest_size("tile_size", tile_size, tile, model)
+    check_numbers(image)
 
     size = image.shape[:-1]
     # A model of one input size takes no smaller tile, and a seglayers model
     # no tile below its smallest input (a scan of 3 slices, for a model that
     # halves it twice): zeros at the far edges make such an axis a tile
-    # long, as the model's own padding would pad it, and the result is cut
-    # back.
+    # long, and the result is cut back.
     fixed = _fixed_size(model)
     padding = [
         (0, t - s if s < t and (fixed or s < smallest) else 0)
         for s, t in zip(size, tile)
     ]
     if any(after for _, after in padding):
-        padding.append((0, 0))
-        total = predict_tiled(
-            model, np.pad(image, padding), tile, overlap, batch_size, blend, verbose
-        )
+        padded = np.pad(image, padding + [(0, 0)])
+        total = _predict_tiles(model, padded, tile, overlap, batch_size, blend, verbose)
         return total[tuple(slice(0, s) for s in size)]
+    return _predict_tiles(model, image, tile, overlap, batch_size, blend, verbose)
+
+
+def _predict_tiles(model, image, tile, overlap, batch_size, blend, verbose):
+    """`predict_tiled` on an image at least a tile large where the model
+    needs it to be, its arguments checked."""
+    import keras
+
+    size = image.shape[:-1]
+    rank = len(size)
     tile = tuple(min(t, s) for t, s in zip(tile, size))
     starts = [_starts(s, t, overlap) for s, t in zip(size, tile)]
     corners = list(itertools.product(*starts))
@@ -236,29 +236,45 @@ def _fixed_size(model):
     return any(isinstance(size, int) for size in inputs.shape[1:-1])
 
 
-def _depth(model):
-    """`depth` of `model`, or of the seglayers model inside a model wrapping
-    one (`keras.Model(inputs, unet(inputs))`); 0 if none says. Inside, only
-    a seglayers model's counts: elsewhere `depth` may count blocks."""
+def check_smallest_size(name, value, size, model):
+    """`2**depth` of the seglayers model that `model` is or wraps (1 if
+    none): the smallest input it takes; raises if `size`, the checked
+    `value` of the argument `name`, is smaller along an axis."""
+    network = _segmentation_model(model)
+    if network is None:
+        return 1
+    smallest = 2**network.depth
+    if min(size) < smallest:
+        raise ValueError(
+            f"`{name}` must be at least {smallest} along every axis for a "
+            f"`{type(network).__name__}` of depth={network.depth}, which halves "
+            f"its input {network.depth} times. Received: {name}={value!r}. Use "
+            f"at least {smallest}, best the size the model trained on."
+        )
+    return smallest
+
+
+def _segmentation_model(model):
+    """The seglayers model that `model` is, or that it wraps
+    (`keras.Model(inputs, unet(inputs))`); None if neither. Only a seglayers
+    model's `depth` counts: elsewhere `depth` may count blocks."""
     from seglayers.models.segmentation_model import SegmentationModel
 
-    if isinstance(getattr(model, "depth", None), int):
-        return model.depth
-    layers = list(getattr(model, "layers", ()))
+    layers = [model]
     while layers:
         layer = layers.pop(0)
         if isinstance(layer, SegmentationModel):
-            return layer.depth
+            return layer
         layers.extend(getattr(layer, "layers", ()))
-    return 0
+    return None
 
 
-# Rows of an image checked at a time for NaN: a bounded temporary, not a
-# boolean map of the whole image.
+# Values of an image checked at a time for NaN (whole rows, or slices of a
+# volume): a bounded temporary, not a boolean map of the whole image.
 _CHECKED_VALUES = 1 << 22
 
 
-def _check_numbers(image):
+def check_numbers(image):
     """Refuses an image of complex, string or object values (a cast would
     drop an imaginary part without a word) and one holding NaN or infinite
     values, which a convolution spreads over every tile they touch, and an
@@ -275,11 +291,13 @@ def _check_numbers(image):
     for start in range(0, len(image), rows):
         finite = np.isfinite(image[start : start + rows])
         if not finite.all():
+            first = np.argwhere(~finite)[0]
+            first[0] += start
             raise ValueError(
-                "`image` holds NaN or infinite values (the first in rows "
-                f"{start} to {start + len(finite) - 1}); each would spread "
-                "through the convolutions over the tiles around it. Replace "
-                "them (e.g. with numpy.nan_to_num) before predicting. "
+                f"`image` holds NaN or infinite values (the first at "
+                f"{tuple(int(i) for i in first)}); each would spread through "
+                "the convolutions over the tiles around it. Replace them (e.g. "
+                "with numpy.nan_to_num) before predicting. "
                 f"Received: image of shape {image.shape}"
             )
 

@@ -4,7 +4,12 @@ import numpy as np
 
 from seglayers._masks import model_predicted_ids
 from seglayers._validation import check_bool, check_rate, check_size_pair
-from seglayers.inference.predict_tiled import check_one_output, predict_tiled
+from seglayers.inference.predict_tiled import (
+    check_numbers,
+    check_one_output,
+    check_smallest_size,
+    predict_tiled,
+)
 
 
 def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=None):
@@ -78,6 +83,8 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     )
     tiling = check_bool("tiling", tiling)
     check_rate("overlap", overlap)
+    check_smallest_size("image_size", image_size, (height, width), model)
+    check_numbers(image)  # before the cast, which drops imaginary parts
     image = image.astype("float32", copy=False)
     if tiling and (image.shape[0] > height or image.shape[1] > width):
         # An axis shorter than the model takes (a thin strip) is zero-padded

@@ -1,3 +1,5 @@
+import importlib
+
 import keras
 import numpy as np
 import pytest
@@ -200,7 +202,7 @@ def test_an_axis_below_the_models_smallest_input_is_padded(spatial_dims):
         (
             np.where(np.arange(8)[:, None, None] == 5, np.nan, np.zeros((8, 8, 3))),
             ValueError,
-            r"^`image` holds NaN or infinite values \(the first in rows 0 to 7\); "
+            r"^`image` holds NaN or infinite values \(the first at \(5, 0, 0\)\); "
             r"each would spread.*numpy\.nan_to_num.*Received: image of shape "
             r"\(8, 8, 3\)$",
         ),
@@ -208,7 +210,14 @@ def test_an_axis_below_the_models_smallest_input_is_padded(spatial_dims):
     ],
     ids=["complex", "strings", "nan", "infinite"],
 )
-def test_an_image_of_no_numbers_or_not_finite_is_refused(image, error, match):
+@pytest.mark.parametrize("checked", [None, 24], ids=["at-once", "row-by-row"])
+def test_an_image_of_no_numbers_or_not_finite_is_refused(
+    image, error, match, checked, monkeypatch
+):
+    if checked is not None:  # an 8x3 row at a time: positions count from it
+        # The module (`seglayers.inference.predict_tiled` is also the function).
+        module = importlib.import_module("seglayers.inference.predict_tiled")
+        monkeypatch.setattr(module, "_CHECKED_VALUES", checked)
     with pytest.raises(error, match=match):
         predict_tiled(_pointwise_model(), image, 4, verbose=0)
 
@@ -217,11 +226,32 @@ def test_a_tile_below_the_models_smallest_input_is_refused():
     model = UNet(3, filters=4, depth=2, spatial_dims=3)
     with pytest.raises(
         ValueError,
-        match=r"^`tile_size` must be at least 4 along every axis for a model of "
-        r"depth=2, which halves a tile 2 times\. Received: tile_size=\(12, 12, 2\)"
-        r"\. Use tiles of at least 4, best the size the model trained on\.$",
+        match=r"^`tile_size` must be at least 4 along every axis for a `UNet` of "
+        r"depth=2, which halves its input 2 times\. Received: tile_size=\(12, 12, "
+        r"2\)\. Use at least 4, best the size the model trained on\.$",
     ):
         predict_tiled(model, np.zeros((12, 12, 12, 1), "float32"), (12, 12, 2))
+    inputs = keras.Input((None, None, 3))  # a UNet inside a model: its depth
+    wrapped = keras.Model(inputs, UNet(3, filters=4, depth=3)(inputs))
+    with pytest.raises(ValueError, match=r"for a `UNet` of depth=3.*tile_size=6"):
+        predict_tiled(wrapped, _image(16, 16), 6)
+
+
+class _Deep(keras.Model):
+    """A model whose `depth` counts something else (here 50 blocks)."""
+
+    def __init__(self):
+        super().__init__(name="deep")
+        self.depth = 50
+        self.conv = keras.layers.Conv2D(2, 1)
+
+    def call(self, inputs):
+        return self.conv(inputs)
+
+
+def test_only_a_seglayers_models_depth_sets_the_smallest_tile():
+    tiled = predict_tiled(_Deep(), _image(12, 20), 8, verbose=0)
+    assert tiled.shape == (12, 20, 2)
 
 
 def test_tiles_cover_the_image_and_end_at_its_edge():

@@ -187,6 +187,19 @@ def test_uint8_images_and_one_sigmoid_channel():
             ValueError,
             r"`image` has an empty axis",
         ),
+        (
+            {"image_size": (32, 2)},
+            ValueError,
+            r"^`image_size` must be at least 4 along every axis for a `UNet` of "
+            r"depth=2.*Received: image_size=\(32, 2\)\.",
+        ),
+        # Before the cast to float32, which dropped the imaginary part.
+        ({"image": _image(40, 40) + 1j}, TypeError, r"image of dtype complex64"),
+        (  # resized, not tiled: refused all the same
+            {"image": np.full((20, 20, 3), np.nan)},
+            ValueError,
+            r"`image` holds NaN or infinite values \(the first at \(0, 0, 0\)\)",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
