@@ -7,6 +7,7 @@ import tensorflow as tf
 from seglayers._masks import num_ids
 from seglayers._palettes import check_palette
 from seglayers._validation import (
+    check_bool,
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
@@ -139,6 +140,7 @@ def split_pairs(pairs, directory, shuffle, seed, validation_split):
     """`({"training": pairs, "validation": pairs}, seed)`: the pairs shuffled
     by `seed` (drawn if `None`, and returned so the data shuffles with it)
     and split, or only `"training"` without a `validation_split`."""
+    shuffle = check_bool("shuffle", shuffle)  # "no" shuffled; tf.data failed
     if shuffle or validation_split:
         if seed is None:
             seed = int(np.random.default_rng().integers(1_000_000))

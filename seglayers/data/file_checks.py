@@ -9,8 +9,9 @@ from PIL import Image
 
 def unreadable(kind, path, error):
     """The `ValueError` for a file that cannot be read."""
+    reason = str(error).rstrip(".")  # numpy's own messages may end in one
     return ValueError(
-        f"Cannot read the {kind} {path}: {error}. Remove or replace the file."
+        f"Cannot read the {kind} {path}: {reason}. Remove or replace the file."
     )
 
 
@@ -185,7 +186,13 @@ def find_pairs(directory, kind, extensions, mask_extensions, example):
 
     `kind` names the files ("image", "volume"); `example` shows a pair
     ("images/a.jpg with masks/a.png")."""
-    directory = os.fspath(directory)
+    try:
+        directory = os.fspath(directory)
+    except TypeError:
+        raise TypeError(
+            "`directory` must be the path of the folder that holds `images/` "
+            f"and `masks/` (a str or pathlib.Path). Received: directory={directory!r}"
+        ) from None
     if os.path.isfile(directory):
         raise ValueError(
             f"{directory} is a file, not a folder. Pass the folder that holds "

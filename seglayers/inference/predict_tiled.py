@@ -108,6 +108,7 @@ def predict_tiled(
     check_choice("blend", blend, BLENDS)
     check_choice("verbose", verbose, ("auto", 0, 1))
     smallest = check_smallest_size("tile_size", tile_size, tile, model)
+    _check_channels(model, image)
     check_numbers(image)
 
     size = image.shape[:-1]
@@ -267,6 +268,23 @@ def _segmentation_model(model):
             return layer
         layers.extend(getattr(layer, "layers", ()))
     return None
+
+
+def _check_channels(model, image):
+    """Raises if the model was built for another number of channels than
+    the image's: named here with the image's shape, not a batch of tiles'
+    (a model of a fixed size even called the channels unknown)."""
+    network = _segmentation_model(model)
+    try:
+        channels = network.input_channels if network else model.inputs[0].shape[-1]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return  # A subclassed model: it says so itself.
+    if isinstance(channels, int) and image.shape[-1] != channels:
+        raise ValueError(
+            f"`image` has {image.shape[-1]} channels, and the model takes "
+            f"{channels}: convert the image, or use a model built for "
+            f"{image.shape[-1]}. Received: image of shape {image.shape}"
+        )
 
 
 # Values of an image checked at a time for NaN (whole rows, or slices of a

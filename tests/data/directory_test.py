@@ -253,6 +253,8 @@ def test_trains_a_unet(tmp_path):
         ),
         ("ok", {"validation_split": 1.5}, r"`validation_split` must be in \(0, 1\)"),
         ("ok", {"interpolation": "cubic"}, r"`interpolation` must be one of"),
+        # "no" shuffled the pairs (a non-empty string is true)
+        ("ok", {"shuffle": "no"}, r"^`shuffle` must be True or False\. "),
     ],
 )
 def test_bad_folders_and_arguments(tmp_path, setup, kwargs, match):
@@ -272,7 +274,8 @@ def test_bad_folders_and_arguments(tmp_path, setup, kwargs, match):
         Image.new("RGB", (4, 4)).save(root / "images" / "lonely.png")
     if setup == "mask-without-image":
         Image.new("L", (4, 4)).save(root / "masks" / "orphan.png")
-    with pytest.raises(ValueError, match=match):
+    error = TypeError if "shuffle" in kwargs else ValueError
+    with pytest.raises(error, match=match):
         segmentation_dataset_from_directory(root, **kwargs)
 
 

@@ -338,11 +338,21 @@ def _broken(root, setup):
             r"`seed` must be a non-negative int \(or None\).*Received: seed=-1$",
         ),
         ("ok", {"seed": 1.5}, TypeError, r"`seed` must be a non-neg.*seed=1\.5$"),
+        # tf.data's own TypeError named rerandomize_each_iteration
+        ("ok", {"shuffle": "no"}, TypeError, r"^`shuffle` must be True or False\. "),
+        (
+            None,
+            {},
+            TypeError,
+            r"^`directory` must be the path of the folder that holds `images/` and "
+            r"`masks/` \(a str or pathlib\.Path\)\. Received: directory=None$",
+        ),
     ],
 )
 def test_bad_folders_and_arguments(tmp_path, setup, kwargs, error, match):
-    root = tmp_path / "data"
-    _broken(root, setup)
+    root = tmp_path / "data" if setup else None
+    if setup:
+        _broken(root, setup)
     kwargs = {"num_classes": 3, "ignore_class": 255, **kwargs}
     with pytest.raises(error, match=match):
         volume_dataset_from_directory(root, **kwargs)
@@ -403,8 +413,14 @@ def test_non_finite_volumes_name_the_file(tmp_path):
             r"^The volume .*s1\.npy holds complex128 values; a volume holds "
             r"numbers \(integers or floats\)\. .*astype\('float32'\)\)\.$",
         ),
+        (  # numpy's reason ends in a full stop: one, not two
+            "images",
+            np.empty((8, 10, 12), object),
+            r"^Cannot read the volume .*s1\.npy: Array can't be memory-mapped: "
+            r"Python objects in dtype\. Remove or replace the file\.$",
+        ),
     ],
-    ids=["complex-mask", "string-mask", "complex-volume"],
+    ids=["complex-mask", "string-mask", "complex-volume", "object-volume"],
 )
 def test_files_of_no_numbers_are_refused_before_reading(tmp_path, folder, array, match):
     # A complex file was cast to its real part with only numpy's warning; a

@@ -237,6 +237,23 @@ def test_a_tile_below_the_models_smallest_input_is_refused():
         predict_tiled(wrapped, _image(16, 16), 6)
 
 
+def test_an_image_of_other_channels_than_the_models_is_refused():
+    fixed = keras.Input((8, 8, 8, 1))  # a model of one size: "unknown" before
+    models = [
+        keras.Model(fixed, UNet(2, filters=4, depth=2, spatial_dims=3)(fixed)),
+        UNet(2, filters=4, depth=2, spatial_dims=3),
+    ]
+    models[1].build((None, None, None, None, 1))
+    for model in models:
+        with pytest.raises(
+            ValueError,
+            match=r"^`image` has 2 channels, and the model takes 1: convert the "
+            r"image, or use a model built for 2\. Received: image of shape "
+            r"\(12, 12, 12, 2\)$",
+        ):
+            predict_tiled(model, np.zeros((12, 12, 12, 2), "float32"), 8)
+
+
 class _Deep(keras.Model):
     """A model whose `depth` counts something else (here 50 blocks)."""
 
