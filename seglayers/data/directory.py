@@ -109,6 +109,7 @@ def segmentation_dataset_from_directory(
         True`.
     """
     seed = check_seed("seed", seed)
+    shuffle = check_bool("shuffle", shuffle)  # "no" was true: it shuffled
     _check_arguments(
         image_size, batch_size, interpolation, validation_split, subset, seed
     )
@@ -140,7 +141,6 @@ def split_pairs(pairs, directory, shuffle, seed, validation_split):
     """`({"training": pairs, "validation": pairs}, seed)`: the pairs shuffled
     by `seed` (drawn if `None`, and returned so the data shuffles with it)
     and split, or only `"training"` without a `validation_split`."""
-    shuffle = check_bool("shuffle", shuffle)  # "no" shuffled; tf.data failed
     if shuffle or validation_split:
         if seed is None:
             seed = int(np.random.default_rng().integers(1_000_000))

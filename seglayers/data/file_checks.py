@@ -9,7 +9,7 @@ from PIL import Image
 
 def unreadable(kind, path, error):
     """The `ValueError` for a file that cannot be read."""
-    reason = str(error).rstrip(".")  # numpy's own messages may end in one
+    reason = str(error).removesuffix(".")  # numpy's own messages may end in one
     return ValueError(
         f"Cannot read the {kind} {path}: {reason}. Remove or replace the file."
     )

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from seglayers._masks import bad_id_mask, num_ids, raise_on_bad_ids
 from seglayers._validation import (
+    check_bool,
     check_fraction,
     check_ignore_class,
     check_ignore_not_a_class,
@@ -126,6 +127,8 @@ def volume_dataset_from_directory(
     # e.g. 0.5: half the patches centred on foreground.
     check_fraction("foreground_fraction", foreground_fraction)
     seed = check_seed("seed", seed)
+    # tf.data takes a Python bool only ("no", or numpy's True, failed there)
+    shuffle = check_bool("shuffle", shuffle)
     check_split_arguments(batch_size, validation_split, subset, seed)
     pairs = find_pairs(
         directory,

@@ -274,11 +274,17 @@ def _check_channels(model, image):
     """Raises if the model was built for another number of channels than
     the image's: named here with the image's shape, not a batch of tiles'
     (a model of a fixed size even called the channels unknown)."""
-    network = _segmentation_model(model)
-    try:
-        channels = network.input_channels if network else model.inputs[0].shape[-1]
-    except (AttributeError, IndexError, TypeError, ValueError):
-        return  # A subclassed model: it says so itself.
+    from seglayers.models.segmentation_model import SegmentationModel
+
+    # The model's own input: a wrapper may change the channels (a 1x1
+    # convolution to 3 for an RGB encoder) before the seglayers model inside.
+    if isinstance(model, SegmentationModel):
+        channels = model.input_channels  # None until built: any
+    else:
+        try:
+            channels = model.inputs[0].shape[-1]
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return  # A subclassed model: it says so itself.
     if isinstance(channels, int) and image.shape[-1] != channels:
         raise ValueError(
             f"`image` has {image.shape[-1]} channels, and the model takes "

@@ -61,6 +61,16 @@ def test_reads_npy_and_nifti_pairs_by_stem(tmp_path):
     np.testing.assert_array_equal(masks[..., 0], np.stack(written[1]))
 
 
+def test_a_numpy_bool_shuffles(tmp_path):
+    # tf.data takes a Python bool only: numpy's True failed inside it.
+    _write(tmp_path, n=3)
+    dataset = volume_dataset_from_directory(
+        tmp_path, num_classes=3, ignore_class=255, shuffle=np.True_, seed=0
+    )
+    volumes, masks = _all(dataset)
+    assert volumes.shape == (3, 8, 10, 12, 1) and masks.shape == (3, 8, 10, 12, 1)
+
+
 def test_channels_last_volumes(tmp_path):
     _write(tmp_path, n=2)
     for i in range(2):
@@ -340,6 +350,8 @@ def _broken(root, setup):
         ("ok", {"seed": 1.5}, TypeError, r"`seed` must be a non-neg.*seed=1\.5$"),
         # tf.data's own TypeError named rerandomize_each_iteration
         ("ok", {"shuffle": "no"}, TypeError, r"^`shuffle` must be True or False\. "),
+        # a folder scanned only after the arguments are checked
+        ("missing", {"shuffle": "no"}, TypeError, r"^`shuffle` must be True or"),
         (
             None,
             {},

@@ -252,6 +252,21 @@ def test_an_image_of_other_channels_than_the_models_is_refused():
             r"\(12, 12, 12, 2\)$",
         ):
             predict_tiled(model, np.zeros((12, 12, 12, 2), "float32"), 8)
+    with pytest.raises(ValueError, match=r"`image` has 2 channels, and the model"):
+        predict_tiled(_pointwise_model(), np.zeros((8, 8, 2), "float32"), 8)
+
+
+def test_a_wrapper_that_changes_the_channels_is_read_by_its_own_input():
+    # A 1x1 convolution to 3 channels before a UNet built for 3: the image
+    # has the wrapper's 1, not the UNet's 3.
+    inputs = keras.Input((None, None, 1))
+    unet = UNet(2, filters=4, depth=2)
+    model = keras.Model(inputs, unet(keras.layers.Conv2D(3, 1)(inputs)))
+    assert predict_tiled(model, np.zeros((12, 12, 1)), 8, verbose=0).shape == (
+        12,
+        12,
+        2,
+    )
 
 
 class _Deep(keras.Model):
