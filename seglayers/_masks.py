@@ -4,8 +4,9 @@
 command line call these functions and never re-derive them:
 
 - targets (`target_ids`, `target_one_hot`): class ids `(..., H, W)` or
-  `(..., H, W, 1)`, or one-hot `(..., H, W, C)` whose all-zero rows (what
-  `OneHotMask` writes for `ignore_class`) are ignored pixels;
+  `(..., H, W, 1)`, or one-hot `(..., H, W, C)` of values in [0, 1] whose
+  all-zero rows (what `OneHotMask` writes for `ignore_class`) are ignored
+  pixels;
 - predictions (`predicted_ids`): logits, probabilities or one-hot (arg-max),
   one sigmoid channel (`threshold`), or ids;
 - the dtypes a mask may have (`mask_tensor`);
@@ -151,6 +152,8 @@ def _channels_hint(true_shape, classes, y_pred_shape):
     """Where `y_pred` looks like scores of the wrong number of classes (its
     pixels those of `y_true`, ids), says so: the mismatch is there, not in
     `y_true`."""
+    if y_pred_shape is None:  # no prediction at hand (`MaskVisualizer`)
+        return ""
     pixels, channels = tuple(y_pred_shape[:-1]), y_pred_shape[-1:]
     if channels in ((classes,), (1,), ()):
         return ""
@@ -202,8 +205,9 @@ def target_ids(y_true, pixel_shape, classes, ignore_class=None, y_pred_shape=Non
     form, values = _target_form(y_true, pixel_shape, classes, y_pred_shape)
     if form == "ids":
         return _id_targets(values, classes, ignore_class)
-    valid = ops.sum(ops.cast(values, "float32"), axis=-1) > 0
-    return class_argmax(values), valid, ops.zeros_like(valid)
+    target, bad = _one_hot_rows(values)
+    valid = (ops.sum(target, axis=-1) > 0) & ~bad
+    return class_argmax(values), valid, bad
 
 
 def target_one_hot(y_true, pixel_shape, classes, ignore_class=None, y_pred_shape=None):
@@ -213,13 +217,52 @@ def target_one_hot(y_true, pixel_shape, classes, ignore_class=None, y_pred_shape
     pixel_shape = tuple(pixel_shape)
     form, values = _target_form(y_true, pixel_shape, classes, y_pred_shape)
     if form == "one_hot":
-        target = ops.cast(values, "float32")
-        valid = ops.sum(target, axis=-1) > 0
-        return target, valid, ops.zeros_like(valid)
+        target, bad = _one_hot_rows(values)
+        valid = (ops.sum(target, axis=-1) > 0) & ~bad
+        return target, valid, bad
     ids, valid, bad = _id_targets(values, classes, ignore_class)
     # Id 0 where not valid, then zeroed: -1 is refused by one_hot on torch.
     target = ops.one_hot(ops.where(valid, ids, 0), classes, dtype="float32")
     return target * ops.cast(valid, "float32")[..., None], valid, bad
+
+
+_ONE_HOT_MARGIN = 0.01
+
+
+def _one_hot_rows(values):
+    """`(target, bad)`: a one-hot `y_true` as float32, and True where its
+    row holds a value outside [0, 1] or NaN: not one-hot, whatever its
+    shape says (colour masks of 3 classes are `(..., H, W, 3)` of 0..255,
+    and their arg-max a plausible class). Raises when the values are at
+    hand; traced code counts such pixels as bad (out of range, NaN loss)."""
+    target = ops.cast(values, "float32")
+    # A margin for soft labels rounded in 16 bits (bfloat16's step above 1
+    # is 1/128); NaN fails both comparisons.
+    inside = (target >= -_ONE_HOT_MARGIN) & (target <= 1 + _ONE_HOT_MARGIN)
+    bad = ~ops.all(inside, axis=-1)
+    if concrete_value(ops.any(bad)):
+        found = concrete_value(target)[concrete_value(bad)]
+        nan = np.isnan(found)
+        margin = _ONE_HOT_MARGIN
+        outside = found[~nan & ((found < -margin) | (found > 1 + margin))]
+        what = " and ".join(
+            text
+            for text, shown in (
+                (f"values outside [0, 1] ({_shown(outside)})", outside.size),
+                ("NaN", nan.any()),
+            )
+            if shown
+        )
+        raise ValueError(
+            f"`y_true` has the shape of one-hot masks ({tuple(values.shape)}: "
+            f"the last axis one per class), but holds {what}: a one-hot row "
+            "holds 0 and 1 (soft labels in between; all zeros for an ignored "
+            "pixel). Colour masks (RGB) need their palette: "
+            "`seglayers.OneHotMask(num_classes, palette=...)`; class ids go as "
+            "`(..., H, W)` or `(..., H, W, 1)`. "
+            f"Received: y_true of shape {tuple(values.shape)}"
+        )
+    return target, bad
 
 
 def check_same_pixels(true_shape, pixel_shape, y_true_shape, y_pred_shape):
@@ -375,7 +418,16 @@ def model_threshold(model, threshold=None):
     takes: 0 for a model that says it outputs logits (`output_activation`
     None, as seglayers models can), else 0.5, as Keras's binary metrics do."""
     if threshold is not None:
-        return check_threshold(threshold, allow_none=True)
+        threshold = check_threshold(threshold, allow_none=True)
+        activation = getattr(model, "output_activation", None)
+        if activation in ("auto", "sigmoid", "softmax") and not 0 <= threshold <= 1:
+            raise ValueError(
+                f"`threshold`={threshold} cannot split this model's scores: "
+                f"they are probabilities (output_activation={activation!r}), "
+                "in [0, 1], all on one side of it. Pass a threshold "
+                f"in [0, 1], e.g. 0.5 (the default). Received: threshold={threshold}"
+            )
+        return threshold
     logits = getattr(model, "output_activation", "auto") in (None, "linear")
     return 0.0 if logits else 0.5
 

@@ -2,6 +2,7 @@
 `palette_ids`), for `OneHotMask` and the folder loader. Split from
 `seglayers._masks`, which says what every other mask means."""
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -50,12 +51,26 @@ def palette_ids(colours, palette, num_classes, ignore_class=None, subject="The m
     after the classes. A colour not in `palette` raises a `ValueError` when
     the values are at hand, and gives `unknown_colour_id(ignore_class)` in
     traced code."""
-    colours = ops.cast(ops.convert_to_tensor(colours), "int32")
-    if len(colours.shape) < 1 or colours.shape[-1] != 3:
+    values = ops.convert_to_tensor(colours)
+    if len(values.shape) < 1 or values.shape[-1] != 3:
         raise ValueError(
             "With a `palette`, masks must be RGB, (..., H, W, 3). "
-            f"Received: mask shape {tuple(colours.shape)}"
+            f"Received: mask shape {tuple(values.shape)}"
         )
+    # Only whole numbers in [0, 255] are colours: others would alias in the
+    # 24-bit code ([0, 256, 0] is [1, 0, 0]) or truncate to one ([127.5, 0,
+    # 0], NaN); they are colours not in `palette`. uint8 needs no check.
+    dtype = keras.backend.standardize_dtype(values.dtype)
+    exact = None
+    if dtype != "uint8":
+        valid = (values >= 0) & (values <= 255)
+        if "float" in dtype:
+            valid = valid & (ops.floor(values) == values)  # NaN: False
+        exact = ops.all(valid, axis=-1)
+        values_in_range = ops.where(exact[..., None], values, 0)
+        colours = ops.cast(values_in_range, "int32")
+    else:
+        colours = ops.cast(values, "int32")
     # One 24-bit code per colour: one comparison per palette entry, not three.
     weights = ops.convert_to_tensor([65536, 256, 1], "int32")
     codes = ops.sum(colours * weights, axis=-1)
@@ -65,11 +80,14 @@ def palette_ids(colours, palette, num_classes, ignore_class=None, subject="The m
     matches = codes[..., None] == table
     ids = list(range(num_classes)) + [ignore_class] * (len(palette) - num_classes)
     known = ops.any(matches, axis=-1)
+    if exact is not None:
+        known = known & exact
     found = ops.sum(ops.where(matches, ops.convert_to_tensor(ids, "int32"), 0), -1)
     if concrete_value(ops.any(~known)):
-        unknown = concrete_value(colours)[~concrete_value(known)]
+        unknown = concrete_value(values)[~concrete_value(known)]
         raise ValueError(
-            f"{subject} holds colours not in `palette`: "
+            f"{subject} holds colours not in `palette` (each a triple of whole "
+            f"numbers in [0, 255]): "
             f"{np.unique(unknown, axis=0)[:10].tolist()}. Add them to `palette` "
             "(index = class id; one extra colour at the end for ignored "
             "pixels) or fix the masks."

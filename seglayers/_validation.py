@@ -327,10 +327,19 @@ def check_threshold(value, allow_none=False):
     return float(value)
 
 
+def sizes(value):
+    """`value` as a tuple if it is a 1-D numpy array of integers
+    (`np.array(image.shape[:2])`), else as it is: sizes may be lists, tuples
+    or such arrays."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
+        return tuple(value.tolist())
+    return value
+
+
 def check_size_pair(name, value, what="a positive int or a pair (height, width)"):
     """`value` (an int, or a pair of ints >= 1) as a `(height, width)` tuple,
     else raises a `ValueError` that says `what` it should be."""
-    pair = value
+    pair = sizes(value)
     if is_int(value):
         pair = (value, value)
     if (
@@ -353,21 +362,21 @@ def check_spatial_size(name, value, spatial_dims):
     per spatial axis; `check_size_pair` for any rank (2 or 3)."""
     if spatial_dims == 2:
         return check_size_pair(name, value)
-    sizes = value
+    given = sizes(value)
     if is_int(value):
-        sizes = (value,) * spatial_dims
+        given = (value,) * spatial_dims
     if (
-        not isinstance(sizes, (list, tuple))
-        or len(sizes) != spatial_dims
-        or not all(is_int(s) for s in sizes)
-        or min(sizes) < 1
+        not isinstance(given, (list, tuple))
+        or len(given) != spatial_dims
+        or not all(is_int(s) for s in given)
+        or min(given) < 1
     ):
         raise ValueError(
             f"`{name}` must be a positive int or a tuple "
             f"{_SPATIAL_NAMES[spatial_dims]} of positive ints, e.g. 64. "
             f"Received: {name}={value!r}"
         )
-    return tuple(int(s) for s in sizes)
+    return tuple(int(s) for s in given)
 
 
 def check_dilation_rates(value):
@@ -394,3 +403,23 @@ def check_fraction(name, value):
             f"`{name}` must be in [0, 1], e.g. 0.5. Received: {name}={value!r}"
         )
     return float(value)
+
+
+def check_class_names(class_names):
+    """`class_names` as a list of str; a str (whose letters were taken as
+    names), a dict, or a name that is no str or int (`None`) is refused.
+    The count is the caller's to check."""
+    names = None
+    if not isinstance(class_names, (str, bytes, dict)):
+        try:
+            names = list(class_names)
+        except TypeError:
+            pass
+    if names is None or not all(
+        isinstance(n, (str, np.str_)) or (is_int(n)) for n in names
+    ):
+        raise TypeError(
+            "`class_names` must be a list of names (str), one per class, e.g. "
+            f"['background', 'cat']. Received: class_names={class_names!r}"
+        )
+    return [str(n) for n in names]

@@ -738,13 +738,13 @@ def test_predict_tiles_images_larger_than_the_model_size(
     image = np.random.default_rng(0).integers(0, 256, (80, 100, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "big.png")
     calls = []
-    real = seglayers.predict_tiled
+    real = seglayers.inference.prediction.predict_checked
 
-    def spy(model, image, tile_size, **kwargs):
-        calls.append((image.shape, tile_size, kwargs["overlap"]))
-        return real(model, image, tile_size, **kwargs)
+    def spy(model, image, tile, smallest, overlap, *args):
+        calls.append((image.shape, tile, overlap))
+        return real(model, image, tile, smallest, overlap, *args)
 
-    monkeypatch.setattr(seglayers.inference.prediction, "predict_tiled", spy)
+    monkeypatch.setattr(seglayers.inference.prediction, "predict_checked", spy)
     command = ["predict", str(model), str(tmp_path / "big.png"), "--image-size"]
     command += ["32", "32", "--tile-overlap", "0.5"]
     assert cli.main(command + ["--output", str(tmp_path / "tiled")]) == 0

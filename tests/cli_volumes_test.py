@@ -175,6 +175,21 @@ def test_evaluate_volumes(tmp_path, capsys, extension):
     assert f"pixel accuracy: {results['pixel_accuracy']:.3f}" in capsys.readouterr().out
 
 
+def test_a_default_size_the_model_cannot_take_is_called_the_default(tmp_path, capsys):
+    # Before, "cannot take --volume-size 24 24 24", a flag not given.
+    model = seglayers.UNet(2, filters=4, depth=5, spatial_dims=3)
+    model.build((None, None, None, None, 1))
+    model.save(tmp_path / "m.keras")
+    command = ["evaluate", str(tmp_path / "m.keras"), "--data", str(tmp_path)]
+    assert cli.main(command) == 2
+    assert re.search(
+        r"m\.keras cannot take --volume-size 24 24 24 \(the default\): `UNet` "
+        r"with depth=5 halves the input 5 times, so depth, height and width must "
+        r"be at least 32\. Give the size it trained on\.$",
+        _one_line_error(capsys),
+    )
+
+
 def test_evaluate_refuses_a_volume_size_the_model_cannot_take(tmp_path, capsys):
     # Before, the model refused the batches, and the message asked for a
     # smaller --depth, which evaluate has not.
@@ -321,8 +336,9 @@ def test_predict_reads_one_volume_at_a_time_and_writes_only_when_all_succeed(
         (  # Raised in UNet.call, which Keras wraps: its own message is kept.
             np.zeros((16, 16, 16, 2), np.float32),
             [],
-            r"^seglayers: error: This `UNet` was built for 1 input channels\. "
-            r"Received: input shape \(1, 24, 24, 24, 2\) with 2 channels\.",
+            r"^seglayers: error: Cannot predict .*v\.npy: This `UNet` was built "
+            r"for 1 input channel\. Received: input shape \(1, 24, 24, 24, 2\) "
+            r"with 2 channels\.",
         ),
     ],
 )

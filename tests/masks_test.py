@@ -166,6 +166,13 @@ def _invalid(case):
         ids = ids.astype("float32")
         ids[1, 1, 1] = np.inf
         return ids, probs
+    if case == "colours of one-hot shape":
+        palette = np.array([[0, 0, 0], [255, 0, 0], [0, 128, 0]], "uint8")
+        return palette[ids[..., 0] % 3], probs
+    if case == "one-hot with NaN":
+        one_hot = np.eye(3, dtype="float32")[ids[..., 0] % 3]
+        one_hot[1, 1, 1, 2] = np.nan
+        return one_hot, probs
     raise AssertionError(case)
 
 
@@ -179,6 +186,18 @@ def _invalid(case):
         ("fractional ids", r"`y_true` holds fractional ids \[0\.5\]"),
         # Was "fractional ids [inf]", with numpy's RuntimeWarning for inf % 1.
         ("infinite ids", r"`y_true` holds NaN or infinite ids \[inf\]"),
+        # Were read as one-hot: their arg-max a plausible class.
+        (
+            "colours of one-hot shape",
+            r"^`y_true` has the shape of one-hot masks \(\(2, 4, 4, 3\): the last "
+            r"axis one per class\), but holds values outside \[0, 1\] \(\[128, "
+            r"255\]\): a one-hot row holds 0 and 1 \(soft labels in between; all "
+            r"zeros for an ignored pixel\)\. Colour masks \(RGB\) need their "
+            r"palette: `seglayers\.OneHotMask\(num_classes, palette=\.\.\.\)`; "
+            r"class ids go as `\(\.\.\., H, W\)` or `\(\.\.\., H, W, 1\)`\. "
+            r"Received: y_true of shape \(2, 4, 4, 3\)$",
+        ),
+        ("one-hot with NaN", r"but holds NaN: a one-hot row"),
     ],
 )
 def test_every_metric_and_loss_refuses_the_same_forms_alike(case, match):
@@ -383,7 +402,11 @@ def test_palette_ids_and_check_palette():
     colours = np.array([[[255, 0, 0], [9, 9, 9], [0, 0, 0]]], "uint8")
     ids = _palettes.palette_ids(colours, palette, 2, 255)
     np.testing.assert_array_equal(_np(ids), [[1, 255, 0]])
-    with pytest.raises(ValueError, match=r"colours not in `palette`: \[\[1, 2, 3\]\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"colours not in `palette` \(each a triple of whole numbers in "
+        r"\[0, 255\]\): \[\[1, 2, 3\]\]",
+    ):
         _palettes.palette_ids(np.array([[[1, 2, 3]]]), palette, 2, 255)
     with pytest.raises(ValueError, match=r"`palette` repeats a colour"):
         _palettes.check_palette([[0, 0, 0], [0, 0, 0]], 2)

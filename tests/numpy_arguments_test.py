@@ -113,6 +113,22 @@ def test_built_in_data_sets_take_numpy_sizes_and_counts(dataset, size):
     assert len(images) == 2 and masks.max() <= 2
 
 
+@pytest.mark.parametrize("dataset, size", [(shapes, 32), (volumes, 16)])
+def test_sizes_may_be_numpy_arrays_of_ints(dataset, size, tmp_path):
+    # `np.array(image.shape[:2])` was "not a pair of ints".
+    dims = 2 if dataset is shapes else 3
+    images, _ = dataset.load_data(2, np.full(dims, size), num_classes=3)
+    assert images.shape[1:-1] == (size,) * dims
+    model = seglayers.UNet(3, filters=4, depth=1, num_convs=1, spatial_dims=dims)
+    tiled = seglayers.predict_tiled(model, images[0], np.full(dims, 8), verbose=0)
+    assert tiled.shape == images.shape[1:-1] + (3,)
+    if dims == 2:
+        mask = seglayers.predict_mask(model, images[0], np.array([8, 8]))
+        assert mask.shape == images.shape[1:-1]
+    with pytest.raises(ValueError, match=r"Received: tile_size=array\(\[8\.,"):
+        seglayers.predict_tiled(model, images[0], np.full(dims, 8.0), verbose=0)
+
+
 def test_evaluate_segmentation_takes_a_numpy_num_classes():
     model = seglayers.UNet(2, filters=4, depth=1, num_convs=1)
     images = np.zeros((2, 16, 16, 3), np.float32)

@@ -5,17 +5,24 @@ import warnings
 import keras
 import numpy as np
 
-from seglayers._masks import model_predicted_ids, num_ids, target_ids
+from seglayers._masks import (
+    model_predicted_ids,
+    model_threshold,
+    num_ids,
+    raise_on_bad_ids,
+    target_ids,
+)
 from seglayers._palettes import check_palette
 from seglayers._validation import (
     check_choice,
+    check_class_names,
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
     check_threshold,
 )
 from seglayers.distribute.chief import is_chief
-from seglayers.inference.predict_tiled import check_one_output
+from seglayers.inference._checks import check_one_output
 from seglayers.visualization.palette import default_palette
 from seglayers.visualization.render import SLICE_AXES, render_grid, save_png
 
@@ -158,7 +165,9 @@ class MaskVisualizer(keras.callbacks.Callback):
         self.data = data
         self.output_dir = os.fspath(output_dir)
         self.every_n_epochs = every_n_epochs
-        self.class_names = list(class_names) if class_names is not None else None
+        if class_names is not None:
+            class_names = check_class_names(class_names)
+        self.class_names = class_names
         self.palette = [list(c) for c in palette] if palette is not None else None
         self.log_dir = os.fspath(log_dir) if log_dir is not None else None
         self.max_samples = max_samples
@@ -203,7 +212,27 @@ class MaskVisualizer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._samples is None:
             self._samples = self._take_samples()
-        self._check_classes(self._num_classes(self._output_channels()))
+        channels = self._output_channels()
+        if channels not in (None, 1):  # 1: ids or a sigmoid; `render` tells
+            self._check_num_classes(channels)
+        num_classes = self._num_classes(channels)
+        self._check_classes(num_classes)
+        # Before the first epoch, not after it: what `render` would refuse.
+        model_threshold(self.model, self.threshold)
+        if num_classes is not None:
+            self._truth(num_classes)
+
+    def _truth(self, num_classes, y_pred_shape=None):
+        """The samples' class ids, -1 where ignored; ids that are no class
+        (255 in 0/255 binary masks) are refused, as the metrics do, not
+        drawn as ignored."""
+        masks = self._samples[1]
+        pixels = self._samples[0].shape[:-1]
+        truth, valid, bad = target_ids(
+            masks, pixels, num_classes, self.ignore_class, y_pred_shape
+        )
+        raise_on_bad_ids(masks, bad, num_classes, self.ignore_class, "A mask of `data`")
+        return np.where(_numpy(valid), _numpy(truth), -1)
 
     def _output_channels(self):
         """The model's output channels, if its output shape says (no predict)."""
@@ -218,7 +247,9 @@ class MaskVisualizer(keras.callbacks.Callback):
         if isinstance(shape, dict) or any(isinstance(s, (list, tuple)) for s in shape):
             # Output shapes in a dict or list: several, or one (`[out]`).
             shape = check_one_output(shape, "MaskVisualizer")
-        return shape[-1] if isinstance(shape, tuple) and shape else None
+        if not isinstance(shape, tuple) or len(shape) != self._samples[0].ndim:
+            return None  # ids without a channel axis: the last axis is W
+        return shape[-1]
 
     def _num_classes(self, channels):
         if self.num_classes is not None:
@@ -232,10 +263,12 @@ class MaskVisualizer(keras.callbacks.Callback):
         scores = np.ndim(outputs) == np.ndim(images) and np.issubdtype(
             np.asarray(outputs).dtype, np.floating
         )
-        if (
-            scores
-            and self.num_classes is not None
-            and num_ids(channels) != num_ids(self.num_classes)
+        if scores:
+            self._check_num_classes(channels)
+
+    def _check_num_classes(self, channels):
+        if self.num_classes is not None and num_ids(channels) != num_ids(
+            self.num_classes
         ):
             raise ValueError(
                 f"`num_classes`={self.num_classes} does not match the model, "
@@ -274,7 +307,7 @@ class MaskVisualizer(keras.callbacks.Callback):
 
     def render(self):
         """The current picture, a uint8 `(height, width, 3)` array."""
-        images, masks = self._samples
+        images = self._samples[0]
         outputs = check_one_output(
             self.model.predict(images, verbose=0), "MaskVisualizer"
         )
@@ -282,11 +315,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         num_classes = self._num_classes(outputs.shape[-1])
         self._check_classes(num_classes)
         ids = model_predicted_ids(self.model, outputs, self.threshold)
-        # Ignored pixels, and ids that are no class, are drawn as ignored (-1).
-        truth, valid, _ = target_ids(
-            masks, ids.shape, num_classes, self.ignore_class, outputs.shape
-        )
-        truth = np.where(_numpy(valid), _numpy(truth), -1)
+        truth = self._truth(num_classes, outputs.shape)  # -1: ignored
         palette = self.palette or default_palette(num_classes)
         return render_grid(
             images, truth, ids, palette, self.class_names, slice_axis=self.slice_axis

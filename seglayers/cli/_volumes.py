@@ -263,6 +263,8 @@ def check_size(model, args, dims):
     before any input is read (`predict`, `evaluate`)."""
     flag = "--volume-size" if dims == 3 else "--image-size"
     shown = " ".join(map(str, args.size))
+    if getattr(args, _SIZE_FLAGS[dims][0], None) is None:
+        shown += " (the default)"
     if min(args.size) < 1:
         raise UsageError(
             f"{flag} must be the size the model trained on, at least 1 on every "

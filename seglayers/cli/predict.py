@@ -104,8 +104,10 @@ def _predict_all(model, kind, files, targets, args):
             item = kind.read(path)
             try:
                 result = kind.predict(model, item, args)
-            except ValueError as error:  # e.g. a size the model cannot take
-                raise _library_error(error) from None
+            except ValueError as error:  # e.g. channels the model does not take
+                raise UsageError(
+                    f"Cannot predict {path}: {_library_error(error)}"
+                ) from None
             temporary = [os.path.join(staging, os.path.basename(t)) for t in paths]
             kind.write(temporary, item, result, model)
             staged += zip(temporary, paths)

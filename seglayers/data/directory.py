@@ -14,6 +14,7 @@ from seglayers._validation import (
     check_seed,
     is_int,
     is_real,
+    sizes,
 )
 from seglayers.data.file_checks import check_pairs, find_pairs
 from seglayers.data.mask_files import mask_reader, tf_decoder
@@ -172,6 +173,7 @@ def subset_datasets(splits, subset, shuffle, make_dataset, **options):
 def _check_arguments(
     image_size, batch_size, interpolation, validation_split, subset, seed
 ):
+    image_size = sizes(image_size)
     if (
         not isinstance(image_size, (list, tuple))
         or len(image_size) != 2

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from seglayers._validation import check_positive_int, check_seed, is_int
+from seglayers._validation import check_positive_int, check_seed, is_int, sizes
 
 CLASS_NAMES = ("background", "circle", "square", "triangle")
 
@@ -93,6 +93,7 @@ def check_fits_in_memory(num_samples, size, channels):
 
 
 def _check_image_size(image_size):
+    image_size = sizes(image_size)
     if (
         not isinstance(image_size, (list, tuple))
         or len(image_size) != 2

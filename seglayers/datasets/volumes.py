@@ -16,7 +16,7 @@ the same data.
 
 import numpy as np
 
-from seglayers._validation import check_positive_int, check_seed, is_int
+from seglayers._validation import check_positive_int, check_seed, is_int, sizes
 from seglayers.datasets.shapes import _interpolation_matrix, check_fits_in_memory
 
 CLASS_NAMES = ("background", "sphere", "cube", "torus")
@@ -80,6 +80,7 @@ def load_data(num_samples=100, volume_size=(32, 32, 32), num_classes=4, seed=0):
 
 
 def _check_volume_size(volume_size):
+    volume_size = sizes(volume_size)
     if (
         not isinstance(volume_size, (list, tuple))
         or len(volume_size) != 3

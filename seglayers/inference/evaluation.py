@@ -9,7 +9,7 @@ from seglayers._validation import (
     check_ignore_not_a_class,
     check_positive_int,
 )
-from seglayers.inference.predict_tiled import check_one_output
+from seglayers.inference._checks import check_model, check_numbers, check_one_output
 
 
 def evaluate_segmentation(
@@ -72,6 +72,7 @@ def evaluate_segmentation(
     """
     import seglayers
 
+    check_model(model, "evaluate_segmentation")
     num_classes = check_positive_int("num_classes", num_classes)
     ignore_class = check_ignore_not_a_class(
         check_ignore_class(ignore_class), num_classes
@@ -88,7 +89,7 @@ def evaluate_segmentation(
         seglayers.PixelAccuracy(num_classes, ignore_class, threshold=threshold),
     ]
     seen = 0
-    for images, masks, weights in _batches(data, batch_size):
+    for images, masks, weights in _batches(data, batch_size, model):
         predictions = model.predict_on_batch(images)
         predictions = check_one_output(predictions, "evaluate_segmentation")
         _check_channels(predictions, num_classes)
@@ -132,6 +133,7 @@ def format_evaluation(results):
     mean    0.600   0.700
     pixel accuracy: 0.875
     """
+    _check_results(results)
     names = [key.split("/", 1)[1] for key in results if key.startswith("iou/")]
     width = max(len(n) for n in names + ["class"])
     lines = [f"{'class':<{width}}  {'IoU':>6}  {'Dice':>6}"]
@@ -142,6 +144,37 @@ def format_evaluation(results):
     lines.append(f"{'mean':<{width}}  {means}")
     lines.append(f"pixel accuracy: {results['pixel_accuracy']:.3f}")
     return "\n".join(lines)
+
+
+def _check_results(results):
+    """Refuses what `evaluate_segmentation` does not return: a dict missing
+    a key of the table (`model.evaluate`'s has no `dice/<class>`), or
+    values that are no numbers."""
+    if not isinstance(results, dict):
+        raise TypeError(
+            "`results` must be the dict `evaluate_segmentation` returns. "
+            f"Received: results of type {type(results).__name__}"
+        )
+    names = [key.split("/", 1)[1] for key in results if key.startswith("iou/")]
+    needed = ["mean_iou", "mean_dice", "pixel_accuracy"]
+    needed += [f"dice/{name}" for name in names]
+    missing = [key for key in needed if key not in results]
+    if missing or not names:
+        missing += [] if names else ["iou/<class> for each class"]
+        raise ValueError(
+            "`results` must be the dict `evaluate_segmentation` returns, with "
+            f"IoU and Dice per class and their means; it lacks {missing}. "
+            f"Received: results with keys {sorted(results)}"
+        )
+    for key in needed + [f"iou/{name}" for name in names]:
+        value = results[key]
+        if isinstance(value, (bool, str, bytes)) or not np.isscalar(
+            np.asarray(value)[()]
+        ):
+            raise TypeError(
+                f"`results` must hold a number for each key, and {key!r} holds "
+                f"{value!r}. Received: results[{key!r}]={value!r}"
+            )
 
 
 def _check_channels(predictions, num_classes):
@@ -155,9 +188,11 @@ def _check_channels(predictions, num_classes):
         )
 
 
-def _batches(data, batch_size):
+def _batches(data, batch_size, model):
     """`(images, masks, sample_weight or None)` batches from arrays, or from
-    an iterable of batches."""
+    an iterable of batches, each image checked for numbers (NaN, complex)."""
+    if isinstance(data, dict):
+        data = _pair(data, "`data`")
     if (
         isinstance(data, list)
         and len(data) == 2
@@ -172,13 +207,24 @@ def _batches(data, batch_size):
                 "an iterable of such batches (e.g. a `tf.data.Dataset`). "
                 f"Received: data of shapes {shapes}"
             )
-        images, masks = data
+        # A list of images is one array, not a model's several inputs.
+        images, masks = (x if keras.ops.is_tensor(x) else np.asarray(x) for x in data)
+        check_numbers(keras.ops.convert_to_numpy(images), model, "`images`")
         for i in range(0, len(images), batch_size):
             yield images[i : i + batch_size], masks[i : i + batch_size], None
         return
-    for batch in data:
-        if isinstance(batch, dict) and {"images", "segmentation_masks"} <= set(batch):
-            batch = batch["images"], batch["segmentation_masks"]
+    try:
+        batches = iter(data)
+    except TypeError:
+        hint = " Call it to get the generator." if callable(data) else ""
+        raise TypeError(
+            "`data` must be `(images, masks)` arrays or an iterable of such "
+            f"batches (e.g. a `tf.data.Dataset`).{hint} Received: data={data!r} "
+            f"of type {type(data).__name__}"
+        ) from None
+    for index, batch in enumerate(batches):
+        if isinstance(batch, dict):
+            batch = _pair(batch, "a batch of `data`")
         if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
             what = type(batch).__name__
             if isinstance(batch, (tuple, list)):
@@ -189,5 +235,29 @@ def _batches(data, batch_size):
                 f"dicts. Received: a batch of type {what}"
             )
         # A tf.data batch on another backend: its arrays, as numpy.
-        parts = [x if keras.ops.is_tensor(x) else np.asarray(x) for x in batch]
-        yield parts[0], parts[1], parts[2] if len(parts) == 3 else None
+        parts = [
+            x if x is None or keras.ops.is_tensor(x) else np.asarray(x) for x in batch
+        ]
+        images, masks = parts[:2]
+        if len(images) != len(masks):
+            raise ValueError(
+                f"Batch {index} of `data` pairs {len(images)} image(s) with "
+                f"{len(masks)} mask(s): each image needs its mask. Received: "
+                f"images of shape {tuple(images.shape)}, masks of shape "
+                f"{tuple(masks.shape)}"
+            )
+        name = f"`images` (batch {index} of `data`)"
+        check_numbers(keras.ops.convert_to_numpy(images), model, name)
+        yield images, masks, parts[2] if len(parts) == 3 else None
+
+
+def _pair(batch, what):
+    """`(images, masks)` of a `{"images", "segmentation_masks"}` dict."""
+    missing = {"images", "segmentation_masks"} - set(batch)
+    if missing:
+        raise ValueError(
+            f"{what} is a dict, and needs the keys 'images' and "
+            f"'segmentation_masks' (as `as_dict=True` data sets give); it lacks "
+            f"{sorted(missing)}. Received: keys {sorted(map(str, batch))}"
+        )
+    return batch["images"], batch["segmentation_masks"]

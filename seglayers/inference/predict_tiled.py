@@ -11,6 +11,13 @@ from seglayers._validation import (
     check_rate,
     check_spatial_size,
 )
+from seglayers.inference._checks import (
+    check_channels,
+    check_model,
+    check_numbers,
+    check_one_output,
+    check_smallest_size,
+)
 
 BLENDS = ("gaussian", "constant")
 
@@ -88,6 +95,7 @@ def predict_tiled(
     """
     import keras
 
+    check_model(model, "predict_tiled")
     # Numpy stays as it is: no copy of an image that may be large.
     image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
     image = np.asarray(image)
@@ -108,9 +116,19 @@ def predict_tiled(
     check_choice("blend", blend, BLENDS)
     check_choice("verbose", verbose, ("auto", 0, 1))
     smallest = check_smallest_size("tile_size", tile_size, tile, model)
-    _check_channels(model, image)
-    check_numbers(image)
+    check_channels(model, image)
+    check_numbers(image, model)
+    return predict_checked(
+        model, image, tile, smallest, overlap, batch_size, blend, verbose
+    )
 
+
+def predict_checked(
+    model, image, tile, smallest, overlap, batch_size=8, blend="gaussian", verbose=0
+):
+    """`predict_tiled` on an image and arguments already checked (`predict_mask`
+    checks its own: no second scan of the image for NaN), `smallest` from
+    `check_smallest_size`."""
     size = image.shape[:-1]
     # A model of one input size takes no smaller tile, and a seglayers model
     # no tile below its smallest input (a scan of 3 slices, for a model that
@@ -237,95 +255,6 @@ def _fixed_size(model):
     return any(isinstance(size, int) for size in inputs.shape[1:-1])
 
 
-def check_smallest_size(name, value, size, model):
-    """`2**depth` of the seglayers model that `model` is or wraps (1 if
-    none): the smallest input it takes; raises if `size`, the checked
-    `value` of the argument `name`, is smaller along an axis."""
-    network = _segmentation_model(model)
-    if network is None:
-        return 1
-    smallest = 2**network.depth
-    if min(size) < smallest:
-        raise ValueError(
-            f"`{name}` must be at least {smallest} along every axis for a "
-            f"`{type(network).__name__}` of depth={network.depth}, which halves "
-            f"its input {network.depth} times. Received: {name}={value!r}. Use "
-            f"at least {smallest}, best the size the model trained on."
-        )
-    return smallest
-
-
-def _segmentation_model(model):
-    """The seglayers model that `model` is, or that it wraps
-    (`keras.Model(inputs, unet(inputs))`); None if neither. Only a seglayers
-    model's `depth` counts: elsewhere `depth` may count blocks."""
-    from seglayers.models.segmentation_model import SegmentationModel
-
-    layers = [model]
-    while layers:
-        layer = layers.pop(0)
-        if isinstance(layer, SegmentationModel):
-            return layer
-        layers.extend(getattr(layer, "layers", ()))
-    return None
-
-
-def _check_channels(model, image):
-    """Raises if the model was built for another number of channels than
-    the image's: named here with the image's shape, not a batch of tiles'
-    (a model of a fixed size even called the channels unknown)."""
-    from seglayers.models.segmentation_model import SegmentationModel
-
-    # The model's own input: a wrapper may change the channels (a 1x1
-    # convolution to 3 for an RGB encoder) before the seglayers model inside.
-    if isinstance(model, SegmentationModel):
-        channels = model.input_channels  # None until built: any
-    else:
-        try:
-            channels = model.inputs[0].shape[-1]
-        except (AttributeError, IndexError, TypeError, ValueError):
-            return  # A subclassed model: it says so itself.
-    if isinstance(channels, int) and image.shape[-1] != channels:
-        raise ValueError(
-            f"`image` has {image.shape[-1]} channels, and the model takes "
-            f"{channels}: convert the image, or use a model built for "
-            f"{image.shape[-1]}. Received: image of shape {image.shape}"
-        )
-
-
-# Values of an image checked at a time for NaN (whole rows, or slices of a
-# volume): a bounded temporary, not a boolean map of the whole image.
-_CHECKED_VALUES = 1 << 22
-
-
-def check_numbers(image):
-    """Refuses an image of complex, string or object values (a cast would
-    drop an imaginary part without a word) and one holding NaN or infinite
-    values, which a convolution spreads over every tile they touch, and an
-    arg-max then turns into class ids."""
-    if image.dtype.kind not in "biuf" and image.dtype.name != "bfloat16":
-        raise TypeError(
-            "`image` must hold numbers (integers or floats), as the model's "
-            f"inputs do. Received: image of dtype {image.dtype}. Convert it, "
-            "e.g. with image.astype('float32') (np.abs(image) for complex values)."
-        )
-    if image.dtype.kind in "biu":
-        return
-    rows = max(1, _CHECKED_VALUES // max(1, image[0].size))
-    for start in range(0, len(image), rows):
-        finite = np.isfinite(image[start : start + rows])
-        if not finite.all():
-            first = np.argwhere(~finite)[0]
-            first[0] += start
-            raise ValueError(
-                f"`image` holds NaN or infinite values (the first at "
-                f"{tuple(int(i) for i in first)}); each would spread through "
-                "the convolutions over the tiles around it. Replace them (e.g. "
-                "with numpy.nan_to_num) before predicting. "
-                f"Received: image of shape {image.shape}"
-            )
-
-
 def _spatial_dims(model, image):
     """2 or 3: what the model says (`spatial_dims`, or its input's rank),
     else what the image's rank says."""
@@ -362,20 +291,3 @@ def _coverage(size, starts, window):
     for start in starts:
         summed[start : start + len(window)] += window
     return summed
-
-
-def check_one_output(outputs, who):
-    """The one output in `outputs` (a dict or list of one entry is
-    unwrapped); several (a multi-output Keras model) are refused with how to
-    pick one."""
-    if not isinstance(outputs, (dict, list, tuple)):
-        return outputs
-    names = list(outputs) if isinstance(outputs, dict) else list(range(len(outputs)))
-    if len(names) == 1:
-        return outputs[names[0]]
-    first = names[0] if names else 0
-    raise TypeError(
-        f"{who} needs a model of one output, the class scores of each pixel; "
-        f"this model returns {len(names)} ({names}). Pass a model of the one "
-        f"to use, e.g. `keras.Model(model.input, model.output[{first!r}])`."
-    )

@@ -2,14 +2,16 @@
 
 import numpy as np
 
-from seglayers._masks import model_predicted_ids
+from seglayers._masks import model_predicted_ids, model_threshold
 from seglayers._validation import check_bool, check_rate, check_size_pair
-from seglayers.inference.predict_tiled import (
+from seglayers.inference._checks import (
+    check_channels,
+    check_model,
     check_numbers,
     check_one_output,
     check_smallest_size,
-    predict_tiled,
 )
+from seglayers.inference.predict_tiled import predict_checked
 
 
 def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=None):
@@ -42,7 +44,9 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     Returns:
         An int32 numpy array `(height, width)` of class ids: the arg-max of
         the scores, or, for one sigmoid channel, 1 where it is above 0.5
-        (probabilities) or 0 (logits).
+        (probabilities) or 0 (logits); -1 (no class) where the model's
+        scores are NaN (e.g. weights that a diverged training made NaN),
+        never a class made up from them.
 
     Example:
 
@@ -55,6 +59,7 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     """
     import keras
 
+    check_model(model, "predict_mask")
     image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
     image = np.asarray(image)
     if getattr(model, "spatial_dims", 2) != 2:
@@ -83,15 +88,17 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     )
     tiling = check_bool("tiling", tiling)
     check_rate("overlap", overlap)
-    check_smallest_size("image_size", image_size, (height, width), model)
-    check_numbers(image)  # before the cast, which drops imaginary parts
+    smallest = check_smallest_size("image_size", image_size, (height, width), model)
+    threshold = model_threshold(model, threshold)  # before any prediction
+    # Before the cast, which drops imaginary parts; None: the cast is to
+    # float32 whatever the model takes.
+    check_numbers(image, None)
     image = image.astype("float32", copy=False)
     if tiling and (image.shape[0] > height or image.shape[1] > width):
         # An axis shorter than the model takes (a thin strip) is zero-padded
         # to the tile there; any other is tiled at its own length.
-        scores = predict_tiled(
-            model, image, (height, width), overlap=overlap, verbose=0
-        )
+        check_channels(model, image)
+        scores = predict_checked(model, image, (height, width), smallest, overlap)
         return model_predicted_ids(model, scores[None], threshold)[0].astype("int32")
     resized = keras.ops.image.resize(
         image, (height, width), interpolation="bilinear", antialias=True

@@ -30,6 +30,7 @@ from seglayers._masks import (
 )
 from seglayers._validation import (
     check_choice,
+    check_class_names,
     check_ignore_class,
     check_ignore_not_a_class,
     check_positive_int,
@@ -105,7 +106,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         # Binary segmentation with one sigmoid channel is two classes.
         self._matrix_size = num_ids(num_classes)
         if class_names is not None:
-            class_names = [str(n) for n in class_names]
+            class_names = check_class_names(class_names)
             if len(class_names) != self._matrix_size:
                 raise ValueError(
                     f"`class_names` needs one name per class, {self._matrix_size} "

@@ -84,20 +84,21 @@ def check_input_shape(
         # Never let unknown channels through: an encoder's preprocessing
         # (a mean per RGB channel) would broadcast one channel to three.
         raise ValueError(
-            f"This `{model_name}` was built for {input_channels} input "
-            f"channels, and these {things} have an unknown number. TensorFlow "
-            f"traces unknown channels after data of another channel count (or "
-            f"a pipeline that does not set them, such as "
-            f"`tf.io.decode_image` without `channels`): give every batch "
-            f"{input_channels} channels (e.g. `channels={input_channels}` when "
-            f"decoding). Received: input shape {shape}"
+            f"This `{model_name}` was built for "
+            f"{_channels(input_channels, 'input ')}, and these {things} have "
+            "an unknown number. TensorFlow traces unknown channels after data "
+            "of another channel count (or a pipeline that does not set them, "
+            "such as `tf.io.decode_image` without `channels`): give every batch "
+            f"{_channels(input_channels)} (e.g. `channels={input_channels}` "
+            f"when decoding). Received: input shape {shape}"
         )
     if input_channels is not None and shape[-1] != input_channels:
         raise ValueError(
-            f"This `{model_name}` was built for {input_channels} input "
-            f"channels. Received: input shape {shape} with {shape[-1]} "
-            f"channels. Convert the {things} ({_CHANNEL_HINTS[spatial_dims]}) or "
-            f"build a new model for {shape[-1]} channels."
+            f"This `{model_name}` was built for "
+            f"{_channels(input_channels, 'input ')}. Received: input shape "
+            f"{shape} with {_channels(shape[-1])}. Convert the {things} "
+            f"({_CHANNEL_HINTS[spatial_dims]}) or build a new model for "
+            f"{_channels(shape[-1])}."
         )
     if encoder is not None:
         _check_encoder_input_size(encoder, shape, model_name)
@@ -311,3 +312,8 @@ def check_preprocessing(preprocessing, channels):
             f"Received: encoder_preprocessing={preprocessing!r}"
         )
     return preprocessing
+
+
+def _channels(count, kind=""):
+    """ "1 channel", "3 input channels"."""
+    return f"{count} {kind}channel" + ("s" if count != 1 else "")

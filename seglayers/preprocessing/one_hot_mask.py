@@ -140,8 +140,18 @@ class OneHotMask(keras.layers.Layer):
         """Per-pixel weights `(..., H, W)`: 0 where ignored, else 1 or the
         weight of the pixel's class (`class_weights`: one per class, as a
         list, a 1-D array or a dict `{class id: weight}`)."""
-        if isinstance(class_weights, dict):  # Tensors pass as they are.
+        # Tensors pass as they are (no values to check in tf.data); numpy
+        # arrays and lists are checked (a NaN weight made every pixel NaN).
+        if not hasattr(class_weights, "dtype") or isinstance(
+            class_weights, (np.ndarray, np.generic)
+        ):
             class_weights = check_class_weights(class_weights)
+            if class_weights is not None and not np.isfinite(class_weights).all():
+                raise ValueError(
+                    "`class_weights` must be finite: an infinite weight makes "
+                    "the weight of every other class's pixels NaN (0 * inf). "
+                    f"Received: class_weights={class_weights}"
+                )
         one_hot = ops.cast(self(inputs), "float32")
         if class_weights is None:
             return ops.sum(one_hot, axis=-1)

@@ -1,5 +1,7 @@
 import numpy as np
 
+from seglayers._palettes import check_palette
+
 # Pixels with no class (ignored, or outside the palette) are drawn in the
 # colour Pascal VOC gives its void label 255, which no id below 255 of
 # `default_palette` gets. (It was grey, 128: class 7's colour, so class 7
@@ -34,11 +36,45 @@ def colorize(mask, palette):
     """Class ids `(H, W)` or `(H, W, 1)` → uint8 colours `(H, W, 3)`.
 
     Ids outside `[0, len(palette))` (such as an ignore label) are `NEUTRAL`.
+    `palette` is a list (or array) of `[r, g, b]` whole numbers in 0..255;
+    ids are integers, or whole floats (fractions, from a mask resized with
+    interpolation, and NaN are refused: they are no class).
     """
+    palette = check_palette(_whole_numbers(palette))
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
+    if mask.dtype.kind == "f":
+        whole = np.isfinite(mask) & (np.nan_to_num(mask) % 1 == 0)
+        if not whole.all():
+            found = np.unique(mask[~whole])[:10].tolist()
+            raise ValueError(
+                f"`mask` holds values that are no class ids: {found}. Class "
+                "ids are whole numbers; resize masks with nearest neighbour "
+                "(interpolation blends ids into fractions), and replace NaN. "
+                f"Received: mask of shape {mask.shape}, dtype {mask.dtype}"
+            )
+    elif mask.dtype.kind not in "biu":
+        raise TypeError(
+            f"`mask` must hold class ids (integers). Received: mask of dtype "
+            f"{mask.dtype}"
+        )
     colours = np.asarray(list(palette) + [list(NEUTRAL)], np.uint8)
+    if mask.dtype.kind == "f":  # no int64 overflow for 1e30
+        mask = np.clip(mask, -1, len(palette))
     ids = mask.astype(np.int64)
     ids = np.where((ids >= 0) & (ids < len(palette)), ids, len(palette))
     return colours[ids]
+
+
+def _whole_numbers(palette):
+    """`palette` as lists of ints where it is an array, or whole floats
+    (`np.loadtxt`), else as it is, for `check_palette` to judge."""
+    try:
+        values = np.asarray(palette)
+    except ValueError:  # ragged
+        return palette
+    if values.dtype.kind == "f" and np.isfinite(values).all():
+        if (values % 1 == 0).all():
+            return values.astype(np.int64).tolist()
+    return values.tolist() if isinstance(palette, np.ndarray) else palette

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from seglayers._files import atomic_file
-from seglayers._validation import check_choice, is_real
+from seglayers._validation import check_choice, check_class_names, is_real
 from seglayers.visualization.palette import NEUTRAL, colorize
 
 _ERROR = (255, 0, 0)
@@ -15,8 +15,9 @@ SLICE_AXES = (0, 1, 2)
 
 
 def overlay(image, mask, palette, alpha=0.5):
-    """Blends the colours of `mask` over `image` (`(H, W, 3)`, [0, 255]) by
-    `alpha` in [0, 1].
+    """Blends the colours of `mask` over `image` (`(H, W, 3)`, drawn as
+    `display_image` draws it: [0, 255] as it is, floats in [0, 1] scaled,
+    other ranges stretched) by `alpha` in [0, 1].
 
     Pixels without a class (ids outside the palette) keep the image.
     """
@@ -25,7 +26,8 @@ def overlay(image, mask, palette, alpha=0.5):
             "`alpha` must be a number in [0, 1], the weight of the mask's "
             f"colours, e.g. 0.5. Received: alpha={alpha!r}"
         )
-    image = np.clip(np.asarray(image, np.float32), 0, 255)
+    # As `render_grid` draws it: floats in [0, 1] (were black) scaled.
+    image = display_image(image).astype(np.float32)
     colours = colorize(mask, palette).astype(np.float32)
     ids = _without_channel(mask, image_rank=3)
     labelled = ((ids >= 0) & (ids < len(palette)))[..., None]
@@ -50,7 +52,13 @@ def central_slice(volumes, axis=0):
     >>> central_slice(np.zeros((2, 5, 6, 7, 1)), axis=1).shape
     (2, 5, 7, 1)
     """
+    axis = check_choice("axis", axis, SLICE_AXES)
     volumes = np.asarray(volumes)
+    if volumes.ndim < 4:
+        raise ValueError(
+            "`volumes` must be a batch of volumes `(N, D, H, W, ...)`. "
+            f"Received: volumes of shape {volumes.shape}"
+        )
     return np.take(volumes, volumes.shape[1 + axis] // 2, axis=1 + axis)
 
 
@@ -95,6 +103,14 @@ def render_grid(
     """
     slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
     _check_grid(images, masks, predictions)
+    if class_names is not None:
+        class_names = check_class_names(class_names)
+        if len(class_names) > len(palette):
+            raise ValueError(
+                f"`class_names` has {len(class_names)} names for the "
+                f"{len(palette)} colours of `palette`: give one colour per "
+                f"class. Received: class_names={class_names}"
+            )
     rank = np.ndim(images)
     masks, predictions = (_without_channel(x, rank) for x in (masks, predictions))
     if np.ndim(images) == 5:

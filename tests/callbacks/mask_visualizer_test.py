@@ -88,7 +88,9 @@ def test_logits_and_probabilities_give_the_same_picture(tmp_path):
     probs.set_weights(logits.get_weights())
     pictures = []
     for model in (logits, probs):
-        callback = MaskVisualizer((images, masks), output_dir=tmp_path)
+        callback = MaskVisualizer(
+            (images, masks), ignore_class=255, output_dir=tmp_path
+        )
         callback.set_model(model)
         callback.on_train_begin()
         pictures.append(callback.render())
@@ -134,7 +136,9 @@ def test_unwritable_folder_warns_once_and_training_goes_on(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     images, masks = _data()
-    callback = MaskVisualizer((images, masks), output_dir=blocker / "previews")
+    callback = MaskVisualizer(
+        (images, masks), ignore_class=255, output_dir=blocker / "previews"
+    )
     with pytest.warns(UserWarning, match=r"could not write to .*previews"):
         history = _model().fit(images, masks, epochs=2, verbose=0, callbacks=[callback])
     assert len(history.history["loss"]) == 2
@@ -160,7 +164,10 @@ def test_tensorboard_summary_read_by_tensorboard(tmp_path):
     )
     images, masks = _data()
     callback = MaskVisualizer(
-        (images, masks), output_dir=tmp_path / "p", log_dir=tmp_path / "logs"
+        (images, masks),
+        ignore_class=255,
+        output_dir=tmp_path / "p",
+        log_dir=tmp_path / "logs",
     )
     _as_fit_calls(callback, _model(), images)
     reader = accumulator.EventAccumulator(str(tmp_path / "logs"))
@@ -179,7 +186,9 @@ def test_only_the_chief_writes(tmp_path, monkeypatch):
             f' "task": {{"type": "worker", "index": {index}}}}}',
         )
         output_dir = tmp_path / f"worker{index}"
-        callback = MaskVisualizer((images, masks), output_dir=output_dir)
+        callback = MaskVisualizer(
+            (images, masks), ignore_class=255, output_dir=output_dir
+        )
         _as_fit_calls(callback, _model(), images)
         # Both predict (a collective step under multi-worker); one writes.
         assert (output_dir / "final.png").exists() == (index == 0)
@@ -203,7 +212,7 @@ def test_uint8_images_give_the_float_picture(tmp_path):
     model.build((None, None, None, 3))
     pictures = []
     for batch in (images.round().astype("uint8"), images.round()):
-        callback = MaskVisualizer((batch, masks), output_dir=tmp_path)
+        callback = MaskVisualizer((batch, masks), ignore_class=255, output_dir=tmp_path)
         callback.set_model(model)
         callback.on_train_begin()
         pictures.append(callback.render())
@@ -298,6 +307,59 @@ def test_a_threshold_that_is_no_finite_number_is_refused(threshold):
         MaskVisualizer(_data(), threshold=threshold)
 
 
+@pytest.mark.parametrize(
+    "masks, binary, match",
+    [
+        (
+            lambda m: m,
+            False,
+            r"class ids \[255\] outside \[0, 3\), and no `ignore_class`",
+        ),
+        (
+            lambda m: np.where(m == 255, 0, m) * 255,
+            True,
+            r"These look like binary masks",
+        ),
+        (lambda m: np.where(m == 255, 0.5, m), False, r"fractional ids \[0\.5\]"),
+    ],
+    ids=["no-ignore-class", "0-and-255", "fractional"],
+)
+def test_masks_of_ids_that_are_no_class_are_refused_when_training_begins(
+    tmp_path, masks, binary, match
+):
+    # Before: drawn as ignored (cream), with no word, as if ignore_class=255.
+    images, ids = _data(num_classes=2)
+    model = UNet(1, filters=4, depth=2) if binary else _model()
+    callback = MaskVisualizer((images, masks(ids)), output_dir=tmp_path)
+    callback.set_model(model)
+    with pytest.raises(ValueError, match=r"^A mask of `data` holds " + r".*" + match):
+        callback.on_train_begin()
+
+
+def test_a_threshold_for_probabilities_is_checked_when_training_begins(tmp_path):
+    images, masks = _data(num_classes=2)
+    callback = MaskVisualizer((images, masks), threshold=2, ignore_class=255)
+    callback.set_model(UNet(1, filters=4, depth=2))
+    with pytest.raises(ValueError, match=r"^`threshold`=2\.0 cannot split"):
+        callback.on_train_begin()
+
+
+def test_masks_of_other_channels_are_named_when_training_begins(tmp_path):
+    # The check of the ids met no prediction to compare with: a TypeError.
+    images, masks = _data()
+    callback = MaskVisualizer((images, np.zeros((4, 16, 16, 2))), ignore_class=255)
+    callback.set_model(_model())
+    with pytest.raises(ValueError, match=r"^Cannot match `y_true` to `y_pred`"):
+        callback.on_train_begin()
+
+
+@pytest.mark.parametrize("class_names", ["abc", ["a", None, "c"], 3])
+def test_class_names_that_are_no_list_of_names_are_refused(class_names):
+    # Before: "abc" named three classes a, b, c; None failed in Pillow.
+    with pytest.raises(TypeError, match=r"^`class_names` must be a list of names"):
+        MaskVisualizer(_data(), class_names=class_names)
+
+
 def test_classes_that_do_not_fit_the_model_are_refused(tmp_path):
     # Accepted before: class 2 was drawn as ignored, with no word.
     callback = MaskVisualizer(_data(), output_dir=tmp_path, ignore_class=2)
@@ -306,13 +368,12 @@ def test_classes_that_do_not_fit_the_model_are_refused(tmp_path):
         callback.on_train_begin()
     callback = MaskVisualizer(_data(), output_dir=tmp_path, num_classes=2)
     callback.set_model(_model())
-    callback.on_train_begin()
     with pytest.raises(
         ValueError,
         match=r"`num_classes`=2 does not match the model, whose outputs have 3 "
         r"channels.*Pass num_classes=3",
     ):
-        callback.render()
+        callback.on_train_begin()  # before: after the first epoch
 
 
 def test_a_model_of_ids_and_a_long_palette_are_drawn(tmp_path):
@@ -361,7 +422,9 @@ def test_previews_follow_the_umask(tmp_path):
     old = os.umask(0o027)
     try:
         images, masks = _data()
-        callback = MaskVisualizer((images, masks), output_dir=tmp_path / "p")
+        callback = MaskVisualizer(
+            (images, masks), ignore_class=255, output_dir=tmp_path / "p"
+        )
         callback.set_model(_model())
         callback.on_train_begin()
         callback.on_epoch_end(0)

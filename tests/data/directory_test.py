@@ -339,7 +339,9 @@ def test_unknown_colours_with_ignore_class_minus_1(tmp_path):
     _write_pairs(tmp_path, n=1, mask_mode="RGB")
     # The palette lacks the white of the ignored rows: unknown colours, which
     # once became id -1, that is ignored pixels.
-    with pytest.raises(Exception, match=r"holds colours not in `palette`: \[\[255"):
+    with pytest.raises(
+        Exception, match=r"holds colours not in `palette` \(each.*\): \[\[255"
+    ):
         _all(
             segmentation_dataset_from_directory(
                 tmp_path, (20, 24), num_classes=3, ignore_class=-1, palette=PALETTE

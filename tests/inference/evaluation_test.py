@@ -151,18 +151,155 @@ def test_format_evaluation_lists_every_class():
         ("ok", {"num_classes": 0}, ValueError, "`num_classes` must be a positive"),
         ("ok", {"ignore_class": 1}, ValueError, "`ignore_class`=1 is also a class"),
         ("ok", {"batch_size": 0}, ValueError, "`batch_size` must be a positive"),
+        # Before: the keys as batches, "a batch of type str".
+        (
+            "a dict",
+            {},
+            ValueError,
+            r"^`data` is a dict, and needs the keys 'images' and "
+            r"'segmentation_masks' .*it lacks \['segmentation_masks'\]\. "
+            r"Received: keys \['images', 'masks'\]$",
+        ),
+        # Before: "'NoneType' object is not iterable".
+        (
+            None,
+            {},
+            TypeError,
+            r"^`data` must be `\(images, masks\)` arrays or an iterable of such "
+            r"batches \(e\.g\. a `tf\.data\.Dataset`\)\. Received: data=None of "
+            r"type NoneType$",
+        ),
+        ("a function", {}, TypeError, r"\)\. Call it to get the generator\. "),
+        # Before: masks were to be resized to the images' pixels.
+        (
+            "unpaired",
+            {},
+            ValueError,
+            r"^Batch 0 of `data` pairs 2 image\(s\) with 1 mask\(s\): each image "
+            r"needs its mask\. Received: images of shape \(2, 32, 32, 3\), masks "
+            r"of shape \(1, 32, 32, 1\)$",
+        ),
+        # Before: the NaN pixels' predictions were left out of every metric.
+        (
+            "a NaN pixel",
+            {},
+            ValueError,
+            r"^`images` holds NaN or infinite values \(the first at \(1, 5, 6, 2\)\)"
+            r";.*Received: images of shape \(2, 32, 32, 3\)$",
+        ),
+        (
+            "a NaN pixel in batches",
+            {},
+            ValueError,
+            r"^`images` \(batch 1 of `data`\) holds NaN or infinite values \(the "
+            r"first at \(0, 5, 6, 2\)\);.*Received: images \(batch 1 of data\) "
+            r"of shape \(1, 32, 32, 3\)$",
+        ),
+        # Before: the imaginary part dropped without a word.
+        ("complex", {}, TypeError, r"^`images` must hold numbers .*complex64"),
+        # Before: RGB masks of 3 classes were read as one-hot (0.02 IoU).
+        (
+            "colour masks",
+            {},
+            ValueError,
+            r"^`y_true` has the shape of one-hot masks \(\(2, 32, 32, 3\): the "
+            r"last axis one per class\), but holds values outside \[0, 1\] "
+            r"\(\[128, 255\]\): .*OneHotMask\(num_classes, palette=\.\.\.\)",
+        ),
+        # Before: keys iou/a, iou/b and iou/c.
+        (
+            "ok",
+            {"class_names": "abc"},
+            TypeError,
+            r"^`class_names` must be a list of names \(str\), one per class.*"
+            r"Received: class_names='abc'$",
+        ),
+        (
+            "ok",
+            {"model": None},
+            TypeError,
+            r"^`model` must be a Keras model, .* for `evaluate_segmentation`\.",
+        ),
     ],
 )
 def test_bad_arguments(data, kwargs, error, match):
-    model = UNet(3, filters=4, depth=2)
     images, masks = _data(num_images=2)
+    nan = images.copy()
+    nan[1, 5, 6, 2] = np.nan
+    colours = np.array([[0, 0, 0], [255, 0, 0], [0, 128, 0]], "uint8")[masks[..., 0]]
     data = {
         "mismatch": (images, masks[:1]),
         "singles": [images],
         "quads": [(images, masks, None, None)],
         "empty": (images[:0], masks[:0]),
         "ok": (images, masks),
+        "a dict": {"images": images, "masks": masks},
+        None: None,
+        "a function": lambda: iter([(images, masks)]),
+        "unpaired": [(images, masks[:1])],
+        "a NaN pixel": (nan, masks),
+        "a NaN pixel in batches": [(nan[:1], masks[:1]), (nan[1:], masks[1:])],
+        "complex": (images + 1j, masks),
+        "colour masks": (images, colours),
     }[data]
-    kwargs = {"num_classes": 3, **kwargs}
+    kwargs = {"model": UNet(3, filters=4, depth=2), "num_classes": 3, **kwargs}
     with pytest.raises(error, match=match):
-        evaluate_segmentation(model, data, **kwargs)
+        evaluate_segmentation(data=data, **kwargs)
+
+
+def test_a_threshold_outside_0_1_is_refused_for_probabilities():
+    # Before: every pixel class 0, and a plausible pixel accuracy.
+    images, masks = _data(num_images=2, classes=2)
+    with pytest.raises(
+        ValueError,
+        match=r"^`threshold`=2\.0 cannot split this model's scores: they are "
+        r"probabilities \(output_activation='sigmoid'\), in \[0, 1\], all on one "
+        r"side of it\. Pass a threshold in \[0, 1\], e\.g\. 0\.5 \(the default\)",
+    ):
+        evaluate_segmentation(
+            UNet(1, filters=4, depth=2, output_activation="sigmoid"),
+            (images, masks),
+            1,
+            threshold=2,
+        )
+    # Logits take any threshold.
+    logits = UNet(1, filters=4, depth=2, output_activation=None)
+    assert evaluate_segmentation(logits, (images, masks), 1, threshold=2)
+
+
+def test_images_as_a_list_are_one_array():
+    # Before: Keras read a list as the inputs of a model of several.
+    model = UNet(3, filters=4, depth=2)
+    images, masks = _data(num_images=2)
+    expected = evaluate_segmentation(model, (images, masks), 3)
+    assert evaluate_segmentation(model, (list(images), masks), 3) == expected
+    assert evaluate_segmentation(model, [(images, masks, None)], 3) == expected
+
+
+_TABLE = {"mean_iou": 0.6, "iou/sky": 0.9, "mean_dice": 0.7, "dice/sky": 0.95}
+
+
+@pytest.mark.parametrize(
+    "results, error, match",
+    [
+        ([0.5], TypeError, r"^`results` must be the dict `evaluate_segmentation` "),
+        (  # `model.evaluate`'s: before, KeyError 'mean_dice'
+            {"loss": 0.1, "mean_iou": 0.5, "pixel_accuracy": 0.9},
+            ValueError,
+            r"^`results` must be the dict `evaluate_segmentation` returns, with IoU "
+            r"and Dice per class and their means; it lacks \['mean_dice', "
+            r"'iou/<class> for each class'\]\. Received: results with keys "
+            r"\['loss', 'mean_iou', 'pixel_accuracy'\]$",
+        ),
+        (_TABLE, ValueError, r"it lacks \['pixel_accuracy'\]"),
+        (
+            {**_TABLE, "pixel_accuracy": 0.8, "dice/sky": None},
+            TypeError,
+            r"^`results` must hold a number for each key, and 'dice/sky' holds "
+            r"None\. Received: results\['dice/sky'\]=None$",
+        ),
+    ],
+)
+def test_format_evaluation_refuses_what_is_no_evaluation(results, error, match):
+    with pytest.raises(error, match=match):
+        format_evaluation(results)

@@ -1,10 +1,11 @@
-import importlib
+import pathlib
 
 import keras
 import numpy as np
 import pytest
 
 from seglayers import UNet, predict_mask, predict_tiled
+from seglayers.inference import _checks as checks
 from seglayers.inference.predict_tiled import _starts, _window
 
 
@@ -207,19 +208,41 @@ def test_an_axis_below_the_models_smallest_input_is_padded(spatial_dims):
             r"\(8, 8, 3\)$",
         ),
         (np.full((8, 8, 3), -np.inf, "float16"), ValueError, r"NaN or infinite"),
+        (  # finite in float64, infinite in the model's float32
+            np.where(np.arange(8)[:, None, None] == 6, 4e38, np.zeros((8, 8, 3))),
+            ValueError,
+            r"^`image` holds values beyond float32's range, about 3\.4e38, which "
+            r"the model's cast to float32 makes infinite \(the first, 4e\+38, at "
+            r"\(6, 0, 0\)\); each would spread.* Scale or clip them \(numpy\.clip\)"
+            r" before predicting\. Received: image of shape \(8, 8, 3\)$",
+        ),
     ],
-    ids=["complex", "strings", "nan", "infinite"],
+    ids=["complex", "strings", "nan", "infinite", "beyond-float32"],
 )
 @pytest.mark.parametrize("checked", [None, 24], ids=["at-once", "row-by-row"])
 def test_an_image_of_no_numbers_or_not_finite_is_refused(
     image, error, match, checked, monkeypatch
 ):
     if checked is not None:  # an 8x3 row at a time: positions count from it
-        # The module (`seglayers.inference.predict_tiled` is also the function).
-        module = importlib.import_module("seglayers.inference.predict_tiled")
-        monkeypatch.setattr(module, "_CHECKED_VALUES", checked)
+        monkeypatch.setattr(checks, "_CHECKED_VALUES", checked)
     with pytest.raises(error, match=match):
         predict_tiled(_pointwise_model(), image, 4, verbose=0)
+
+
+def test_a_float64_model_takes_values_beyond_float32s_range():
+    small = keras.initializers.Constant(1e-3)
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3), dtype="float64"),
+            keras.layers.Conv2D(2, 1, kernel_initializer=small, dtype="float64"),
+        ]
+    )
+    image = np.ones((8, 8, 3))
+    image[2, 3, 1] = 1e39  # 1e36 out: within float32's range
+    tiled = predict_tiled(model, image, 4, blend="constant", verbose=0)
+    whole = model.predict_on_batch(image[None])[0]
+    np.testing.assert_allclose(tiled, whole, rtol=1e-6)
+    assert tiled[2, 3, 0] > 1e35
 
 
 def test_a_tile_below_the_models_smallest_input_is_refused():
@@ -353,6 +376,17 @@ def test_shows_progress(capsys):
             ValueError,
             r"^`image` has an empty axis: there is nothing to predict\. "
             r"Received: image of shape \(8, 0, 3\)$",
+        ),
+        (  # an AttributeError on `predict_on_batch`, after the tiling
+            {"model": None},
+            TypeError,
+            r"^`model` must be a Keras model, such as a `seglayers\.UNet`, for "
+            r"`predict_tiled`\. Received: model=None of type NoneType$",
+        ),
+        (
+            {"model": pathlib.Path("m.keras")},
+            TypeError,
+            r"for `predict_tiled`\. Load it first: .*Received: model=.*m\.keras",
         ),
     ],
 )

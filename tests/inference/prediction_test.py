@@ -200,13 +200,41 @@ def test_uint8_images_and_one_sigmoid_channel():
             ValueError,
             r"`image` holds NaN or infinite values \(the first at \(0, 0, 0\)\)",
         ),
+        (  # float64 past float32's range: infinite in the cast (resized).
+            {"image": np.pad(np.full((1, 1, 3), 1e39), ((2, 17), (3, 16), (0, 0)))},
+            ValueError,
+            r"^`image` holds values beyond float32's range, about 3\.4e38, which "
+            r"the model's cast to float32 makes infinite \(the first, 1e\+39, at "
+            r"\(2, 3, 0\)\);.* Scale or clip them",
+        ),
+        (  # ... and tiled.
+            {"image": np.pad(np.full((1, 1, 3), -1e39), ((2, 37), (3, 36), (0, 0)))},
+            ValueError,
+            r"\(the first, -1e\+39, at \(2, 3, 0\)\)",
+        ),
+        (
+            {"model": None},
+            TypeError,
+            r"^`model` must be a Keras model, such as a `seglayers\.UNet`, for "
+            r"`predict_mask`\. Received: model=None of type NoneType$",
+        ),
+        (
+            {"model": "model.keras"},
+            TypeError,
+            r"for `predict_mask`\. Load it first: `keras\.saving\.load_model\(path\)`"
+            r"\. Received: model='model\.keras' of type str$",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
-    model = UNet(3, filters=4, depth=2)
-    kwargs = {"image": _image(32, 32), "image_size": 32, **kwargs}
+    kwargs = {
+        "model": UNet(3, filters=4, depth=2),
+        "image": _image(32, 32),
+        "image_size": 32,
+        **kwargs,
+    }
     with pytest.raises(error, match=match):
-        predict_mask(model, **kwargs)
+        predict_mask(**kwargs)
 
 
 @pytest.mark.parametrize("shape", [(16, 16, 16, 1), (16, 16, 1)])
@@ -218,3 +246,28 @@ def test_a_model_of_volumes_is_sent_to_predict_tiled(shape):
         ValueError, match=r"this model takes volumes.*seglayers\.predict_tiled"
     ):
         predict_mask(model, np.zeros(shape), 16)
+
+
+@pytest.mark.parametrize("tiling", [True, False])
+def test_nan_scores_are_no_class(tiling):
+    # A model whose weights a diverged training made NaN: -1, as documented,
+    # not the arg-max's class 0.
+    model = UNet(3, filters=4, depth=2)
+    model.build((None, None, None, 3))
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    mask = predict_mask(model, _image(40, 36), 32, tiling=tiling)
+    assert mask.shape == (40, 36) and (mask == -1).all()
+
+
+def test_values_beyond_float32_are_refused_even_for_a_float64_model():
+    # predict_mask casts to float32 itself: 1e39 became inf for such a model.
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3), dtype="float64"),
+            keras.layers.Conv2D(2, 1, dtype="float64"),
+        ]
+    )
+    image = np.ones((8, 8, 3))
+    image[1, 2, 0] = 1e39
+    with pytest.raises(ValueError, match=r"\(the first, 1e\+39, at \(1, 2, 0\)\)"):
+        predict_mask(model, image, 8)

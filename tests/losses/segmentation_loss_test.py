@@ -163,6 +163,20 @@ def test_ids_outside_the_classes_are_an_error_eagerly_and_nan_when_traced(
         loss_class(ignore_class=255)(y_true, probs)
 
 
+@TRACED_STEP
+@pytest.mark.parametrize("loss_class", LOSSES)
+def test_one_hot_rows_outside_0_1_are_an_error_eagerly_and_nan_when_traced(
+    loss_class,
+):
+    y_true, logits = random_case(1, classes=3)
+    y_true = np.eye(3, dtype="float32")[y_true]
+    y_true[0, 0, 0] *= 2
+    probs = softmax(logits).astype("float32")
+    with pytest.raises(ValueError, match=r"values outside \[0, 1\] \(\[2\]\)"):
+        loss_class()(y_true, probs)
+    assert np.isnan(_traced_value(loss_class(), y_true, probs))
+
+
 def test_fractional_ids_are_an_error():
     y_true, logits = random_case(2, classes=3)
     y_true = y_true.astype("float32")

@@ -256,6 +256,19 @@ def test_fractional_ids_are_not_rounded_into_a_class():
     assert metric.out_of_range_count == 1
 
 
+@TRACED_STEP
+def test_one_hot_rows_outside_0_1_are_not_counted_as_a_class():
+    y_true = np.eye(3, dtype="float32")[np.array([[0, 1, 2, 2]])]
+    y_true[0, 3] *= 255  # a colour, read as one-hot: its arg-max class 2
+    y_pred = np.array([[0, 1, 2, 2]])
+    with pytest.raises(ValueError, match=r"values outside \[0, 1\] \(\[255\]\)"):
+        MeanIoU(3).update_state(y_true, y_pred)
+    metric = MeanIoU(3)
+    traced_update(metric, y_true, y_pred)
+    np.testing.assert_array_equal(np.diag(_matrix(metric)), [1, 1, 1])
+    assert metric.out_of_range_count == 1
+
+
 def test_empty_batch_leaves_the_state_unchanged():
     y_true, logits = random_segmentation(7, batch=2, size=8, num_classes=3)
     metric = MeanIoU(3)

@@ -478,7 +478,7 @@ def test_wrong_number_of_channels():
     with pytest.raises(
         ValueError,
         match=r"built for 3 input channels\. Received: input shape \(1, 32, 32, 1\) "
-        r"with 1 channels\. Convert the images \(e\.g\. grayscale to RGB\)",
+        r"with 1 channel\. Convert the images \(e\.g\. grayscale to RGB\)",
     ):
         model(np.ones((1, 32, 32, 1), "float32"))
 
@@ -489,7 +489,7 @@ def test_wrong_number_of_channels_in_3d():
     with pytest.raises(
         ValueError,
         match=r"built for 2 input channels\. Received: input shape "
-        r"\(1, 16, 16, 16, 1\) with 1 channels\. Convert the volumes \(the same "
+        r"\(1, 16, 16, 16, 1\) with 1 channel\. Convert the volumes \(the same "
         r"modalities, stacked on the last axis\)",
     ):
         model(np.ones((1, 16, 16, 16, 1), "float32"))

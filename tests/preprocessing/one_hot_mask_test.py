@@ -48,8 +48,42 @@ def test_palette_masks():
 def test_unknown_colours_raise_eagerly():
     rgb = np.zeros((1, 2, 2, 3), "uint8")
     rgb[0, 0, 0] = [1, 2, 3]
-    with pytest.raises(ValueError, match=r"colours not in `palette`: \[\[1, 2, 3\]\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"colours not in `palette` \(each a triple of whole numbers in "
+        r"\[0, 255\]\): \[\[1, 2, 3\]\]",
+    ):
         OneHotMask(3, palette=PALETTE)(rgb)
+
+
+@pytest.mark.parametrize(
+    "colour, dtype",
+    [
+        ([0, 256, 0], "int32"),  # was [1, 0, 0]'s class 1 (24-bit code alias)
+        ([0, 0, 65536], "int64"),
+        ([1.5, 0, 0], "float32"),  # was class 1: truncated
+        ([np.nan, 0, 0], "float32"),  # was black, class 0
+        ([1e10, 0, 0], "float64"),
+        ([-1, 0, 0], "int16"),
+    ],
+)
+def test_values_that_are_no_colour_raise_eagerly_and_are_unknown_when_traced(
+    colour, dtype
+):
+    palette = [[0, 0, 0], [1, 0, 0], [0, 1, 0]]
+    rgb = np.zeros((1, 2, 2, 3), dtype)
+    rgb[0, 0, 1] = colour
+    layer = OneHotMask(3, palette=palette)
+    with pytest.raises(ValueError, match=r"colours not in `palette`.*: \[\["):
+        layer(rgb)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"not in `palette`"):
+            _traced(layer, rgb)
+    else:  # jax.jit cannot fail: a zero row, as for a colour not in `palette`.
+        out = _traced(layer, rgb)[0]
+        assert not out[0, 1].any() and out[0, 0].tolist() == [1, 0, 0]
 
 
 def test_out_of_range_ids_raise_eagerly():
@@ -174,6 +208,24 @@ def test_sample_weights():
         layer.sample_weights(mask, class_weights={1: 1.0, 2: 2.0, 3: 3.0})
     as_tensor = keras.ops.convert_to_tensor([0.5, 1.0, 2.0])
     np.testing.assert_array_equal(_np(layer.sample_weights(mask, as_tensor)), weighted)
+    as_array = layer.sample_weights(mask, np.array([0.5, 1.0, 2.0]))
+    np.testing.assert_array_equal(_np(as_array), weighted)
+
+
+@pytest.mark.parametrize(
+    "class_weights, match",
+    [
+        ([1.0, np.nan, 2.0], r"class_weights\[1\]=nan is not"),  # was all NaN
+        (np.array([1.0, -2.0, 3.0]), r"class_weights\[1\]=.*-2\.0.* is not"),
+        (np.ones((3, 1)), r"this is a 2-D array"),  # was broadcast over W
+        (2.0, r"this is a float"),  # was "object of type 'float' has no len()"
+        ([1.0, np.inf, 2.0], r"^`class_weights` must be finite: an infinite"),
+    ],
+)
+def test_sample_weights_refuse_weights_that_are_no_weights(class_weights, match):
+    layer = OneHotMask(3, ignore_class=255)
+    with pytest.raises(ValueError, match=match):
+        layer.sample_weights(np.array([[0, 1, 2, 255]]), class_weights)
 
 
 def test_in_a_model_saved_and_loaded(tmp_path):

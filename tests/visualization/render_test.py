@@ -203,3 +203,71 @@ def test_render_grid_refuses_an_unknown_slice_axis():
             default_palette(2),
             slice_axis=-1,
         )
+
+
+@pytest.mark.parametrize(
+    "mask, palette, error, match",
+    [
+        # Were truncated into classes 0 and 1.
+        (
+            np.array([[0.7, 1.5]]),
+            None,
+            ValueError,
+            r"^`mask` holds values that are no class ids: \[0\.7, 1\.5\]\. Class ids "
+            r"are whole numbers; resize masks with nearest neighbour",
+        ),
+        (np.array([[np.nan, 1.0]]), None, ValueError, r"no class ids: \[nan\]"),
+        (np.array([["a"]]), None, TypeError, r"^`mask` must hold class ids"),
+        # Floats in [0, 1] drew near black; 300 wrapped to 44.
+        (np.array([[0, 1]]), [[0.0, 0.5, 1.0]] * 2, ValueError, r"^`palette` must be"),
+        (np.array([[0, 1]]), np.array([[0, 0, 0], [300, 0, 0]]), ValueError, "300"),
+    ],
+)
+def test_colorize_refuses_what_is_no_class_or_colour(mask, palette, error, match):
+    with pytest.raises(error, match=match):
+        colorize(mask, default_palette(3) if palette is None else palette)
+
+
+def test_colorize_takes_whole_floats_and_an_integer_array_palette():
+    palette = np.array(default_palette(3))
+    expected = colorize(np.array([[0, 2], [1, -1]]), default_palette(3))
+    np.testing.assert_array_equal(
+        colorize(np.array([[0.0, 2.0], [1.0, -1.0]]), palette), expected
+    )
+
+
+def test_overlay_draws_floats_in_0_1_as_render_grid_does():
+    # Was black: [0, 1] clipped as if [0, 255].
+    out = overlay(np.full((1, 1, 3), 0.5), np.array([[-1]]), default_palette(2))
+    assert out.tolist() == [[[127, 127, 127]]]
+
+
+@pytest.mark.parametrize(
+    "class_names, error, match",
+    [
+        ("abc", TypeError, r"^`class_names` must be a list of names"),
+        (["a", None, "c"], TypeError, r"^`class_names` must be a list of names"),
+        (
+            ["a", "b", "c", "d"],
+            ValueError,
+            r"^`class_names` has 4 names for the 3 colours of `palette`",
+        ),
+    ],
+)
+def test_render_grid_refuses_class_names_that_name_no_class(class_names, error, match):
+    ids = np.zeros((1, 8, 8), int)
+    with pytest.raises(error, match=match):
+        render_grid(np.zeros((1, 8, 8, 3)), ids, ids, default_palette(3), class_names)
+
+
+@pytest.mark.parametrize(
+    "volumes, axis, match",
+    [
+        ((2, 5, 6, 7, 1), -1, r"`axis` must be one of 0, 1 or 2"),  # was the batch
+        ((2, 5, 6, 7, 1), 3, r"`axis` must be one of"),  # was the channels
+        ((5, 6, 7), None, r"^`volumes` must be a batch of volumes"),
+    ],
+)
+def test_central_slice_refuses_an_axis_that_is_no_spatial_axis(volumes, axis, match):
+    with pytest.raises(ValueError, match=match):
+        central_slice(np.zeros(volumes), *([] if axis is None else [axis]))
