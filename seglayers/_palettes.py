@@ -13,9 +13,13 @@ def check_palette(palette, num_classes=None, ignore_class=None):
     """`palette` as a list of `[r, g, b]` lists, checked: ints in 0..255,
     distinct; with `num_classes`, one colour per class plus optionally the
     colour of ignored pixels (then `ignore_class` must be set)."""
-    colours = [list(c) for c in palette] if isinstance(palette, (list, tuple)) else []
+    colours = []
+    if isinstance(palette, (list, tuple)):
+        # A flat `[0, 0, 0]` has ints for colours: invalid, not a TypeError.
+        colours = [list(c) if isinstance(c, (list, tuple)) else c for c in palette]
     valid = colours and all(
-        len(c) == 3
+        isinstance(c, list)
+        and len(c) == 3
         and all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in c)
         for c in colours
     )

@@ -68,13 +68,20 @@ def colorize(mask, palette):
 
 
 def _whole_numbers(palette):
-    """`palette` as lists of ints where it is an array, or whole floats
-    (`np.loadtxt`), else as it is, for `check_palette` to judge."""
+    """`palette` as lists of ints where it is an array, or whole floats in
+    0..255 (`np.loadtxt`), else as it is, for `check_palette` to judge; a
+    float palette in [0, 1] (matplotlib's scale) is refused here."""
     try:
         values = np.asarray(palette)
     except ValueError:  # ragged
         return palette
-    if values.dtype.kind == "f" and np.isfinite(values).all():
-        if (values % 1 == 0).all():
+    if values.dtype.kind == "f" and values.size and np.isfinite(values).all():
+        if 0 < values.max() <= 1:
+            raise ValueError(
+                "`palette` holds floats in [0, 1]: colours are `[r, g, b]` in "
+                "0..255, e.g. `(np.asarray(palette) * 255).round().astype(int)`. "
+                f"Received: palette={palette!r}"
+            )
+        if (values % 1 == 0).all() and (np.abs(values) <= 255).all():
             return values.astype(np.int64).tolist()
     return values.tolist() if isinstance(palette, np.ndarray) else palette

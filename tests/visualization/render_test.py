@@ -219,7 +219,15 @@ def test_render_grid_refuses_an_unknown_slice_axis():
         (np.array([[np.nan, 1.0]]), None, ValueError, r"no class ids: \[nan\]"),
         (np.array([["a"]]), None, TypeError, r"^`mask` must hold class ids"),
         # Floats in [0, 1] drew near black; 300 wrapped to 44.
-        (np.array([[0, 1]]), [[0.0, 0.5, 1.0]] * 2, ValueError, r"^`palette` must be"),
+        (
+            np.array([[0, 1]]),
+            [[0.0, 0.5, 1.0]] * 2,
+            ValueError,
+            r"^`palette` holds floats in \[0, 1\]: colours are `\[r, g, b\]` in "
+            r"0\.\.255, e\.g\. `\(np\.asarray\(palette\) \* 255\)",
+        ),
+        (np.array([[0, 1]]), [0, 0, 0], ValueError, r"^`palette` must be"),
+        (np.array([[0, 1]]), np.array([[1e20, 0, 0]]), ValueError, r"1e\+20"),
         (np.array([[0, 1]]), np.array([[0, 0, 0], [300, 0, 0]]), ValueError, "300"),
     ],
 )
@@ -233,6 +241,10 @@ def test_colorize_takes_whole_floats_and_an_integer_array_palette():
     expected = colorize(np.array([[0, 2], [1, -1]]), default_palette(3))
     np.testing.assert_array_equal(
         colorize(np.array([[0.0, 2.0], [1.0, -1.0]]), palette), expected
+    )
+    as_floats = palette.astype(float).tolist()  # as `np.loadtxt` reads one
+    np.testing.assert_array_equal(
+        colorize(np.array([[0, 2], [1, -1]]), as_floats), expected
     )
 
 
