@@ -1,4 +1,4 @@
-"""One meaning for masks and predictions (`seglayers/_masks.py`).
+"""One meaning for masks and predictions (`seglayers/_masks.py`, `_targets.py`).
 
 Every `(y_true, y_pred)` form goes to every metric and every loss: they
 accept the same forms, with values equal to a small numpy reference, and
@@ -20,6 +20,7 @@ from seglayers import (
     PixelAccuracy,
     _masks,
     _palettes,
+    _targets,
 )
 from tests.metrics.helpers import numpy_confusion, numpy_scores
 
@@ -324,7 +325,7 @@ def test_one_sigmoid_channel_logits_need_a_logit_threshold_or_from_logits():
 @pytest.mark.parametrize("shape", [(1, 2, 3), (1, 2, 3, 1)])
 def test_target_ids_from_ids(shape):
     values = np.array([[[0.0, 2.0, 255.0], [1.0, 0.5, 9.0]]]).reshape(shape)
-    ids, valid, bad = _masks.target_ids(values, (1, 2, 3), 3, ignore_class=255)
+    ids, valid, bad = _targets.target_ids(values, (1, 2, 3), 3, ignore_class=255)
     np.testing.assert_array_equal(_np(valid), [[[1, 1, 0], [1, 0, 0]]])
     np.testing.assert_array_equal(_np(bad), [[[0, 0, 0], [0, 1, 1]]])
     np.testing.assert_array_equal(_np(ids)[_np(valid)], [0, 2, 1])
@@ -332,11 +333,11 @@ def test_target_ids_from_ids(shape):
 
 def test_target_ids_and_one_hot_from_one_hot():
     one_hot = np.array([[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]])
-    ids, valid, bad = _masks.target_ids(one_hot, (1, 3), 2)
+    ids, valid, bad = _targets.target_ids(one_hot, (1, 3), 2)
     np.testing.assert_array_equal(_np(valid), [[1, 0, 1]])
     np.testing.assert_array_equal(_np(ids)[_np(valid)], [0, 1])
     assert not _np(bad).any()
-    target, valid, _ = _masks.target_one_hot(np.array([[0, 255, 1]]), (1, 3), 2, 255)
+    target, valid, _ = _targets.target_one_hot(np.array([[0, 255, 1]]), (1, 3), 2, 255)
     np.testing.assert_array_equal(_np(target), one_hot)
 
 

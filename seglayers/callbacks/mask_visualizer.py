@@ -10,9 +10,9 @@ from seglayers._masks import (
     model_threshold,
     num_ids,
     raise_on_bad_ids,
-    target_ids,
 )
 from seglayers._palettes import check_palette
+from seglayers._targets import target_ids
 from seglayers._validation import (
     check_choice,
     check_class_names,

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from seglayers._masks import num_ids
 from seglayers._palettes import check_palette
+from seglayers._sizes import sizes
 from seglayers._validation import (
     check_bool,
     check_ignore_class,
@@ -14,7 +15,6 @@ from seglayers._validation import (
     check_seed,
     is_int,
     is_real,
-    sizes,
 )
 from seglayers.data.file_checks import check_pairs, find_pairs
 from seglayers.data.mask_files import mask_reader, tf_decoder

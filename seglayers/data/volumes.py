@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from seglayers._masks import bad_id_mask, num_ids, raise_on_bad_ids
+from seglayers._sizes import check_spatial_size
 from seglayers._validation import (
     check_bool,
     check_fraction,
@@ -11,7 +12,6 @@ from seglayers._validation import (
     check_ignore_not_a_class,
     check_positive_int,
     check_seed,
-    check_spatial_size,
 )
 from seglayers.data.directory import (
     check_split_arguments,

@@ -13,7 +13,8 @@ import os
 
 import numpy as np
 
-from seglayers._validation import check_positive_int, check_seed, is_int, sizes
+from seglayers._sizes import sizes
+from seglayers._validation import check_positive_int, check_seed, is_int
 
 CLASS_NAMES = ("background", "circle", "square", "triangle")
 

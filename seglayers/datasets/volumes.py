@@ -16,7 +16,8 @@ the same data.
 
 import numpy as np
 
-from seglayers._validation import check_positive_int, check_seed, is_int, sizes
+from seglayers._sizes import sizes
+from seglayers._validation import check_positive_int, check_seed, is_int
 from seglayers.datasets.shapes import _interpolation_matrix, check_fits_in_memory
 
 CLASS_NAMES = ("background", "sphere", "cube", "torus")

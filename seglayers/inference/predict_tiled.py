@@ -5,11 +5,11 @@ import itertools
 
 import numpy as np
 
+from seglayers._sizes import check_spatial_size
 from seglayers._validation import (
     check_choice,
     check_positive_int,
     check_rate,
-    check_spatial_size,
 )
 from seglayers.inference._checks import (
     check_channels,

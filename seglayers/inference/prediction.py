@@ -3,7 +3,8 @@
 import numpy as np
 
 from seglayers._masks import model_predicted_ids, model_threshold
-from seglayers._validation import check_bool, check_rate, check_size_pair
+from seglayers._sizes import check_size_pair
+from seglayers._validation import check_bool, check_rate
 from seglayers.inference._checks import (
     check_channels,
     check_model,

@@ -10,7 +10,8 @@ import warnings
 import keras
 from keras import ops
 
-from seglayers._masks import mask_tensor, num_ids, raise_on_bad_ids, target_one_hot
+from seglayers._masks import mask_tensor, num_ids, raise_on_bad_ids
+from seglayers._targets import target_one_hot
 from seglayers._validation import (
     check_bool,
     check_class_weights,

@@ -26,8 +26,8 @@ from seglayers._masks import (
     num_ids,
     predicted_ids,
     raise_on_bad_ids,
-    target_ids,
 )
+from seglayers._targets import target_ids
 from seglayers._validation import (
     check_choice,
     check_class_names,
