@@ -67,6 +67,16 @@ def _check_samples(images, masks):
         )
 
 
+def _folder(name, value):
+    """`value` as a str path, or a `TypeError` naming the argument."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"`{name}` must be a folder path (str or `pathlib.Path`), e.g. "
+            f"'mask_previews'. Received: {name}={value!r}"
+        )
+    return os.fspath(value)
+
+
 def _numpy(tensor):
     return keras.ops.convert_to_numpy(tensor)
 
@@ -92,9 +102,9 @@ class MaskVisualizer(keras.callbacks.Callback):
     ignored pixels). Images are drawn as
     `seglayers.visualization.display_image` does: [0, 255] as they are,
     floats in [0, 1] scaled, other ranges (scans, z-scores) stretched. Files
-    are written atomically; if one cannot be written (a read-only folder, a
-    full disk) the callback warns once and training goes on. Under a multi-worker
-    strategy only the chief writes.
+    are written atomically; if a folder cannot be written (read-only, a
+    file, a full disk) the callback warns once for it and training goes on.
+    Under a multi-worker strategy only the chief writes.
 
     Args:
         data: a batch `(images, masks)` of arrays, or a `tf.data.Dataset` of
@@ -151,6 +161,9 @@ class MaskVisualizer(keras.callbacks.Callback):
         every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
         max_samples = check_positive_int("max_samples", max_samples)
         ignore_class = check_ignore_class(ignore_class)
+        output_dir = _folder("output_dir", output_dir)
+        if log_dir is not None:
+            log_dir = _folder("log_dir", log_dir)
         if log_dir is not None and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(
                 "`log_dir` writes TensorBoard image summaries, which need the "
@@ -163,20 +176,20 @@ class MaskVisualizer(keras.callbacks.Callback):
         if palette is not None:
             check_palette(palette)
         self.data = data
-        self.output_dir = os.fspath(output_dir)
+        self.output_dir = output_dir
         self.every_n_epochs = every_n_epochs
         if class_names is not None:
             class_names = check_class_names(class_names)
         self.class_names = class_names
         self.palette = [list(c) for c in palette] if palette is not None else None
-        self.log_dir = os.fspath(log_dir) if log_dir is not None else None
+        self.log_dir = log_dir
         self.max_samples = max_samples
         self.ignore_class = ignore_class
         self.num_classes = num_classes
         self.threshold = threshold
         self.slice_axis = slice_axis
         self._samples = None
-        self._warned = False
+        self._warned = set()  # Folders that could not be written.
         if isinstance(data, (tuple, list)) and len(data) == 2:
             _check_samples(np.shape(data[0]), np.shape(data[1]))
         if num_classes is not None:
@@ -307,6 +320,14 @@ class MaskVisualizer(keras.callbacks.Callback):
 
     def render(self):
         """The current picture, a uint8 `(height, width, 3)` array."""
+        if self.model is None:
+            raise ValueError(
+                "`MaskVisualizer.render()` draws the predictions of its model, "
+                "which it has none of yet: pass it to `model.fit(callbacks=...)`, "
+                "or call `set_model(model)` first."
+            )
+        if self._samples is None:  # Before training began.
+            self._samples = self._take_samples()
         images = self._samples[0]
         outputs = check_one_output(
             self.model.predict(images, verbose=0), "MaskVisualizer"
@@ -330,20 +351,33 @@ class MaskVisualizer(keras.callbacks.Callback):
         picture = self.render()
         if not is_chief():
             return
-        try:
-            save_png(picture, os.path.join(self.output_dir, filename))
-            if self.log_dir is not None:
-                from seglayers.data.summary import write_image_summary
+        self._write(
+            self.output_dir, save_png, picture, os.path.join(self.output_dir, filename)
+        )
+        if self.log_dir is not None:
+            from seglayers.data.summary import write_image_summary
 
-                write_image_summary(self.log_dir, "mask_previews", picture, step or 0)
+            self._write(
+                self.log_dir,
+                write_image_summary,
+                self.log_dir,
+                "mask_previews",
+                picture,
+                step or 0,
+            )
+
+    def _write(self, folder, write, *args):
+        """`write(*args)`; if `folder` cannot be written, warns once for it."""
+        try:
+            write(*args)
         except OSError as error:
-            if not self._warned:
+            if folder not in self._warned:
                 warnings.warn(
-                    f"MaskVisualizer could not write to {self.output_dir} "
-                    f"({error}); training goes on without previews.",
-                    stacklevel=2,
+                    f"MaskVisualizer could not write to {folder} ({error}); "
+                    "training goes on without previews there.",
+                    stacklevel=3,
                 )
-                self._warned = True
+                self._warned.add(folder)
 
     def get_config(self):
         return {

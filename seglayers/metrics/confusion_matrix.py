@@ -1,8 +1,8 @@
 """The streaming confusion matrix every seglayers metric is a view of.
 
 Counting (`count_bins`) lives in `_counting.py`, with the measurements
-behind it; what `y_true` and `y_pred` mean is `seglayers/_masks.py`'s, as
-for the losses.
+behind it; what `y_true` and `y_pred` mean is `seglayers/_targets.py`'s and
+`seglayers/_masks.py`'s, as for the losses.
 
 Counts are exact integers: float32 counts stop at 2**24 (16.7 M pixels, a
 few batches) and JAX has no int64 by default, so each cell is kept as two

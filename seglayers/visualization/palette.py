@@ -1,6 +1,7 @@
 import numpy as np
 
 from seglayers._palettes import check_palette
+from seglayers._validation import check_positive_int
 
 # Pixels with no class (ignored, or outside the palette) are drawn in the
 # colour Pascal VOC gives its void label 255, which no id below 255 of
@@ -19,6 +20,7 @@ def default_palette(num_classes):
     >>> default_palette(4)
     [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
     """
+    num_classes = check_positive_int("num_classes", num_classes)
     palette = []
     for class_id in range(num_classes):
         r = g = b = 0
@@ -44,6 +46,12 @@ def colorize(mask, palette):
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(
+            "`mask` must be one map of class ids `(H, W)` or `(H, W, 1)`; "
+            "one-hot masks go as `np.argmax(mask, axis=-1)`, a batch one map "
+            f"at a time. Received: mask of shape {mask.shape}"
+        )
     if mask.dtype.kind == "f":
         whole = np.isfinite(mask) & (np.nan_to_num(mask) % 1 == 0)
         if not whole.all():

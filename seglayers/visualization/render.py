@@ -15,9 +15,11 @@ SLICE_AXES = (0, 1, 2)
 
 
 def overlay(image, mask, palette, alpha=0.5):
-    """Blends the colours of `mask` over `image` (`(H, W, 3)`, drawn as
-    `display_image` draws it: [0, 255] as it is, floats in [0, 1] scaled,
-    other ranges stretched) by `alpha` in [0, 1].
+    """Blends the colours of `mask` over `image` by `alpha` in [0, 1].
+
+    `image` is `(H, W, 3)`, or grey `(H, W)` or `(H, W, channels)` (the
+    first channel is drawn), with values as `display_image` draws them:
+    [0, 255] as they are, floats in [0, 1] scaled, other ranges stretched.
 
     Pixels without a class (ids outside the palette) keep the image.
     """
@@ -27,9 +29,17 @@ def overlay(image, mask, palette, alpha=0.5):
             f"colours, e.g. 0.5. Received: alpha={alpha!r}"
         )
     # As `render_grid` draws it: floats in [0, 1] (were black) scaled.
-    image = display_image(image).astype(np.float32)
+    given = np.shape(image)
+    image = _rgb(image).astype(np.float32)
     colours = colorize(mask, palette).astype(np.float32)
     ids = _without_channel(mask, image_rank=3)
+    if ids.shape != image.shape[:2]:
+        raise ValueError(
+            "`mask` must cover the pixels of `image`: ids of shape "
+            f"{image.shape[:2]} or {image.shape[:2] + (1,)}. Resize the mask "
+            "with nearest neighbour, or the image. Received: image of shape "
+            f"{given}, mask of shape {np.shape(mask)}"
+        )
     labelled = ((ids >= 0) & (ids < len(palette)))[..., None]
     blended = (1 - alpha) * image + alpha * colours
     return np.where(labelled, blended, image).astype(np.uint8)
@@ -68,10 +78,16 @@ def display_image(image):
     Hounsfield units, a z-scored volume) stretched from its minimum to its
     maximum, which clipping would draw black or white."""
     image = np.asarray(image)
+    if image.dtype.kind in "cOSUMm":  # not "V": bfloat16 is ml_dtypes' "V"
+        raise TypeError(
+            "`image` must be an array of numbers (int, float or bool) to draw. "
+            f"Received: image of dtype {image.dtype}"
+        )
     values = image.astype(np.float32)
     finite = values[np.isfinite(values)]
     low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
-    if np.issubdtype(image.dtype, np.floating) and low >= 0 and high <= 1:
+    floats = image.dtype.kind == "f" or "float" in image.dtype.name  # bfloat16
+    if floats and low >= 0 and high <= 1:
         values = values * 255
     elif low < 0 or high > 255:
         values = (values - low) * (255 / max(high - low, 1e-12))
@@ -119,9 +135,7 @@ def render_grid(
         )
     rows = []
     for image, mask, prediction in zip(images, masks, predictions):
-        image = display_image(image)
-        if image.shape[-1] != 3:  # Grey levels: the first channel.
-            image = np.repeat(image[..., :1], 3, axis=-1)
+        image = _rgb(image)
         panels = [
             image,
             colorize(mask, palette),
@@ -136,6 +150,22 @@ def render_grid(
     return _vstack([grid, _legend(names, palette, grid.shape[1])])
 
 
+def _rgb(image):
+    """`display_image(image)` as `(H, W, 3)`: other than three channels are
+    grey levels, drawn from the first; `(H, W)` is grey too."""
+    image = display_image(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or not image.shape[-1]:
+        raise ValueError(
+            "`image` must be one picture `(H, W, channels)` or `(H, W)`. "
+            f"Received: image of shape {image.shape}"
+        )
+    if image.shape[-1] != 3:  # Grey levels: the first channel.
+        image = np.repeat(image[..., :1], 3, axis=-1)
+    return image
+
+
 def _without_channel(ids, image_rank):
     """Id maps `(N, ..., 1)` as `(N, ...)`."""
     ids = np.asarray(ids)
@@ -146,7 +176,14 @@ def _check_grid(images, masks, predictions):
     """One mask and one prediction per image, of its size."""
     shapes = [np.shape(x) for x in (images, masks, predictions)]
     spatial = shapes[0][:-1]
-    if not shapes[0] or shapes[0][0] == 0:
+    if len(shapes[0]) not in (4, 5):
+        raise ValueError(
+            "`images` must be a batch of images `(N, H, W, channels)` or of "
+            "volumes `(N, D, H, W, channels)`; grey images without a channel "
+            "axis go as `images[..., None]`. "
+            f"Received: images of shape {shapes[0]}"
+        )
+    if shapes[0][0] == 0:
         raise ValueError(
             "`images` holds no image to draw: pass at least one. "
             f"Received: images of shape {shapes[0]}"
@@ -215,12 +252,15 @@ def _png_pixels(array):
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    if array.ndim not in (2, 3) or (
-        array.ndim == 3 and array.shape[-1] not in (2, 3, 4)
+    if (
+        array.ndim not in (2, 3)
+        or (array.ndim == 3 and array.shape[-1] not in (2, 3, 4))
+        or not array.size
     ):
         raise ValueError(
             "`array` must be a picture `(height, width)` or `(height, width, "
-            f"channels)` of 2 to 4 channels. Received: array of shape {array.shape}"
+            "channels)` of 2 to 4 channels, with at least one pixel. "
+            f"Received: array of shape {array.shape}"
         )
     if array.dtype == np.uint8 or (array.dtype == np.uint16 and array.ndim == 2):
         return array  # uint16: a 16-bit grey PNG, for ids of more than 256 classes

@@ -144,6 +144,48 @@ def test_unwritable_folder_warns_once_and_training_goes_on(tmp_path):
     assert len(history.history["loss"]) == 2
 
 
+def test_a_log_dir_that_is_a_file_warns_and_the_pictures_go_on(tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorboard")
+    # TensorFlow's FailedPreconditionError stopped training, where the
+    # docs promise a warning for a folder that cannot be written.
+    (tmp_path / "logs").write_text("not a folder")
+    images, masks = _data()
+    callback = MaskVisualizer(
+        (images, masks),
+        ignore_class=255,
+        output_dir=tmp_path / "p",
+        log_dir=tmp_path / "logs",
+    )
+    with pytest.warns(UserWarning, match=r"could not write to .*logs \(") as caught:
+        _as_fit_calls(callback, _model(), images)
+    # Once, though it fails at each picture.
+    assert sum("could not write" in str(w.message) for w in caught) == 1
+    assert sorted(os.listdir(tmp_path / "p")) == ["epoch_001.png", "final.png"]
+
+
+@pytest.mark.parametrize("name", ["output_dir", "log_dir"])
+def test_folders_must_be_paths(name):
+    # None gave os.fspath's TypeError, which named no argument.
+    with pytest.raises(
+        TypeError, match=rf"^`{name}` must be a folder path .*Received: {name}=3"
+    ):
+        MaskVisualizer(_data(), **{name: 3})
+
+
+def test_render_before_training_takes_its_samples_or_asks_for_a_model(tmp_path):
+    images, masks = _data()
+    callback = MaskVisualizer((images, masks), ignore_class=255, output_dir=tmp_path)
+    # Failed on None, the samples taken only when training begins.
+    with pytest.raises(ValueError, match=r"call `set_model\(model\)` first"):
+        callback.render()
+    model = _model()
+    model.build((None, *images.shape[1:]))
+    callback.set_model(model)
+    picture = callback.render()
+    assert picture.dtype == np.uint8 and picture.shape[0] > 4 * 16
+
+
 def test_takes_samples_from_a_dataset_of_dicts(tmp_path):
     tf = pytest.importorskip("tensorflow")
     if keras.backend.backend() != "tensorflow":

@@ -8,6 +8,7 @@ from seglayers.visualization import (
     central_slice,
     colorize,
     default_palette,
+    display_image,
     overlay,
     render_grid,
     save_png,
@@ -62,8 +63,9 @@ def test_overlay_alpha_outside_0_1_is_refused(alpha):
         (np.full((4, 4, 3), 0.8), r"whole numbers in \[0, 255\].*from 0\.8 to 0\.8"),
         (np.full((4, 4), 300), r"whole numbers in \[0, 255\].*from 300 to 300"),
         (np.zeros((4, 4, 5), np.uint8), r"Received: array of shape \(4, 4, 5\)"),
+        (np.zeros((0, 4, 3), np.uint8), r"with at least one pixel.*\(0, 4, 3\)"),
     ],
-    ids=["unit-floats", "300", "5-channels"],
+    ids=["unit-floats", "300", "5-channels", "empty"],
 )
 def test_save_png_refuses_what_8_bits_cannot_hold(tmp_path, array, match):
     # Floats in [0, 1] were written black, and 300 as 44.
@@ -85,8 +87,17 @@ def test_save_png_refuses_what_8_bits_cannot_hold(tmp_path, array, match):
             None,
             r"`images` holds no image to draw: pass at least one",
         ),
+        # Grey images without a channel axis: the error blamed `masks`.
+        (
+            (2, 8, 8),
+            (2, 8, 8),
+            None,
+            r"^`images` must be a batch of images `\(N, H, W, channels\)` or of "
+            r"volumes .*`images\[\.\.\., None\]`\. Received: images of shape "
+            r"\(2, 8, 8\)",
+        ),
     ],
-    ids=["count", "size", "empty"],
+    ids=["count", "size", "empty", "no-channel-axis"],
 )
 def test_render_grid_refuses_what_does_not_line_up(images, masks, names, match):
     # More images than masks drew one row without a word.
@@ -229,6 +240,15 @@ def test_render_grid_refuses_an_unknown_slice_axis():
         (np.array([[0, 1]]), [0, 0, 0], ValueError, r"^`palette` must be"),
         (np.array([[0, 1]]), np.array([[1e20, 0, 0]]), ValueError, r"1e\+20"),
         (np.array([[0, 1]]), np.array([[0, 0, 0], [300, 0, 0]]), ValueError, "300"),
+        # A one-hot mask of 3 classes gave colours of shape (2, 2, 3, 3).
+        (
+            np.eye(3, dtype=int)[np.zeros((2, 2), int)],
+            None,
+            ValueError,
+            r"^`mask` must be one map of class ids `\(H, W\)` or `\(H, W, 1\)`; "
+            r"one-hot masks go as `np\.argmax\(mask, axis=-1\)`.*\(2, 2, 3\)",
+        ),
+        (np.zeros((2, 2, 2, 1), int), None, ValueError, r"a batch one map at a time"),
     ],
 )
 def test_colorize_refuses_what_is_no_class_or_colour(mask, palette, error, match):
@@ -283,3 +303,51 @@ def test_render_grid_refuses_class_names_that_name_no_class(class_names, error, 
 def test_central_slice_refuses_an_axis_that_is_no_spatial_axis(volumes, axis, match):
     with pytest.raises(ValueError, match=match):
         central_slice(np.zeros(volumes), *([] if axis is None else [axis]))
+
+
+def test_default_palette_refuses_a_count_that_is_no_positive_int():
+    with pytest.raises(TypeError, match=r"^`num_classes` must be a positive integer"):
+        default_palette(3.0)
+    for count in (0, -1):  # -1 gave an empty palette
+        with pytest.raises(ValueError, match=r"Received: num_classes="):
+            default_palette(count)
+
+
+@pytest.mark.parametrize(
+    "image", [None, np.ones((2, 2, 3)) * 1j], ids=["none", "complex"]
+)
+def test_display_image_refuses_what_is_no_numbers(image):
+    # None drew a black 0-d array; complex values lost their imaginary part.
+    with pytest.raises(TypeError, match=r"^`image` must be an array of numbers"):
+        display_image(image)
+
+
+def test_overlay_draws_grey_images_of_any_channels_as_render_grid_does():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    ids = np.array([[0, 1, 1, -1]] * 3)
+    palette = default_palette(2)
+    expected = overlay(np.repeat(grey[..., None], 3, axis=-1), ids, palette)
+    for image in (grey, grey[..., None], np.stack([grey, grey * 0], -1)):
+        # (H, W) gave numpy's broadcast error; (H, W, 2) too.
+        np.testing.assert_array_equal(overlay(image, ids, palette), expected)
+    grid = render_grid(grey[None, ..., None], ids[None], ids[None], palette)
+    np.testing.assert_array_equal(grid[:3, 3 * (4 + 4) :][:, :4], expected)
+
+
+def test_overlay_refuses_a_mask_of_other_pixels():
+    with pytest.raises(
+        ValueError,
+        match=r"^`mask` must cover the pixels of `image`: ids of shape \(3, 4\).*"
+        r"Received: image of shape \(3, 4, 3\), mask of shape \(4, 3\)",
+    ):
+        overlay(np.zeros((3, 4, 3)), np.zeros((4, 3), int), default_palette(2))
+    with pytest.raises(ValueError, match=r"image of shape \(3, 4\), mask of shape"):
+        overlay(np.zeros((3, 4)), np.zeros((4, 3), int), default_palette(2))
+
+
+def test_display_image_scales_bfloat16_in_0_1_as_other_floats():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    image = np.full((2, 2, 3), 0.5, ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(
+        display_image(image), display_image(image.astype(np.float32))
+    )
