@@ -120,6 +120,28 @@ def check_input_shape(
     return shape
 
 
+def nan_when_too_small(outputs, inputs, depth):
+    """`outputs`, or all NaN where `inputs` are smaller than `2**depth`
+    along a spatial axis whose size is known only when the graph runs: an
+    export for inputs of any size (SavedModel, TFLite, ONNX). Sizes known
+    when traced are refused by `check_input_shape`; a served graph cannot
+    raise (a graph assertion is no TFLite op), so it answers NaN rather
+    than a plausible mask of an image too small for the model, as it did.
+    A select on the output, only in graphs of free sizes."""
+    if isinstance(inputs, keras.KerasTensor):  # symbolic: no sizes to check
+        return outputs
+    free = [s for s in keras.ops.shape(inputs)[1:-1] if not isinstance(s, int)]
+    if not free:
+        return outputs
+    minimum = 2**depth
+    large_enough = keras.ops.greater_equal(free[0], minimum)
+    for size in free[1:]:
+        large_enough = keras.ops.logical_and(
+            large_enough, keras.ops.greater_equal(size, minimum)
+        )
+    return keras.ops.where(large_enough, outputs, float("nan"))
+
+
 def _layout_hint(shape, spatial_dims):
     """What to do about an input of `len(shape)` axes, for the error."""
     hints = []

@@ -21,6 +21,7 @@ from seglayers.models._checks import (
     check_save_path,
     loading,
     model_from_config,
+    nan_when_too_small,
 )
 
 OUTPUT_ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
@@ -288,7 +289,8 @@ class SegmentationModel(keras.Model):
             x = self.rescaling(x)
         x = self.decode(self.encode(x, training=training), training=training)
         x = self.resize_to_input(x, inputs)
-        return self.head_activation(self.head(x))
+        outputs = self.head_activation(self.head(x))
+        return nan_when_too_small(outputs, inputs, self.depth)
 
     def fit(self, x=None, *args, **kwargs):
         positional = args[8] if len(args) > 8 else None  # fit's 10th parameter

@@ -104,6 +104,7 @@ def test_export_serves_any_size_as_predict_does(trained, format, suffix, tmp_pat
         served = serve(images)
         assert served.shape == expected.shape
         np.testing.assert_allclose(served, expected, atol=1e-4, err_msg=str(size))
+    _assert_no_plausible_scores(serve, rng.uniform(0, 1, (2, 3, 8, 3)), format)
 
 
 @pytest.mark.parametrize("format, suffix", FORMATS[:1])
@@ -155,6 +156,24 @@ def test_a_3d_unet_exports_for_volumes_of_any_size(tmp_path):
         volumes = rng.uniform(0, 1, (1, *size, 1)).astype("float32")
         expected = model.predict(volumes, verbose=0)
         np.testing.assert_allclose(serve(volumes), expected, atol=1e-4)
+    _assert_no_plausible_scores(serve, np.ones((1, 16, 3, 16, 1)), "tf_saved_model")
+
+
+def _assert_no_plausible_scores(serve, too_small, format):
+    """An input below 2**depth along an axis, which the Keras model refuses,
+    gets all-NaN scores from the served graph (it answered plausible
+    probabilities), or an error where an operation cannot run at that size:
+    TensorFlow's oneDNN pooling in a SavedModel ("could not create a
+    descriptor for a pooling forward propagation primitive")."""
+    too_small = too_small.astype("float32")
+    try:
+        served = serve(too_small)
+    except Exception as error:
+        assert ON_TF and format == "tf_saved_model", error
+        assert "pooling" in str(error), error
+        return
+    assert served.shape[:-1] == too_small.shape[:-1]
+    assert np.isnan(served).all()
 
 
 @pytest.mark.parametrize(
