@@ -122,7 +122,9 @@ def _checked_array_shape(model, x):
     dataset or a generator). `call` checks every input too, but after calls
     at a few sizes TensorFlow traces the step with free sizes (and, after a
     wrong channel count, free channels), which `call` cannot check: a
-    too-small input would fail deep in a pooling op instead."""
+    too-small input would fail deep in a pooling op instead (oneDNN's CPU
+    kernels), or get all-NaN scores where the pooling runs
+    (`_checks.nan_when_too_small`)."""
     if isinstance(x, dict):
         model._check_input_shape(x)  # Refused, by name.
     shape = getattr(x, "shape", None)

@@ -159,6 +159,27 @@ def test_a_3d_unet_exports_for_volumes_of_any_size(tmp_path):
     _assert_no_plausible_scores(serve, np.ones((1, 16, 3, 16, 1)), "tf_saved_model")
 
 
+@pytest.mark.skipif(not ON_TF, reason="a TensorFlow graph of free sizes")
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_graph_of_free_sizes_answers_nan_below_the_smallest_size(jit_compile):
+    # The select itself, which a TensorFlow-written SavedModel on a CPU never
+    # reaches (its oneDNN pooling fails first); a GPU, or XLA, reaches it.
+    import tensorflow as tf
+
+    from seglayers.models._checks import nan_when_too_small
+
+    select = tf.function(
+        lambda x: nan_when_too_small(x * 2.0, x, depth=2),
+        input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
+        jit_compile=jit_compile,
+    )
+    served = select(np.ones((1, 4, 5, 3), "float32"))
+    assert served.dtype == tf.float32
+    np.testing.assert_array_equal(served, 2.0)
+    for size in [(3, 5), (5, 3), (1, 1)]:
+        assert np.isnan(select(np.ones((1, *size, 3), "float32"))).all(), size
+
+
 def _assert_no_plausible_scores(serve, too_small, format):
     """An input below 2**depth along an axis, which the Keras model refuses,
     gets all-NaN scores from the served graph (it answered plausible
