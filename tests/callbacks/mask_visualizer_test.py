@@ -144,12 +144,8 @@ def test_unwritable_folder_warns_once_and_training_goes_on(tmp_path):
     assert len(history.history["loss"]) == 2
 
 
-def test_a_log_dir_that_is_a_file_warns_and_the_pictures_go_on(tmp_path):
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("tensorboard")
-    # TensorFlow's FailedPreconditionError stopped training, where the
-    # docs promise a warning for a folder that cannot be written.
-    (tmp_path / "logs").write_text("not a folder")
+def _with_log_dir(tmp_path):
+    """`(images, callback)`: a callback writing to `p/` and to `logs/`."""
     images, masks = _data()
     callback = MaskVisualizer(
         (images, masks),
@@ -157,6 +153,16 @@ def test_a_log_dir_that_is_a_file_warns_and_the_pictures_go_on(tmp_path):
         output_dir=tmp_path / "p",
         log_dir=tmp_path / "logs",
     )
+    return images, callback
+
+
+def test_a_log_dir_that_is_a_file_warns_and_the_pictures_go_on(tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorboard")
+    # TensorFlow's FailedPreconditionError stopped training, where the
+    # docs promise a warning for a folder that cannot be written.
+    (tmp_path / "logs").write_text("not a folder")
+    images, callback = _with_log_dir(tmp_path)
     with pytest.warns(UserWarning, match=r"could not write to .*logs \(") as caught:
         _as_fit_calls(callback, _model(), images)
     # Once, though it fails at each picture.
@@ -204,13 +210,7 @@ def test_tensorboard_summary_read_by_tensorboard(tmp_path):
     accumulator = pytest.importorskip(
         "tensorboard.backend.event_processing.event_accumulator"
     )
-    images, masks = _data()
-    callback = MaskVisualizer(
-        (images, masks),
-        ignore_class=255,
-        output_dir=tmp_path / "p",
-        log_dir=tmp_path / "logs",
-    )
+    images, callback = _with_log_dir(tmp_path)
     _as_fit_calls(callback, _model(), images)
     reader = accumulator.EventAccumulator(str(tmp_path / "logs"))
     reader.Reload()
