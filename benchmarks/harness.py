@@ -37,17 +37,21 @@ def summarize(times):
 
 
 def time_pair(ours, baseline, repeats=7, warmup=2):
-    """Times two callables alternately; returns their two summaries."""
+    """Times two callables alternately; returns their two summaries of
+    wall-clock seconds, each with the summary of the same calls' CPU
+    seconds (`time.process_time`: every thread of the process) under
+    `"cpu"`."""
     for _ in range(warmup):
         ours()
         baseline()
-    ours_times, baseline_times = [], []
+    walls, cpus = ([], []), ([], [])
     for _ in range(repeats):
-        for fn, times in ((ours, ours_times), (baseline, baseline_times)):
-            start = time.perf_counter()
+        for i, fn in enumerate((ours, baseline)):
+            start, cpu_start = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - start)
-    return summarize(ours_times), summarize(baseline_times)
+            walls[i].append(time.perf_counter() - start)
+            cpus[i].append(time.process_time() - cpu_start)
+    return tuple(dict(summarize(w), cpu=summarize(c)) for w, c in zip(walls, cpus))
 
 
 def row(question, backend, what, ours, baseline, unit, per_call=1.0, higher=True):

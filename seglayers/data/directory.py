@@ -53,7 +53,8 @@ def segmentation_dataset_from_directory(
     ```
 
     Every file's header (and a cut-short file's end) is checked up front, so
-    a broken file is named, and a mask must have its image's size. Masks
+    a broken file is named, and a mask must have its image's size (a file
+    rewritten at another size afterwards may fail when read). Masks
     decode in TensorFlow (greyscale and RGB PNG, BMP), except palette-mode
     ("P") PNGs, which Pillow reads: they give their palette indices, the
     class ids, and not the colours that `tf.io.decode_png` would expand them
@@ -119,12 +120,13 @@ def segmentation_dataset_from_directory(
         ignore_class = check_ignore_not_a_class(
             check_ignore_class(ignore_class), num_classes
         )
-    pairs, decoders = _find_pairs(directory)
+    pairs, (decoders, file_sizes) = _find_pairs(directory)
     if palette is not None:
         palette = _palette(palette, num_classes, ignore_class)
     splits, seed = split_pairs(pairs, directory, shuffle, seed, validation_split)
     options = dict(
         decoders=decoders,
+        file_sizes=file_sizes,
         image_size=tuple(int(s) for s in image_size),
         batch_size=batch_size,
         num_classes=num_classes,
@@ -260,6 +262,7 @@ def _make_dataset(
     pairs,
     *,
     decoders,
+    file_sizes,
     image_size,
     batch_size,
     num_classes,
@@ -272,6 +275,8 @@ def _make_dataset(
     as_dict,
 ):
     decoders = [tf_decoder(decoders[p[1]], palette, p[1]) for p in pairs]
+    # From the headers `check_pairs` read: whether every file needs no resize.
+    at_size = all(file_sizes[p[1]] == image_size for p in pairs)
     names = sorted(set(decoders))
     read_mask = mask_reader(names, num_classes, ignore_class, palette)
     dataset = tf.data.Dataset.from_tensor_slices(
@@ -290,9 +295,9 @@ def _make_dataset(
         image = tf.io.decode_image(
             tf.io.read_file(image_path), channels=3, expand_animations=False
         )
-        image = _resize(image, image_size, interpolation, tf.float32)
-        mask = _resize(read_mask(mask_path, decoder), image_size, "nearest", tf.int32)
-        return image, mask
+        image = _resize(image, image_size, interpolation, tf.float32, at_size)
+        mask = read_mask(mask_path, decoder)
+        return image, _resize(mask, image_size, "nearest", tf.int32, at_size)
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if one_hot:
@@ -330,12 +335,18 @@ def without_autotuning(dataset):
 _EXACT_AT_SCALE_1 = ("bilinear", "nearest", "bicubic", "area")
 
 
-def _resize(tensor, size, method, dtype):
-    """`tensor` (H, W, C) resized to `size` with `method`, as `dtype`."""
+def _resize(tensor, size, method, dtype, at_size=False):
+    """`tensor` (H, W, C) resized to `size` with `method`, as `dtype`.
+
+    `at_size`: every file is at `size` (their headers said so), so no
+    resize is made: the per-file `tf.cond` cost 4% of the loader's CPU time
+    (benchmarks/README.md). A file that changed size since fails here."""
 
     def resize():
         return tf.cast(tf.image.resize(tensor, size, method=method), dtype)
 
+    if method in _EXACT_AT_SCALE_1 and at_size:
+        return tf.ensure_shape(tf.cast(tensor, dtype), size + (tensor.shape[-1],))
     if method in _EXACT_AT_SCALE_1:
         same = tf.reduce_all(tf.shape(tensor)[:2] == size)
         tensor = tf.cond(same, lambda: tf.cast(tensor, dtype), resize)

@@ -128,15 +128,16 @@ def check_pairs(pairs):
     """Reads every header now, so that a file that is no image, or is cut
     short, or a mask of another size than its image, is named before training
     starts. Both are resized to `image_size` afterwards, which would hide a
-    size mismatch. Returns `{mask path: decoder}` (see `_mask_header`)."""
-    decoders = {}
+    size mismatch. Returns `{mask path: decoder}` (see `_mask_header`) and
+    `{mask path: (height, width)}`, the size of the pair."""
+    decoders, sizes = {}, {}
     for image_path, mask_path in pairs:
         image_size = _image_size(image_path, "image")
         _check_complete(image_path)
-        mask_size, decoders[mask_path] = _mask_header(mask_path)
+        sizes[mask_path], decoders[mask_path] = _mask_header(mask_path)
         _check_complete(mask_path, "mask")
-        check_same_size(image_path, image_size, mask_path, mask_size)
-    return decoders
+        check_same_size(image_path, image_size, mask_path, sizes[mask_path])
+    return decoders, sizes
 
 
 def check_same_size(path, size, mask_path, mask_size, kind="image"):

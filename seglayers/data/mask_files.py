@@ -182,7 +182,16 @@ def _checked_ids(raw, num_classes, ignore_class, palette):
     else:
         ids = raw[..., :1]
         doubtful = tf.reduce_any(raw[..., :1] != raw[..., 1:3])
-    if num_classes is not None:
+    if num_classes is not None and palette is None:
+        # Decoded samples are never negative: one `max`, ignored pixels
+        # counted as 0, in place of a boolean per pixel (3% of the loader's
+        # CPU time, benchmarks/README.md).
+        if ignore_class is not None:
+            ids_kept = tf.where(ids == ignore_class, 0, ids)
+        else:
+            ids_kept = ids
+        doubtful = doubtful | (tf.reduce_max(ids_kept) >= num_ids(num_classes))
+    elif num_classes is not None:
         bad = bad_id_mask(ids, num_ids(num_classes), ignore_class)
         doubtful = doubtful | tf.reduce_any(bad)
     return ids, doubtful

@@ -632,3 +632,54 @@ def test_a_negative_seed_is_named(tmp_path):
     _write_pairs(tmp_path, n=2)
     with pytest.raises(ValueError, match=r"Received: seed=-1"):
         segmentation_dataset_from_directory(tmp_path, seed=-1)
+
+
+def test_an_id_out_of_range_among_ignored_pixels_names_the_file(tmp_path):
+    _write_pairs(tmp_path, n=2)  # Rows 0 and 1 of every mask are 255.
+    mask = np.asarray(Image.open(tmp_path / "masks" / "s1.png")).copy()
+    mask[5, 5] = 3
+    Image.fromarray(mask, mode="L").save(tmp_path / "masks" / "s1.png")
+    with pytest.raises(
+        Exception, match=r"s1\.png holds class ids \[3\] outside \[0, 3\)"
+    ):
+        _all(
+            segmentation_dataset_from_directory(
+                tmp_path, image_size=(20, 24), num_classes=3, ignore_class=255
+            )
+        )
+
+
+def test_files_at_image_size_and_of_another_size_mixed(tmp_path):
+    # A folder of one size skips every resize, decided from the headers; a
+    # mixed one decides per file.
+    _write_pairs(tmp_path / "small", n=2, size=(20, 24))
+    _write_pairs(tmp_path / "large", n=2, size=(40, 48), seed=1)
+    os.rename(tmp_path / "large/images/s0.png", tmp_path / "small/images/t.png")
+    os.rename(tmp_path / "large/masks/s0.png", tmp_path / "small/masks/t.png")
+    images, masks = _all(
+        segmentation_dataset_from_directory(
+            tmp_path / "small",
+            image_size=(20, 24),
+            num_classes=3,
+            ignore_class=255,
+            shuffle=False,
+        )
+    )
+    for i, stem in enumerate(["s0", "s1", "t"]):
+        with Image.open(tmp_path / "small/images" / f"{stem}.png") as written:
+            expected = tf.image.resize(np.asarray(written), (20, 24)).numpy()
+        np.testing.assert_array_equal(images[i], expected)
+    with Image.open(tmp_path / "small/masks/s1.png") as written:
+        np.testing.assert_array_equal(masks[1, ..., 0], np.asarray(written))
+
+
+def test_a_file_that_changed_size_since_is_not_read_as_is(tmp_path):
+    _write_pairs(tmp_path / "a", n=2, size=(20, 24))
+    dataset = segmentation_dataset_from_directory(
+        tmp_path / "a", image_size=(20, 24), num_classes=3, ignore_class=255
+    )
+    _write_pairs(tmp_path / "b", n=2, size=(40, 48))
+    for kind in ("images", "masks"):
+        os.replace(tmp_path / "b" / kind / "s1.png", tmp_path / "a" / kind / "s1.png")
+    with pytest.raises(Exception, match=r"not compatible with expected shape"):
+        _all(dataset)
