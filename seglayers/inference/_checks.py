@@ -37,6 +37,19 @@ def _segmentation_model(model):
     return None
 
 
+def model_spatial_dims(model):
+    """2 or 3: the `spatial_dims` of the seglayers model that `model` is or
+    wraps, else the rank of its input less two; 2 if it says neither."""
+    network = _segmentation_model(model)
+    if network is not None:
+        return network.spatial_dims
+    try:
+        rank = len(model.inputs[0].shape) - 2
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return 2  # A subclassed model not yet called.
+    return rank if rank in (2, 3) else 2
+
+
 def check_model(model, who):
     """Refuses what is no Keras model (`None`, a path to one) before an
     image is looked at."""

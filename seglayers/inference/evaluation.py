@@ -36,11 +36,11 @@ def evaluate_segmentation(
             as a `seglayers.SegmentationModel`.
         data: `(images, masks)` as arrays (then predicted `batch_size` at a
             time), or an iterable of `(images, masks)` batches such as a
-            `tf.data.Dataset` from `segmentation_dataset_from_directory`
-            (also `(images, masks, sample_weight)` batches, with per-sample
-            or per-pixel 0/1 weights, and `{"images", "segmentation_masks"}`
-            dicts). Masks hold class ids `(N, H, W)` or `(N, H, W, 1)`, or
-            one-hot.
+            `tf.data.Dataset` from `segmentation_dataset_from_directory`;
+            either may add a `sample_weight`, per-sample or per-pixel 0/1
+            weights (`(images, masks, sample_weight)`), and batches may be
+            `{"images", "segmentation_masks"}` dicts. Masks hold class ids
+            `(N, H, W)` or `(N, H, W, 1)`, or one-hot.
         num_classes: int, the model's classes (1: one sigmoid channel,
             classes 0 and 1).
         ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255).
@@ -195,23 +195,27 @@ def _batches(data, batch_size, model):
         data = _pair(data, "`data`")
     if (
         isinstance(data, list)
-        and len(data) == 2
+        and len(data) in (2, 3)
         and all(hasattr(part, "shape") for part in data)
     ):
         data = tuple(data)  # `[images, masks]`, not a list of batches.
     if isinstance(data, tuple):
-        if len(data) != 2 or len(data[0]) != len(data[1]):
+        if len(data) == 3 and data[2] is None:
+            data = data[:2]
+        if len(data) not in (2, 3) or any(len(x) != len(data[0]) for x in data):
             shapes = [np.shape(part) for part in data]
             raise ValueError(
-                "`data` must be `(images, masks)` with one mask per image, or "
-                "an iterable of such batches (e.g. a `tf.data.Dataset`). "
+                "`data` must be `(images, masks)` or `(images, masks, "
+                "sample_weight)` with one mask (and weight) per image, or an "
+                "iterable of such batches (e.g. a `tf.data.Dataset`). "
                 f"Received: data of shapes {shapes}"
             )
         # A list of images is one array, not a model's several inputs.
-        images, masks = (x if keras.ops.is_tensor(x) else np.asarray(x) for x in data)
-        check_numbers(keras.ops.convert_to_numpy(images), model, "`images`")
-        for i in range(0, len(images), batch_size):
-            yield images[i : i + batch_size], masks[i : i + batch_size], None
+        parts = [x if keras.ops.is_tensor(x) else np.asarray(x) for x in data]
+        check_numbers(keras.ops.convert_to_numpy(parts[0]), model, "`images`")
+        for i in range(0, len(parts[0]), batch_size):
+            batch = [part[i : i + batch_size] for part in parts]
+            yield batch[0], batch[1], batch[2] if len(batch) == 3 else None
         return
     try:
         batches = iter(data)

@@ -11,6 +11,7 @@ from seglayers.inference._checks import (
     check_numbers,
     check_one_output,
     check_smallest_size,
+    model_spatial_dims,
 )
 from seglayers.inference.predict_tiled import predict_checked
 
@@ -63,10 +64,10 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     check_model(model, "predict_mask")
     image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
     image = np.asarray(image)
-    if getattr(model, "spatial_dims", 2) != 2:
+    if model_spatial_dims(model) != 2:
         raise ValueError(
             "`predict_mask` segments images, and this model takes volumes "
-            f"(spatial_dims={model.spatial_dims}): use "
+            "(spatial_dims=3): use "
             "`seglayers.predict_tiled(model, volume, tile_size)` and the "
             "arg-max of its scores."
         )

@@ -104,11 +104,23 @@ def test_batch_forms_agree():
     as_dicts = evaluate_segmentation(model, dicts, 3, ignore_class=255)
     # Weights 0 where the mask is ignored: the same pixels counted.
     weights = (masks[..., 0] != 255).astype("float32")
-    weighted = evaluate_segmentation(
-        model, [(images, np.where(masks == 255, 0, masks), weights)], 3
+    unlabelled_as_0 = np.where(masks == 255, 0, masks)
+    weighted = evaluate_segmentation(model, [(images, unlabelled_as_0, weights)], 3)
+    weighted_arrays = evaluate_segmentation(
+        model, (images, unlabelled_as_0, weights), 3, batch_size=2
     )
-    for results in (as_list, as_dicts, weighted):
+    for results in (as_list, as_dicts, weighted, weighted_arrays):
         assert results == pytest.approx(expected)
+
+
+def test_arrays_of_other_lengths_are_named():
+    model = UNet(3, filters=4, depth=2)
+    images, masks = _data()
+    match = r"one mask \(and weight\) per image.*Received: data of shapes "
+    with pytest.raises(ValueError, match=match + r"\[\(5, 32, 32, 3\), \(4, 32"):
+        evaluate_segmentation(model, (images, masks[:4]), 3)
+    with pytest.raises(ValueError, match=match + r".*\(5, 32, 32, 1\), \(3,\)\]"):
+        evaluate_segmentation(model, (images, masks, np.ones(3)), 3)
 
 
 def test_format_evaluation_lists_every_class():
@@ -130,7 +142,12 @@ def test_format_evaluation_lists_every_class():
 @pytest.mark.parametrize(
     "data, kwargs, error, match",
     [
-        ("mismatch", {}, ValueError, r"`data` must be `\(images, masks\)` with one"),
+        (
+            "mismatch",
+            {},
+            ValueError,
+            r"`data` must be `\(images, masks\)` or `\(images, masks, sample_weight\)`",
+        ),
         ("singles", {}, ValueError, r"`data` must yield `\(images, masks\)` or"),
         ("quads", {}, ValueError, r"Received: a batch of type tuple of 4 parts"),
         ("empty", {}, ValueError, r"`data` holds no images, so there is nothing"),

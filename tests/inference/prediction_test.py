@@ -21,6 +21,11 @@ def _model(num_classes=3):
     return UNet(num_classes, filters=4, depth=2, rescale=1 / 255)
 
 
+def _wrapped(model, shape):
+    inputs = keras.Input(shape)
+    return keras.Model(inputs, model(inputs))
+
+
 def test_an_image_of_the_model_size_is_predicted_as_it_is():
     model = _model()
     image = _image(32, 32)
@@ -63,8 +68,7 @@ def test_a_thin_strip_through_a_model_wrapping_a_unet_is_padded_too():
     # model around a UNet has none, so the strip reached the UNet unpadded
     # (a ValueError, or an opaque pooling error on TensorFlow).
     model = _model()
-    inputs = keras.Input((None, None, 3))
-    wrapped = keras.Model(inputs, model(inputs))
+    wrapped = _wrapped(model, (None, None, 3))
     image = _image(70, 3)
     np.testing.assert_array_equal(
         predict_mask(wrapped, image, 32), predict_mask(model, image, 32)
@@ -237,11 +241,14 @@ def test_bad_arguments(kwargs, error, match):
         predict_mask(**kwargs)
 
 
+@pytest.mark.parametrize("wrapped", [False, True])
 @pytest.mark.parametrize("shape", [(16, 16, 16, 1), (16, 16, 1)])
-def test_a_model_of_volumes_is_sent_to_predict_tiled(shape):
+def test_a_model_of_volumes_is_sent_to_predict_tiled(shape, wrapped):
     # A volume was "not one image"; an image got predict_tiled's message, a
-    # function the caller had not called.
+    # function the caller had not called; a wrapped 3-D model failed in Keras.
     model = UNet(2, filters=4, depth=2, spatial_dims=3)
+    if wrapped:
+        model = _wrapped(model, (None, None, None, 1))
     with pytest.raises(
         ValueError, match=r"this model takes volumes.*seglayers\.predict_tiled"
     ):
