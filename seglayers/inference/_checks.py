@@ -39,10 +39,13 @@ def _segmentation_model(model):
 
 def model_spatial_dims(model):
     """2 or 3: the `spatial_dims` of the seglayers model that `model` is or
-    wraps, else the rank of its input less two; 2 if it says neither."""
+    wraps (or its own), else the rank of its input less two; 2 if it says
+    neither."""
     network = _segmentation_model(model)
     if network is not None:
         return network.spatial_dims
+    if getattr(model, "spatial_dims", None) in (2, 3):
+        return model.spatial_dims
     try:
         rank = len(model.inputs[0].shape) - 2
     except (AttributeError, IndexError, TypeError, ValueError):

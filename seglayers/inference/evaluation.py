@@ -196,14 +196,16 @@ def _batches(data, batch_size, model):
     if (
         isinstance(data, list)
         and len(data) in (2, 3)
-        and all(hasattr(part, "shape") for part in data)
+        and all(hasattr(part, "shape") for part in data[:2])
+        and (len(data) == 2 or data[2] is None or hasattr(data[2], "shape"))
     ):
         data = tuple(data)  # `[images, masks]`, not a list of batches.
     if isinstance(data, tuple):
         if len(data) == 3 and data[2] is None:
             data = data[:2]
-        if len(data) not in (2, 3) or any(len(x) != len(data[0]) for x in data):
-            shapes = [np.shape(part) for part in data]
+        shapes = [_shape(part) for part in data]
+        lengths = {shape[:1] for shape in shapes}
+        if len(data) not in (2, 3) or len(lengths) != 1 or () in lengths:
             raise ValueError(
                 "`data` must be `(images, masks)` or `(images, masks, "
                 "sample_weight)` with one mask (and weight) per image, or an "
@@ -253,6 +255,12 @@ def _batches(data, batch_size, model):
         name = f"`images` (batch {index} of `data`)"
         check_numbers(keras.ops.convert_to_numpy(images), model, name)
         yield images, masks, parts[2] if len(parts) == 3 else None
+
+
+def _shape(part):
+    """The shape of an array, tensor or list, without converting a tensor."""
+    shape = getattr(part, "shape", None)
+    return tuple(shape) if shape is not None else np.shape(part)
 
 
 def _pair(batch, what):

@@ -109,7 +109,10 @@ def test_batch_forms_agree():
     weighted_arrays = evaluate_segmentation(
         model, (images, unlabelled_as_0, weights), 3, batch_size=2
     )
-    for results in (as_list, as_dicts, weighted, weighted_arrays):
+    no_weights = evaluate_segmentation(
+        model, [images, masks, None], 3, ignore_class=255
+    )
+    for results in (as_list, as_dicts, weighted, weighted_arrays, no_weights):
         assert results == pytest.approx(expected)
 
 
@@ -121,6 +124,8 @@ def test_arrays_of_other_lengths_are_named():
         evaluate_segmentation(model, (images, masks[:4]), 3)
     with pytest.raises(ValueError, match=match + r".*\(5, 32, 32, 1\), \(3,\)\]"):
         evaluate_segmentation(model, (images, masks, np.ones(3)), 3)
+    with pytest.raises(ValueError, match=match + r".*\(5, 32, 32, 1\), \(\)\]"):
+        evaluate_segmentation(model, (images, masks, 1.0), 3)  # no len()
 
 
 def test_format_evaluation_lists_every_class():

@@ -255,6 +255,15 @@ def test_a_model_of_volumes_is_sent_to_predict_tiled(shape, wrapped):
         predict_mask(model, np.zeros(shape), 16)
 
 
+def test_a_keras_model_of_volumes_is_sent_to_predict_tiled_too():
+    # Not a seglayers model: its input's rank says it takes volumes.
+    model = keras.Sequential(
+        [keras.Input((None, None, None, 1)), keras.layers.Conv3D(2, 1)]
+    )
+    with pytest.raises(ValueError, match=r"this model takes volumes"):
+        predict_mask(model, np.zeros((16, 16, 1)), 16)
+
+
 @pytest.mark.parametrize("tiling", [True, False])
 def test_nan_scores_are_no_class(tiling):
     # A model whose weights a diverged training made NaN: -1, as documented,
