@@ -55,7 +55,7 @@ def _pass_rows(what, ours, theirs, unit, n, backend, quick, wall=True, cpu=True)
         repeats=3 if quick else 5,
         warmup=1,
     )
-    rows = [row("input pipeline", backend, what, ours_time, theirs_time, unit, n)]
+    wall_row = row("input pipeline", backend, what, ours_time, theirs_time, unit, n)
     cpu_row = row(
         "input pipeline (CPU)",
         backend,
@@ -66,7 +66,7 @@ def _pass_rows(what, ours, theirs, unit, n, backend, quick, wall=True, cpu=True)
         per_call=1e6 / n,
         higher=False,
     )
-    return rows[:wall] + [cpu_row][:cpu]
+    return ([wall_row] if wall else []) + ([cpu_row] if cpu else [])
 
 
 def _decode_pairs(root, n):
@@ -131,7 +131,8 @@ def run(backend, quick=False):
             f"resized, vs image_dataset_from_directory (image only){label}"
         )
         pairs = _decode_pairs(root, n)
-        rows += _pass_rows(floor, pairs, keras_off, "img/s", n, backend, quick, False)
+        args = ("img/s", n, backend, quick)
+        rows += _pass_rows(floor, pairs, keras_off, *args, wall=False)
 
     # 1,024 masks a pass (256 in a quick run): shorter passes left the
     # best-of ratio at the mercy of one slow or fast pass.
