@@ -275,8 +275,13 @@ def _make_dataset(
     as_dict,
 ):
     decoders = [tf_decoder(decoders[p[1]], palette, p[1]) for p in pairs]
-    # From the headers `check_pairs` read: whether every file needs no resize.
-    at_size = all(file_sizes[p[1]] == image_size for p in pairs)
+    # From the headers `check_pairs` read: whether every file needs no resize
+    # (not for GIF images: Pillow's size may be a frame's, TensorFlow's the
+    # screen's).
+    at_size = all(
+        file_sizes[p[1]] == image_size and not p[0].lower().endswith(".gif")
+        for p in pairs
+    )
     names = sorted(set(decoders))
     read_mask = mask_reader(names, num_classes, ignore_class, palette)
     dataset = tf.data.Dataset.from_tensor_slices(
