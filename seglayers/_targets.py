@@ -37,9 +37,10 @@ def _channels_hint(true_shape, classes, y_pred_shape):
     )
 
 
-def _target_form(y_true, pixel_shape, classes, y_pred_shape):
+def _target_form(y_true, pixel_shape, classes, y_pred_shape, name="y_true"):
     """`("ids", ids)` (a trailing 1 dropped) or `("one_hot", y_true)`, with
-    its pixels checked against `pixel_shape`; else the one error."""
+    its pixels checked against `pixel_shape`; else the one error, naming
+    `y_true` as `name`."""
     y_true = mask_tensor(y_true)
     rank, shape = len(pixel_shape), tuple(y_true.shape)
     if len(shape) == rank:
@@ -49,12 +50,15 @@ def _target_form(y_true, pixel_shape, classes, y_pred_shape):
     elif len(shape) == rank + 1 and shape[-1] == classes:
         form, values = "one_hot", y_true
     else:
+        what = f"Cannot match `{name}` to `y_pred`: expected `{name}` as"
+        if y_pred_shape is None:  # No prediction (`MaskVisualizer`).
+            what = f"`{name}` must be"
         raise ValueError(
-            "Cannot match `y_true` to `y_pred`: expected `y_true` as class ids "
-            f"{pixel_shape} or {pixel_shape + (1,)}, or one-hot "
+            f"{what} class ids {pixel_shape} or {pixel_shape + (1,)}, or one-hot "
             f"{pixel_shape + (classes,)} ({classes} classes, all-zero rows for "
             f"ignored pixels).{_channels_hint(shape, classes, y_pred_shape)} "
-            f"Received: y_true shape {shape}, y_pred shape {y_pred_shape}"
+            f"Received: {name} shape {shape}"
+            + (f", y_pred shape {y_pred_shape}" if y_pred_shape is not None else "")
         )
     check_same_pixels(shape[:rank], pixel_shape, shape, y_pred_shape)
     return form, values
@@ -68,16 +72,19 @@ def _id_targets(values, classes, ignore_class):
     return as_int_ids(values), valid, bad
 
 
-def target_ids(y_true, pixel_shape, classes, ignore_class=None, y_pred_shape=None):
+def target_ids(
+    y_true, pixel_shape, classes, ignore_class=None, y_pred_shape=None, name="y_true"
+):
     """`(ids, valid, bad)` of `y_true` for predictions over `pixel_shape`:
     int32 ids (meaningless where not `valid`), True where the pixel has a
     class, True where a value is neither a class id nor `ignore_class` (see
-    `raise_on_bad_ids`). One-hot rows that are all zero are ignored."""
+    `raise_on_bad_ids`). One-hot rows that are all zero are ignored. Errors
+    name `y_true` as `name`."""
     pixel_shape = tuple(pixel_shape)
-    form, values = _target_form(y_true, pixel_shape, classes, y_pred_shape)
+    form, values = _target_form(y_true, pixel_shape, classes, y_pred_shape, name)
     if form == "ids":
         return _id_targets(values, classes, ignore_class)
-    target, valid, bad = _one_hot_targets(values)
+    target, valid, bad = _one_hot_targets(values, name)
     return class_argmax(values), valid, bad
 
 
@@ -95,10 +102,10 @@ def target_one_hot(y_true, pixel_shape, classes, ignore_class=None, y_pred_shape
     return target * ops.cast(valid, "float32")[..., None], valid, bad
 
 
-def _one_hot_targets(values):
+def _one_hot_targets(values, name="y_true"):
     """`(target, valid, bad)` of a one-hot `y_true`: all-zero rows are
     ignored pixels, rows that are not one-hot are bad."""
-    target, bad = _one_hot_rows(values)
+    target, bad = _one_hot_rows(values, name)
     valid = (ops.sum(target, axis=-1) > 0) & ~bad
     return target, valid, bad
 
@@ -106,7 +113,7 @@ def _one_hot_targets(values):
 _ONE_HOT_MARGIN = 0.01
 
 
-def _one_hot_rows(values):
+def _one_hot_rows(values, name):
     """`(target, bad)`: a one-hot `y_true` as float32, and True where its
     row holds a value outside [0, 1] or NaN: not one-hot, whatever its
     shape says (colour masks of 3 classes are `(..., H, W, 3)` of 0..255,
@@ -131,13 +138,13 @@ def _one_hot_rows(values):
             if shown
         )
         raise ValueError(
-            f"`y_true` has the shape of one-hot masks ({tuple(values.shape)}: "
+            f"`{name}` has the shape of one-hot masks ({tuple(values.shape)}: "
             f"the last axis one per class), but holds {what}: a one-hot row "
             "holds 0 and 1 (soft labels in between; all zeros for an ignored "
             "pixel). Colour masks (RGB) need their palette: "
             "`seglayers.OneHotMask(num_classes, palette=...)`; class ids go as "
             "`(..., H, W)` or `(..., H, W, 1)`. "
-            f"Received: y_true of shape {tuple(values.shape)}"
+            f"Received: {name} of shape {tuple(values.shape)}"
         )
     return target, bad
 

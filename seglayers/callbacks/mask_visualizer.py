@@ -242,7 +242,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         masks = self._samples[1]
         pixels = self._samples[0].shape[:-1]
         truth, valid, bad = target_ids(
-            masks, pixels, num_classes, self.ignore_class, y_pred_shape
+            masks, pixels, num_classes, self.ignore_class, y_pred_shape, "masks"
         )
         raise_on_bad_ids(masks, bad, num_classes, self.ignore_class, "A mask of `data`")
         return np.where(_numpy(valid), _numpy(truth), -1)

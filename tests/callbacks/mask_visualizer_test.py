@@ -386,12 +386,20 @@ def test_a_threshold_for_probabilities_is_checked_when_training_begins(tmp_path)
         callback.on_train_begin()
 
 
-def test_masks_of_other_channels_are_named_when_training_begins(tmp_path):
-    # The check of the ids met no prediction to compare with: a TypeError.
-    images, masks = _data()
-    callback = MaskVisualizer((images, np.zeros((4, 16, 16, 2))), ignore_class=255)
+@pytest.mark.parametrize(
+    "masks, match",
+    [
+        # The check of the ids met no prediction to compare with: a TypeError.
+        (np.zeros((4, 16, 16, 2)), r"^`masks` must be class ids \(4, 16, 16\) or"),
+        (np.full((4, 16, 16, 3), 2.0), r"^`masks` has the shape of one-hot masks"),
+    ],
+)
+def test_masks_of_other_channels_are_named_when_training_begins(masks, match):
+    # They were named `y_true`, a name `MaskVisualizer` does not use.
+    images, _ = _data()
+    callback = MaskVisualizer((images, masks), ignore_class=255)
     callback.set_model(_model())
-    with pytest.raises(ValueError, match=r"^Cannot match `y_true` to `y_pred`"):
+    with pytest.raises(ValueError, match=match + r".*Received: masks"):
         callback.on_train_begin()
 
 
