@@ -341,6 +341,19 @@ def _folder(root, n=8, size=32, max_id=3):
     return root
 
 
+def _damage(path):
+    """`path` (a JPEG) made a PNG damaged inside, header and end sound."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.save(path.with_suffix(".png"))
+    os.remove(path)
+    damaged = bytearray(path.with_suffix(".png").read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle : middle + 20] = bytes(20)
+    path.with_suffix(".png").write_bytes(bytes(damaged))
+
+
 FOLDER_TRAIN = ["--num-classes", "3", "--epochs", "1", "--batch-size", "4", *SMALL]
 
 
@@ -413,6 +426,9 @@ def _saved_plain_model(path):
         ),
         ("no-num-classes", "--data needs --num-classes"),
         ("broken-image", "Cannot read the image"),
+        # Damaged inside: the header and end are sound, TensorFlow's decoder
+        # fails mid-epoch ("Invalid PNG data") and names no file.
+        ("damaged-image", "images/3.png of --data (Invalid PNG data, size"),
     ],
 )
 def test_train_bad_data(tmp_path, capsys, case, message):
@@ -426,6 +442,8 @@ def test_train_bad_data(tmp_path, capsys, case, message):
     elif case == "broken-image":
         _folder(data)
         (data / "images" / "3.jpg").write_bytes(b"\x00 truncated")
+    elif case == "damaged-image":
+        _damage(_folder(data) / "images" / "3.jpg")
     args = [
         "train",
         "--data",
@@ -467,6 +485,16 @@ def test_evaluate_bad_model(tmp_path, capsys, case, message):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0], error
     assert not report.exists()
+
+
+def test_evaluate_names_a_damaged_file(tmp_path, capsys):
+    data = _folder(tmp_path / "data")
+    _damage(data / "images" / "3.jpg")
+    _saved_unet(tmp_path / "m.keras")
+    command = ["evaluate", str(tmp_path / "m.keras"), "--data", str(data)]
+    assert cli.main(command + ["--image-size", "32", "32"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "images/3.png of --data (Invalid PNG" in error[0]
 
 
 @pytest.mark.parametrize(

@@ -90,6 +90,26 @@ def _library_error(error):
     return UsageError(_as_flags(line.strip()))
 
 
+def data_error(error, data):
+    """The `UsageError` for `error`, met while a tf.data pipeline over the
+    folder `data` (--data, or None) ran: a bad file that seglayers named (its
+    `ValueError`), or the file that TensorFlow's decoder refuses, found by
+    decoding each again, since its error names none; else None."""
+    if "ValueError: " in str(error):
+        return _library_error(error)
+    if data is None or not re.search(r"\{\{node [^}]*Decode", str(error)):
+        return None
+    from seglayers.data.directory import undecodable_file
+
+    found = undecodable_file(data)
+    if found is None:
+        return None
+    return UsageError(
+        f"TensorFlow cannot decode {found[0]} of --data ({found[1]}): the file "
+        "is damaged. Replace it, or remove it and its pair."
+    )
+
+
 def _load_model(path):
     import zipfile
 

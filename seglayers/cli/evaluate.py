@@ -8,6 +8,7 @@ from seglayers.cli._common import (
     _load_model,
     _write_json_atomically,
     check_json_path,
+    data_error,
     print_metrics,
 )
 from seglayers.cli._volumes import (
@@ -60,8 +61,9 @@ def evaluate(args):
     except ValueError as error:
         raise _library_error(error) from None
     except Exception as error:
-        if "ValueError: " in str(error):
-            raise _library_error(error) from None
+        usage = data_error(error, args.data)  # A bad file met in tf.data.
+        if usage is not None:
+            raise usage from None
         raise
     print_metrics(results)
     if args.json:

@@ -16,6 +16,7 @@ from seglayers.cli._common import (
     _library_error,
     _move_into_place,
     check_output_apart,
+    data_error,
     print_metrics,
 )
 from seglayers.cli._fit import compile_model, fit_dataset
@@ -298,8 +299,9 @@ def train(args):
                 ],
             )
         except Exception as error:
-            if "ValueError: " in str(error):  # A bad file met inside tf.data.
-                raise _library_error(error) from None
+            usage = data_error(error, args.data)  # A bad file met in tf.data.
+            if usage is not None:
+                raise usage from None
             raise
         seconds = time.perf_counter() - start
         model.save(os.path.join(staging, "model.keras"))

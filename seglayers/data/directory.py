@@ -16,7 +16,7 @@ from seglayers._validation import (
     is_int,
     is_real,
 )
-from seglayers.data.file_checks import check_pairs, find_pairs
+from seglayers.data.file_checks import check_pairs, find_pairs, first_undecodable
 from seglayers.data.mask_files import mask_reader, tf_decoder
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -54,7 +54,9 @@ def segmentation_dataset_from_directory(
 
     Every file's header (and a cut-short file's end) is checked up front, so
     a broken file is named, and a mask must have its image's size (a file
-    rewritten at another size afterwards may fail when read). Masks
+    rewritten at another size afterwards may fail when read). A file damaged
+    inside fails mid-epoch with TensorFlow's error, which names no file:
+    `seglayers.data.directory.undecodable_file(directory)` finds it. Masks
     decode in TensorFlow (greyscale and RGB PNG, BMP), except palette-mode
     ("P") PNGs, which Pillow reads: they give their palette indices, the
     class ids, and not the colours that `tf.io.decode_png` would expand them
@@ -237,14 +239,19 @@ def check_split_arguments(batch_size, validation_split, subset, seed):
 
 
 def _find_pairs(directory):
-    pairs = find_pairs(
-        directory,
-        "image",
-        IMAGE_EXTENSIONS,
-        MASK_EXTENSIONS,
-        "images/a.jpg with masks/a.png",
-    )
+    pairs = _pairs(directory)
     return pairs, check_pairs(pairs)
+
+
+def _pairs(directory):
+    example = "images/a.jpg with masks/a.png"
+    return find_pairs(directory, "image", IMAGE_EXTENSIONS, MASK_EXTENSIONS, example)
+
+
+def undecodable_file(directory):
+    """`(path, reason)` of the first file of the folder that TensorFlow's
+    decoder refuses (see `file_checks.first_undecodable`), or None."""
+    return first_undecodable(_pairs(directory))
 
 
 def _palette(palette, num_classes, ignore_class):

@@ -652,3 +652,18 @@ def test_a_file_that_changed_size_since_is_not_read_as_is(tmp_path):
     # TensorFlow's error, unnamed: naming the file cost 1.5% of the CPU.
     with pytest.raises(Exception, match=r"not compatible with expected shape"):
         _all(dataset)
+
+
+def test_a_file_damaged_inside_is_found_after_the_pipeline_fails(tmp_path):
+    from seglayers.data.directory import undecodable_file
+
+    _write_pairs(tmp_path, n=3)
+    assert undecodable_file(tmp_path) is None
+    damaged = bytearray((tmp_path / "images" / "s1.png").read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle : middle + 20] = bytes(20)  # Header and end stay sound.
+    (tmp_path / "images" / "s1.png").write_bytes(bytes(damaged))
+    _load_fails(tmp_path, r"Invalid PNG data")  # TensorFlow's, naming no file.
+    path, reason = undecodable_file(tmp_path)
+    assert path == str(tmp_path / "images" / "s1.png")
+    assert reason.startswith("Invalid PNG data, size")
