@@ -50,7 +50,8 @@ def _target_form(y_true, pixel_shape, classes, y_pred_shape, name="y_true"):
     elif len(shape) == rank + 1 and shape[-1] == classes:
         form, values = "one_hot", y_true
     else:
-        what = f"Cannot match `{name}` to `y_pred`: expected `{name}` as"
+        pred = "`y_pred`" if name == "y_true" else "the model's output"
+        what = f"Cannot match `{name}` to {pred}: expected `{name}` as"
         if y_pred_shape is None:  # No prediction (`MaskVisualizer`).
             what = f"`{name}` must be"
         raise ValueError(

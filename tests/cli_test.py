@@ -487,6 +487,19 @@ def test_evaluate_bad_model(tmp_path, capsys, case, message):
     assert not report.exists()
 
 
+def test_only_a_failed_decode_sends_to_the_files(tmp_path):
+    from seglayers.cli._common import data_error
+
+    data = _folder(tmp_path / "data")
+    decode = Exception("{{node decode_image/DecodeImage}} Invalid PNG data")
+    assert data_error(decode, str(data)) is None  # every file decodes
+    _damage(data / "images" / "3.jpg")
+    assert "3.png of --data" in str(data_error(decode, str(data)))
+    other = Exception("{{node functional_1/Decoder_2/conv2d/Conv2D}} OOM")
+    assert data_error(other, str(data)) is None  # a model's layer: no scan
+    assert data_error(decode, str(tmp_path / "gone")) is None  # no such folder
+
+
 def test_evaluate_names_a_damaged_file(tmp_path, capsys):
     data = _folder(tmp_path / "data")
     _damage(data / "images" / "3.jpg")

@@ -90,23 +90,31 @@ def _library_error(error):
     return UsageError(_as_flags(line.strip()))
 
 
+# A decode op of the folder loader failed ("{{node decode_image/DecodeImage}}").
+_DECODE_NODE = re.compile(r"\{\{node (?:[^}]*/)?Decode(?:Image|Png|Bmp|Gif|Jpeg)\}\}")
+
+
 def data_error(error, data):
     """The `UsageError` for `error`, met while a tf.data pipeline over the
-    folder `data` (--data, or None) ran: a bad file that seglayers named (its
-    `ValueError`), or the file that TensorFlow's decoder refuses, found by
-    decoding each again, since its error names none; else None."""
+    folder of images `data` (--data, or None) ran: a bad file that seglayers
+    named (its `ValueError`), or the file that TensorFlow's decoder refuses,
+    found by decoding each again, since its error names none; else None."""
     if "ValueError: " in str(error):
         return _library_error(error)
-    if data is None or not re.search(r"\{\{node [^}]*Decode", str(error)):
+    if data is None or not _DECODE_NODE.search(str(error)):
         return None
     from seglayers.data.directory import undecodable_file
 
-    found = undecodable_file(data)
+    try:
+        found = undecodable_file(data)
+    except Exception:  # The folder changed since: the error as it came.
+        return None
     if found is None:
         return None
     return UsageError(
-        f"TensorFlow cannot decode {found[0]} of --data ({found[1]}): the file "
-        "is damaged. Replace it, or remove it and its pair."
+        f"TensorFlow's decoder refuses {found[0]} of --data ({found[1]}): the "
+        "file is damaged, or in a form it cannot read. Replace it, or remove "
+        "it and its pair."
     )
 
 

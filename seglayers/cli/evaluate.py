@@ -61,7 +61,7 @@ def evaluate(args):
     except ValueError as error:
         raise _library_error(error) from None
     except Exception as error:
-        usage = data_error(error, args.data)  # A bad file met in tf.data.
+        usage = data_error(error, args.data if dims == 2 else None)
         if usage is not None:
             raise usage from None
         raise

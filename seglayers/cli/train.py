@@ -299,7 +299,8 @@ def train(args):
                 ],
             )
         except Exception as error:
-            usage = data_error(error, args.data)  # A bad file met in tf.data.
+            images = args.data if args.spatial_dims == 2 else None
+            usage = data_error(error, images)  # A bad file met in tf.data.
             if usage is not None:
                 raise usage from None
             raise

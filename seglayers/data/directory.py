@@ -16,8 +16,13 @@ from seglayers._validation import (
     is_int,
     is_real,
 )
-from seglayers.data.file_checks import check_pairs, find_pairs, first_undecodable
-from seglayers.data.mask_files import mask_reader, tf_decoder
+from seglayers.data.file_checks import check_pairs, find_pairs
+from seglayers.data.mask_files import (
+    decode_image,
+    first_undecodable,
+    mask_reader,
+    tf_decoder,
+)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # Lossy formats would invent labels at every edge, so masks are lossless.
@@ -239,19 +244,16 @@ def check_split_arguments(batch_size, validation_split, subset, seed):
 
 
 def _find_pairs(directory):
-    pairs = _pairs(directory)
-    return pairs, check_pairs(pairs)
-
-
-def _pairs(directory):
     example = "images/a.jpg with masks/a.png"
-    return find_pairs(directory, "image", IMAGE_EXTENSIONS, MASK_EXTENSIONS, example)
+    pairs = find_pairs(directory, "image", IMAGE_EXTENSIONS, MASK_EXTENSIONS, example)
+    return pairs, check_pairs(pairs)
 
 
 def undecodable_file(directory):
     """`(path, reason)` of the first file of the folder that TensorFlow's
-    decoder refuses (see `file_checks.first_undecodable`), or None."""
-    return first_undecodable(_pairs(directory))
+    decoder refuses (see `mask_files.first_undecodable`), or None."""
+    pairs, (decoders, _) = _find_pairs(directory)
+    return first_undecodable(pairs, decoders)
 
 
 def _palette(palette, num_classes, ignore_class):
@@ -304,10 +306,9 @@ def _make_dataset(
     def load(image_path, mask_path, decoder):
         # Images decode in TensorFlow (no GIL); `check_pairs` has already
         # named files that are cut short, which this decoder would not.
-        image = tf.io.decode_image(
-            tf.io.read_file(image_path), channels=3, expand_animations=False
+        image = _resize(
+            decode_image(image_path), image_size, interpolation, tf.float32, at_size
         )
-        image = _resize(image, image_size, interpolation, tf.float32, at_size)
         mask = read_mask(mask_path, decoder)
         return image, _resize(mask, image_size, "nearest", tf.int32, at_size)
 

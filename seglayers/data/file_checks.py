@@ -2,9 +2,7 @@
 in tf.data, so that a broken file or pair is named, not met mid-epoch. The
 image and volume loaders share them, and so share their messages."""
 
-import itertools
 import os
-import re
 
 from PIL import Image
 
@@ -236,20 +234,3 @@ def find_pairs(directory, kind, extensions, mask_extensions, example):
                 f"{'/'.join(mask_extensions)})."
             )
     return [(images[stem], masks[stem]) for stem in sorted(images)]
-
-
-def first_undecodable(pairs):
-    """`(path, reason)` of the first file of `pairs` that TensorFlow's
-    decoder refuses, or None. Found after a pipeline failed: a file damaged
-    inside ends as a complete one does (`_looks_complete`), and the decoder's
-    error in tf.data names no file ("Invalid PNG data, size 3172")."""
-    import tensorflow as tf
-
-    for path in itertools.chain.from_iterable(pairs):
-        try:
-            tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-        except tf.errors.OpError as error:
-            # "{{function_node ...}} Invalid PNG data, size 3172 [Op:...]"
-            reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", error.message).strip()
-            return path, reason.splitlines()[0] if reason else type(error).__name__
-    return None

@@ -5,6 +5,7 @@ PNGs give indices, not colours) or where a mask must be named in an error.
 """
 
 import functools
+import re
 
 import keras
 import numpy as np
@@ -109,6 +110,36 @@ _TF_DECODE = {
     "bmp": lambda data: tf.io.decode_bmp(data)[..., :1],  # As stored: one.
     "bmp_rgb": lambda data: tf.io.decode_bmp(data, channels=3),
 }
+
+
+# Images as the folder loader reads them: uint8 `(H, W, 3)`.
+_decode_rgb = functools.partial(tf.io.decode_image, channels=3, expand_animations=False)
+
+
+def decode_image(path):
+    """The image file `path` as the folder loader reads it."""
+    return _decode_rgb(tf.io.read_file(path))
+
+
+def first_undecodable(pairs, decoders):
+    """`(path, reason)` of the first file of `pairs` that TensorFlow's
+    decoder refuses as the loader decodes it (masks by their `decoders`
+    entry; Pillow reads the others and names its failures), or None. For a
+    pipeline that failed: a file damaged inside ends as a complete one does
+    (`file_checks._looks_complete`), and the error in tf.data names no
+    file ("Invalid PNG data, size 3172")."""
+    for image_path, mask_path in pairs:
+        reads = [(image_path, _decode_rgb)]
+        reads.append((mask_path, _TF_DECODE.get(decoders[mask_path])))
+        for path, decode in reads:
+            try:
+                if decode is not None:
+                    decode(tf.io.read_file(path))
+            except tf.errors.InvalidArgumentError as error:
+                # "{{function_node ...}} Invalid PNG data, size 3172 [Op:...]"
+                reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", error.message).strip()
+                return path, (reason.splitlines() or ["InvalidArgumentError"])[0]
+    return None
 
 
 def tf_decoder(decoder, palette, path):

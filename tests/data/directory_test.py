@@ -658,6 +658,9 @@ def test_a_file_damaged_inside_is_found_after_the_pipeline_fails(tmp_path):
     from seglayers.data.directory import undecodable_file
 
     _write_pairs(tmp_path, n=3)
+    # A 1-bit BMP mask, which TensorFlow's decoder refuses and Pillow reads.
+    os.remove(tmp_path / "masks" / "s0.png")
+    Image.new("1", (24, 20)).save(tmp_path / "masks" / "s0.bmp")
     assert undecodable_file(tmp_path) is None
     damaged = bytearray((tmp_path / "images" / "s1.png").read_bytes())
     middle = len(damaged) // 2
