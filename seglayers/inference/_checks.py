@@ -53,6 +53,23 @@ def model_spatial_dims(model):
     return rank if rank in (2, 3) else 2
 
 
+def image_array(image):
+    """`image` as a numpy array: a tensor converted, numpy as it is (no copy
+    of an image that may be large); nested lists of unequal lengths are a
+    `ValueError` naming `image`."""
+    import keras
+
+    if keras.ops.is_tensor(image):
+        return keras.ops.convert_to_numpy(image)
+    try:
+        return np.asarray(image)
+    except ValueError as error:  # numpy: "... has an inhomogeneous shape ..."
+        raise ValueError(
+            "`image` must be one array of pixels; nested lists need rows of one "
+            f"length and pixels of one channel count. numpy: {error}"
+        ) from None
+
+
 def check_model(model, who):
     """Refuses what is no Keras model (`None`, a path to one) before an
     image is looked at."""

@@ -17,6 +17,7 @@ from seglayers.inference._checks import (
     check_numbers,
     check_one_output,
     check_smallest_size,
+    image_array,
 )
 
 BLENDS = ("gaussian", "constant")
@@ -93,12 +94,8 @@ def predict_tiled(
     >>> predict_tiled(model, image, tile_size=32, verbose=0).shape
     (50, 70, 3)
     """
-    import keras
-
     check_model(model, "predict_tiled")
-    # Numpy stays as it is: no copy of an image that may be large.
-    image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
-    image = np.asarray(image)
+    image = image_array(image)
     rank = _spatial_dims(model, image)
     if image.ndim != rank + 1:
         raise ValueError(

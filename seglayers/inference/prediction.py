@@ -11,6 +11,7 @@ from seglayers.inference._checks import (
     check_numbers,
     check_one_output,
     check_smallest_size,
+    image_array,
     model_spatial_dims,
 )
 from seglayers.inference.predict_tiled import predict_checked
@@ -62,8 +63,7 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
     import keras
 
     check_model(model, "predict_mask")
-    image = keras.ops.convert_to_numpy(image) if keras.ops.is_tensor(image) else image
-    image = np.asarray(image)
+    image = image_array(image)
     if model_spatial_dims(model) != 2:
         raise ValueError(
             "`predict_mask` segments images, and this model takes volumes "

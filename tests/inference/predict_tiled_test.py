@@ -379,6 +379,12 @@ def test_shows_progress(capsys):
             r"^`image` has an empty axis: there is nothing to predict\. "
             r"Received: image of shape \(8, 0, 3\)$",
         ),
+        (  # rows of unequal lengths: numpy's error, which named nothing
+            {"image": [[[0, 0, 0]] * 8, [[0, 0, 0]] * 7]},
+            ValueError,
+            r"^`image` must be one array of pixels; nested lists need rows of one "
+            r"length.*numpy: .*inhomogeneous",
+        ),
         (  # an AttributeError on `predict_on_batch`, after the tiling
             {"model": None},
             TypeError,

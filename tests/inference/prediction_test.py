@@ -216,6 +216,12 @@ def test_uint8_images_and_one_sigmoid_channel():
             ValueError,
             r"\(the first, -1e\+39, at \(2, 3, 0\)\)",
         ),
+        (  # rows of unequal lengths: numpy's error, which named nothing
+            {"image": [[[0, 0, 0]] * 8, [[0, 0, 0]] * 7]},
+            ValueError,
+            r"^`image` must be one array of pixels; nested lists need rows of one "
+            r"length.*numpy: .*inhomogeneous",
+        ),
         (
             {"model": None},
             TypeError,
