@@ -75,11 +75,10 @@ def _decode_pairs(root, n):
     import tensorflow as tf
 
     from seglayers.data.directory import without_autotuning
+    from seglayers.data.mask_files import decode_image
 
     def decode(image_path, mask_path):
-        image = tf.io.decode_image(
-            tf.io.read_file(image_path), channels=3, expand_animations=False
-        )
+        image = decode_image(image_path)
         mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
         return tf.cast(image, tf.float32), tf.cast(mask, tf.int32)
 

@@ -37,10 +37,10 @@ def _segmentation_model(model):
     return None
 
 
-def model_spatial_dims(model):
+def model_spatial_dims(model, unknown=2):
     """2 or 3: the `spatial_dims` of the seglayers model that `model` is or
-    wraps (or its own), else the rank of its input less two; 2 if it says
-    neither."""
+    wraps (or its own), else the rank of its input less two; `unknown` for
+    a subclassed model not yet called, which says neither."""
     network = _segmentation_model(model)
     if network is not None:
         return network.spatial_dims
@@ -49,7 +49,7 @@ def model_spatial_dims(model):
     try:
         rank = len(model.inputs[0].shape) - 2
     except (AttributeError, IndexError, TypeError, ValueError):
-        return 2  # A subclassed model not yet called.
+        return unknown
     return rank if rank in (2, 3) else 2
 
 

@@ -18,6 +18,7 @@ from seglayers.inference._checks import (
     check_one_output,
     check_smallest_size,
     image_array,
+    model_spatial_dims,
 )
 
 BLENDS = ("gaussian", "constant")
@@ -96,7 +97,9 @@ def predict_tiled(
     """
     check_model(model, "predict_tiled")
     image = image_array(image)
-    rank = _spatial_dims(model, image)
+    # A model that does not say: as the image's rank says.
+    rank = model_spatial_dims(model, unknown=image.ndim - 1)
+    rank = rank if rank in (2, 3) else 2
     if image.ndim != rank + 1:
         raise ValueError(
             _SHAPE_ERRORS[rank] + f" Received: image of shape {image.shape}"
@@ -250,19 +253,6 @@ def _fixed_size(model):
     except (AttributeError, IndexError, TypeError, ValueError):
         return False  # A subclassed model: any size.
     return any(isinstance(size, int) for size in inputs.shape[1:-1])
-
-
-def _spatial_dims(model, image):
-    """2 or 3: what the model says (`spatial_dims`, or its input's rank),
-    else what the image's rank says."""
-    rank = getattr(model, "spatial_dims", None)
-    if rank in (2, 3):
-        return rank
-    try:
-        rank = len(model.inputs[0].shape) - 2
-    except (AttributeError, IndexError, TypeError, ValueError):
-        rank = image.ndim - 1
-    return rank if rank in (2, 3) else 2
 
 
 def _starts(size, tile, overlap):
