@@ -6,6 +6,8 @@ LiteRT export needs TensorFlow or PyTorch, and its ONNX export on JAX needs
 `jax2onnx`, which the `export` extra does not install).
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -287,6 +289,35 @@ def test_tflite_defaults_to_builtin_ops_only_and_keeps_a_given_target_spec():
     given = {"supported_ops": [tf.lite.OpsSet.SELECT_TF_OPS]}
     _, kwargs = export_arguments(model, "litert", kwargs={"target_spec": given})
     assert kwargs["target_spec"] is given
+
+
+@TF_ONLY
+def test_the_litert_interpreter_runs_on_every_core_the_process_may_use(
+    tmp_path, monkeypatch
+):
+    # LiteRT runs one thread unless told; TensorFlow and ONNX Runtime take
+    # every core by default.
+    from ai_edge_litert import interpreter
+
+    threads = []
+
+    class Recording(interpreter.Interpreter):
+        def __init__(self, *args, num_threads=None, **kwargs):
+            threads.append(num_threads)
+            super().__init__(*args, num_threads=num_threads, **kwargs)
+
+    monkeypatch.setattr(interpreter, "Interpreter", Recording)
+    model = seglayers.UNet(2, filters=4, depth=2)
+    model.build((None, None, None, 3))
+    path = str(tmp_path / "model.tflite")
+    model.export(path, format="litert", verbose=False)
+    images = np.random.default_rng(0).uniform(0, 1, (1, 16, 24, 3))
+    served = load_exported(path, "litert")(images.astype("float32"))
+    if hasattr(os, "sched_getaffinity"):
+        assert threads == [len(os.sched_getaffinity(0))]
+    else:
+        assert threads == [os.cpu_count()]
+    np.testing.assert_allclose(served, model.predict(images, verbose=0), atol=1e-5)
 
 
 def _onnx_head(path, shape, opset=17):
