@@ -259,6 +259,35 @@ def test_predict_volumes_npy_and_nifti(tmp_path, capsys, monkeypatch):
     assert os.listdir(output / "nii") == ["v0_mask.nii.gz"]
 
 
+def test_predict_stores_volume_ids_as_it_stores_image_ids(tmp_path):
+    # As for 2-D masks: 16 bits for more than 255 classes (it was int32),
+    # and the type's largest value for a voxel with no class (a NaN score);
+    # a cast to uint8 made that -1 class 255 whenever no id passed 255.
+    keras.utils.set_random_seed(0)
+    model = seglayers.UNet(300, filters=4, depth=2, spatial_dims=3)
+    model.build((None, None, None, None, 1))
+    model.save(tmp_path / "m.keras")
+    volume = np.random.default_rng(0).uniform(0, 1, (16, 16, 16))
+    np.save(tmp_path / "v.npy", volume.astype("float32"))
+    command = ["predict", str(tmp_path / "m.keras"), str(tmp_path / "v.npy"), *TINY[:4]]
+    assert cli.main([*command, "--output", str(tmp_path / "out")]) == 0
+    ids = np.load(tmp_path / "out" / "v_mask.npy")
+    assert ids.dtype == np.uint16 and ids.shape == (16, 16, 16) and ids.max() < 300
+    weights = model.get_weights()
+    assert weights[-1].shape == (300,)  # the head's bias
+    model.set_weights([*weights[:-1], np.full((300,), np.nan, "float32")])
+    model.save(tmp_path / "nan.keras")
+    command = [
+        "predict",
+        str(tmp_path / "nan.keras"),
+        str(tmp_path / "v.npy"),
+        *TINY[:4],
+    ]
+    assert cli.main([*command, "--output", str(tmp_path / "nan")]) == 0
+    ids = np.load(tmp_path / "nan" / "v_mask.npy")
+    assert ids.dtype == np.uint16 and (ids == 65535).all()
+
+
 def test_predict_reads_one_volume_at_a_time_and_writes_only_when_all_succeed(
     tmp_path, capsys, monkeypatch
 ):

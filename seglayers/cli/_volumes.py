@@ -235,11 +235,11 @@ def mask_path(output, path):
 
 def write_mask(ids, path, source):
     """Writes class ids atomically: `.npy`, or `.nii.gz` with the affine and
-    header of `source` (so the mask lies on the scan in any viewer)."""
+    header of `source` (so the mask lies on the scan in any viewer). `ids`
+    are unsigned, their type's largest value where a voxel has no class
+    (`predict.stored_ids`)."""
     from seglayers._files import atomic_file
 
-    # The smallest integer type that holds the ids: masks of large scans.
-    ids = ids.astype(np.uint8 if ids.max(initial=0) < 256 else np.int32)
     with atomic_file(path, "wb") as f:
         if source is None:
             np.save(f, ids)
@@ -249,7 +249,8 @@ def write_mask(ids, path, source):
         # The scan's geometry stays; what describes its values does not: its
         # display range (a CT's cal_max of 3000 shows ids 0-2 black), intent
         # and description. The mask says it holds labels.
-        header["cal_min"], header["cal_max"] = 0, ids.max(initial=0)
+        classes = ids[ids < np.iinfo(ids.dtype).max]
+        header["cal_min"], header["cal_max"] = 0, classes.max(initial=0)
         header.set_intent("label")
         header["descrip"] = b"seglayers predict: class ids"
         image = type(source)(ids, source.affine, header)

@@ -193,16 +193,11 @@ class _IMAGES:
         )
 
     def write(paths, image, mask, model):
-        import numpy as np
-
         from seglayers.visualization import default_palette, overlay, save_png
 
         palette = default_palette(num_ids(model.num_classes))
-        # A single-channel PNG of ids: 8-bit ("L"), or 16-bit for more than
-        # 255 classes (a cast to uint8 wrote id 300 as 44). A pixel with no
-        # class (a NaN score, -1) gets the type's largest value, 255 in 8 bits.
-        dtype = np.uint8 if num_ids(model.num_classes) <= 255 else np.uint16
-        save_png(np.where(mask < 0, np.iinfo(dtype).max, mask).astype(dtype), paths[0])
+        # A single-channel PNG of ids: 8-bit ("L") or 16-bit.
+        save_png(stored_ids(mask, model.num_classes), paths[0])
         save_png(overlay(image, mask, palette), paths[1])
 
 
@@ -227,4 +222,15 @@ class _VOLUMES:
         )
 
     def write(paths, item, ids, model):
-        _volumes.write_mask(ids, paths[0], item[1])
+        _volumes.write_mask(stored_ids(ids, model.num_classes), paths[0], item[1])
+
+
+def stored_ids(ids, num_classes):
+    """Predicted `ids` as a mask file stores them, images and volumes alike:
+    8 bits for up to 255 classes, else 16 (a cast to uint8 wrote id 300 as
+    44). A pixel with no class (a NaN score, -1) gets the type's largest
+    value, 255 in 8 bits, which no class has."""
+    import numpy as np
+
+    dtype = np.uint8 if num_ids(num_classes) <= 255 else np.uint16
+    return np.where(ids < 0, np.iinfo(dtype).max, ids).astype(dtype)
