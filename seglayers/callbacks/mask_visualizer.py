@@ -111,7 +111,8 @@ class MaskVisualizer(keras.callbacks.Callback):
             `(images, masks)` or `{"images", "segmentation_masks"}` batches,
             from which the first `max_samples` samples are taken once, when
             training starts.
-        output_dir: str, the folder for the PNG files.
+        output_dir: str, the folder for the PNG files. Defaults to
+            `"mask_previews"`.
         every_n_epochs: int, how often to draw. Defaults to 1.
         class_names: optional list of names for the legend.
         palette: optional list of `[r, g, b]` class colours; defaults to
@@ -380,6 +381,8 @@ class MaskVisualizer(keras.callbacks.Callback):
                 self._warned.add(folder)
 
     def get_config(self):
+        # Every argument but `data` (batches, not JSON): a callback is
+        # never saved with the model.
         return {
             "output_dir": self.output_dir,
             "every_n_epochs": self.every_n_epochs,

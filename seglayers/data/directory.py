@@ -80,28 +80,33 @@ def segmentation_dataset_from_directory(
     Args:
         directory: path of the folder that holds `images/` and `masks/`.
         image_size: `(height, width)` every image and mask is resized to.
+            Defaults to `(256, 256)`.
         batch_size: int, or `None` for unbatched elements. Defaults to 32.
         num_classes: int, the number of classes; mask ids are checked against
             it. 1 means binary masks (ids 0 and 1) for a model with one
             sigmoid channel. `None` skips the check (and cannot be used with
-            `one_hot`).
+            `palette` or `one_hot`). Defaults to `None`.
         ignore_class: int or `None`, the id of unlabelled pixels (e.g. 255);
-            it must not also be a class id.
+            it must not also be a class id. Without `num_classes` the ids,
+            this one included, pass through unchecked.
         palette: list of `[r, g, b]` colours (index = class id) for RGB masks,
             plus optionally the colour of ignored pixels (mapped to
-            `ignore_class`).
-        shuffle: bool, whether to shuffle the pairs (every epoch).
+            `ignore_class`). Needs `num_classes`.
+        shuffle: bool, whether to shuffle the pairs (every epoch). Defaults
+            to `True`.
         seed: int, the seed for shuffling and the split.
         validation_split: float in (0, 1), the fraction kept for validation.
         subset: `"training"`, `"validation"` or `"both"` (returns a pair);
             needed with a `validation_split`, and `"training"` or
             `"validation"` need a `seed` (the same in both calls).
         interpolation: how images are resized (masks: always nearest).
+            Defaults to `"bilinear"`.
             `"bicubic"`, `"lanczos3"` and `"lanczos5"` overshoot [0, 255]
             at sharp edges (-40 to 295 on random noise), unclipped as in
             Keras's loader.
         one_hot: bool, yield one-hot masks `(H, W, num_classes)` made by
-            `OneHotMask` (needs the TensorFlow backend). Defaults to `False`:
+            `OneHotMask` (needs the TensorFlow backend and `num_classes` of
+            at least 2). Defaults to `False`:
             int32 ids `(H, W, 1)`.
         as_dict: bool, yield `{"images": ..., "segmentation_masks": ...}`,
             the convention of Keras's and keras-cv's augmentation layers,
@@ -122,11 +127,10 @@ def segmentation_dataset_from_directory(
     _check_arguments(
         image_size, batch_size, interpolation, validation_split, subset, seed
     )
+    ignore_class = check_ignore_class(ignore_class)
     if num_classes is not None:
         num_classes = check_positive_int("num_classes", num_classes)
-        ignore_class = check_ignore_not_a_class(
-            check_ignore_class(ignore_class), num_classes
-        )
+        ignore_class = check_ignore_not_a_class(ignore_class, num_classes)
     pairs, (decoders, file_sizes) = _find_pairs(directory)
     if palette is not None:
         palette = _palette(palette, num_classes, ignore_class)

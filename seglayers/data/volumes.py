@@ -77,7 +77,8 @@ def volume_dataset_from_directory(
             it (1: binary masks, ids 0 and 1).
         volume_size: `(depth, height, width)` (or an int, for a cube) every
             volume and mask is resampled to, or `None` to keep their sizes
-            (then all must have one size unless `patch_size` is set).
+            (then all must have one size, unless `patch_size` is set or
+            `batch_size` is `None`).
         ignore_class: int or `None`, the id of unlabelled voxels (e.g. 255);
             it must not also be a class id.
         batch_size: int, or `None` for unbatched elements. Defaults to 2:

@@ -26,8 +26,9 @@ def load_data(num_samples=1000, image_size=(128, 128), num_classes=4, seed=0):
     """Generates the shapes data set.
 
     Args:
-        num_samples: int, the number of images.
+        num_samples: int, the number of images. Defaults to 1000.
         image_size: `(height, width)` of the images, each at least 16.
+            Defaults to `(128, 128)`.
         num_classes: int, 2 to 4: background plus the first
             `num_classes - 1` of circle, square and triangle. Defaults to 4.
         seed: int >= 0, the random seed; the same seed gives the same data

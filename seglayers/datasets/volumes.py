@@ -34,8 +34,9 @@ def load_data(num_samples=100, volume_size=(32, 32, 32), num_classes=4, seed=0):
     """Generates the volumes data set.
 
     Args:
-        num_samples: int, the number of volumes.
+        num_samples: int, the number of volumes. Defaults to 100.
         volume_size: `(depth, height, width)` of the volumes, each at least 16.
+            Defaults to `(32, 32, 32)`.
         num_classes: int, 2 to 4: background plus the first
             `num_classes - 1` of sphere, cube and torus. Defaults to 4.
         seed: int >= 0, the random seed; the same seed gives the same data

@@ -72,8 +72,9 @@ def predict_tiled(
             size the model trained on is best.
         overlap: float in [0, 1), the fraction of a tile shared with the next
             one. Defaults to 0.25.
-        batch_size: int, tiles per model call (at most the number of
-            tiles). Defaults to 8.
+        batch_size: int, tiles per model call, at most the power of two
+            at or above the number of tiles (a last batch with room to
+            spare is filled with zero tiles). Defaults to 8.
         blend: `"gaussian"` (the default) or `"constant"` (plain averaging).
         verbose: `"auto"`, 0 or 1: 1 shows a progress bar over the batches;
             `"auto"` shows it for more than one batch.

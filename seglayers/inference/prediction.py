@@ -46,8 +46,8 @@ def predict_mask(model, image, image_size, tiling=True, overlap=0.25, threshold=
 
     Returns:
         An int32 numpy array `(height, width)` of class ids: the arg-max of
-        the scores, or, for one sigmoid channel, 1 where it is above 0.5
-        (probabilities) or 0 (logits); -1 (no class) where the model's
+        the scores, or, for one sigmoid channel, 1 where it is above
+        `threshold`; -1 (no class) where the model's
         scores are NaN (e.g. weights that a diverged training made NaN),
         never a class made up from them.
 

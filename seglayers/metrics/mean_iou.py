@@ -16,7 +16,8 @@ class MeanIoU(ConfusionMatrixMetric):
     probabilities, one-hot or class ids, against class-id or one-hot masks;
     see `ConfusionMatrixMetric` for the rules. Pixels labelled `ignore_class`
     count nowhere, and ids outside `[0, num_classes)` are never counted as a
-    class (they are tallied in `out_of_range_count`).
+    class: true ids out of range raise in eager calls, and in traced code
+    (`fit`) are tallied in `out_of_range_count` (see `ConfusionMatrixMetric`).
 
     Args:
         num_classes: int, the number of classes. 1 means one sigmoid channel

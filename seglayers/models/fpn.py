@@ -24,7 +24,8 @@ class FPN(SegmentationModel):
     go through a lateral 1×1 convolution to `pyramid_channels`; a top-down
     pathway upsamples the deeper sum (nearest neighbour, 2×) and adds each
     shallower lateral. Every level of that pyramid then runs a segmentation
-    block, 3×3 convolution → group normalization (32 groups) → ReLU followed
+    block, 3×3 convolution → group normalization (32 groups, fewer when
+    `segmentation_channels` is no multiple of 32) → ReLU followed
     by bilinear 2× upsampling, repeated until it reaches stride 4 (one
     convolution and no upsampling at stride 4). The blocks' outputs are
     merged (`"add"`, or `"cat"`: concatenated), dropped out channel-wise

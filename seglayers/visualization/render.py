@@ -116,6 +116,20 @@ def render_grid(
     are `NEUTRAL` in the truth and the error map, where red marks a wrong
     prediction. A legend of class colours and names runs along the bottom.
     Returns a uint8 `(height, width, 3)` array.
+
+    Args:
+        images: `(N, H, W, channels)` images or `(N, D, H, W, channels)`
+            volumes.
+        masks: the true class ids, `(N, H, W)` or with a channel axis of 1.
+        predictions: the predicted class ids, shaped as `masks`.
+        palette: `(num_classes, 3)` colours, index = class id.
+        class_names: optional names for the legend, at most one per colour.
+            Defaults to the ids.
+        error_map: bool, whether to add the error panel. Defaults to `True`.
+        alpha: float in [0, 1], the prediction's weight in the overlay.
+            Defaults to 0.5.
+        slice_axis: 0, 1 or 2, the spatial axis a volume is sliced across.
+            Defaults to 0.
     """
     slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
     _check_grid(images, masks, predictions)

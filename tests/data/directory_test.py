@@ -263,6 +263,13 @@ def test_trains_a_unet(tmp_path):
         ("ok", {"interpolation": "cubic"}, r"`interpolation` must be one of"),
         # "no" shuffled the pairs (a non-empty string is true)
         ("ok", {"shuffle": "no"}, r"^`shuffle` must be True or False\. "),
+        # Without num_classes it was never looked at.
+        (
+            "ok",
+            {"ignore_class": "255"},
+            r"^`ignore_class` must be an int class id such as 255, or None\. "
+            r"Received: ignore_class='255'$",
+        ),
     ],
 )
 def test_bad_folders_and_arguments(tmp_path, setup, kwargs, match):
@@ -282,7 +289,7 @@ def test_bad_folders_and_arguments(tmp_path, setup, kwargs, match):
         Image.new("RGB", (4, 4)).save(root / "images" / "lonely.png")
     if setup == "mask-without-image":
         Image.new("L", (4, 4)).save(root / "masks" / "orphan.png")
-    error = TypeError if "shuffle" in kwargs else ValueError
+    error = TypeError if {"shuffle", "ignore_class"} & set(kwargs) else ValueError
     with pytest.raises(error, match=match):
         segmentation_dataset_from_directory(root, **kwargs)
 
