@@ -288,6 +288,19 @@ def test_predict_stores_volume_ids_as_it_stores_image_ids(tmp_path):
     assert ids.dtype == np.uint16 and (ids == 65535).all()
 
 
+def test_a_nifti_masks_display_range_ends_at_its_largest_class(tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    from seglayers.cli import _volumes
+
+    ids = np.zeros((4, 4, 4), np.uint8)
+    ids[0, 0, :2] = 3, 255  # class 3 and a voxel with no class
+    source = nibabel.Nifti1Image(np.zeros((4, 4, 4), np.int16), AFFINE)
+    _volumes.write_mask(ids, str(tmp_path / "m.nii.gz"), source)
+    mask = nibabel.load(tmp_path / "m.nii.gz")
+    assert (mask.header["cal_min"], mask.header["cal_max"]) == (0, 3)
+    np.testing.assert_array_equal(np.asarray(mask.dataobj), ids)
+
+
 def test_predict_reads_one_volume_at_a_time_and_writes_only_when_all_succeed(
     tmp_path, capsys, monkeypatch
 ):
