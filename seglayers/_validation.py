@@ -208,6 +208,16 @@ def check_sample_weight(sample_weight, pixels):
     would read a `(batch,)` weight as one weight per column.
     """
     ops = keras.ops
+    dtype = getattr(sample_weight, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(sample_weight).dtype
+    dtype = str(dtype)
+    if not any(kind in dtype for kind in ("bool", "int", "float")):
+        raise TypeError(
+            "`sample_weight` must hold numbers (floats, integers or bools), "
+            "one per sample or pixel: convert it, e.g. with .astype('float32'). "
+            f"Received: sample_weight of dtype {dtype}"
+        )
     weight = ops.convert_to_tensor(sample_weight)
     if keras.backend.standardize_dtype(weight.dtype) == "bool":
         # Keep (1) or leave out (0); TensorFlow cannot compare bools with 0.

@@ -53,21 +53,32 @@ def model_spatial_dims(model, unknown=2):
     return rank if rank in (2, 3) else 2
 
 
-def image_array(image):
+def image_array(image, name="image"):
     """`image` as a numpy array: a tensor converted, numpy as it is (no copy
     of an image that may be large); nested lists of unequal lengths are a
-    `ValueError` naming `image`."""
+    `ValueError`, and what is no array at all (`None`, a file's path) a
+    `TypeError`, naming `name`."""
     import keras
 
     if keras.ops.is_tensor(image):
         return keras.ops.convert_to_numpy(image)
     try:
-        return np.asarray(image)
+        array = np.asarray(image)
     except ValueError as error:  # numpy: "... has an inhomogeneous shape ..."
         raise ValueError(
-            "`image` must be one array of pixels; nested lists need rows of one "
-            f"length and pixels of one channel count. numpy: {error}"
+            f"`{name}` must be one array of pixels; nested lists need rows of "
+            f"one length and pixels of one channel count. numpy: {error}"
         ) from None
+    if array.ndim == 0 and array.dtype.kind in "OSU":
+        hint = ""
+        if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+            hint = " Read the file first, e.g. np.asarray(PIL.Image.open(path))."
+        raise TypeError(
+            f"`{name}` must be an array of pixels (a numpy array, a tensor or "
+            f"nested lists).{hint} Received: {name}={image!r} of type "
+            f"{type(image).__name__}"
+        )
+    return array
 
 
 def check_model(model, who):
@@ -121,13 +132,7 @@ def check_numbers(image, model, name="`image`"):
     arg-max then turns into class ids; also, for a model that computes in
     float32 or less, wider floats beyond float32's range, which its cast
     makes infinite. `name` says what the image is in the messages."""
-    if image.dtype.kind not in "biuf" and image.dtype.name != "bfloat16":
-        raise TypeError(
-            f"{name} must hold numbers (integers or floats), as the model's "
-            f"inputs do. Received: {name.replace('`', '')} of dtype {image.dtype}. "
-            "Convert it, e.g. with .astype('float32') (np.abs(x) for complex "
-            "values)."
-        )
+    check_number_dtype(image, name)
     if image.dtype.kind in "biu" or not image.size:
         return
     limit = None
@@ -160,6 +165,18 @@ def check_numbers(image, model, name="`image`"):
                 "predicting. "
                 f"Received: {name.replace('`', '')} of shape {image.shape}"
             )
+
+
+def check_number_dtype(image, name="`image`"):
+    """Refuses an array of complex, string or object values: a cast would
+    drop an imaginary part without a word."""
+    if image.dtype.kind not in "biuf" and image.dtype.name != "bfloat16":
+        raise TypeError(
+            f"{name} must hold numbers (integers or floats), as the model's "
+            f"inputs do. Received: {name.replace('`', '')} of dtype {image.dtype}. "
+            "Convert it, e.g. with .astype('float32') (np.abs(x) for complex "
+            "values)."
+        )
 
 
 def _input_dtype(model):

@@ -203,7 +203,7 @@ def _batches(data, batch_size, model):
     if isinstance(data, tuple):
         if len(data) == 3 and data[2] is None:
             data = data[:2]
-        shapes = [_shape(part) for part in data]
+        shapes = [_shape(part, index) for index, part in enumerate(data)]
         lengths = {shape[:1] for shape in shapes}
         if len(data) not in (2, 3) or len(lengths) != 1 or () in lengths:
             raise ValueError(
@@ -257,10 +257,21 @@ def _batches(data, batch_size, model):
         yield images, masks, parts[2] if len(parts) == 3 else None
 
 
-def _shape(part):
-    """The shape of an array, tensor or list, without converting a tensor."""
+def _shape(part, index):
+    """The shape of an array, tensor or list, without converting a tensor;
+    nested lists of unequal lengths are a `ValueError` naming `data[index]`."""
     shape = getattr(part, "shape", None)
-    return tuple(shape) if shape is not None else np.shape(part)
+    if shape is not None:
+        return tuple(shape)
+    try:
+        return np.shape(part)
+    except ValueError as error:  # numpy: "... has an inhomogeneous shape ..."
+        what = ("images", "masks", "sample_weight", "?")[min(index, 3)]
+        raise ValueError(
+            f"`data[{index}]` ({what}) must be one array; nested lists need "
+            f"rows of one length (images and masks of one size: resize them, "
+            f"or pass batches of one size). numpy: {error}"
+        ) from None
 
 
 def _pair(batch, what):

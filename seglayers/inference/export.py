@@ -189,6 +189,35 @@ def restore_onnx_output_rank(path, rank):
     return rewritten
 
 
+def _batch(images, declared):
+    """`images` as the float32 batch an exported file takes, whose input
+    shape is `declared` (`None` for any size); refused by name where the
+    runtime would serve garbage (LiteRT resized itself to an image without
+    its batch axis and answered NaN), drop an imaginary part, or fail deep
+    inside (a channel count the file does not take)."""
+    from seglayers.inference._checks import check_number_dtype, image_array
+
+    images = image_array(images, "images")
+    check_number_dtype(images, "`images`")
+    fits = images.ndim == len(declared) and all(
+        size >= 1 and want in (None, size) for size, want in zip(images.shape, declared)
+    )
+    if not fits:
+        names = ["batch", "height", "width"]
+        if len(declared) == 5:
+            names.insert(1, "depth")
+        axes = [
+            name if want is None else str(want)
+            for name, want in zip(names + ["channels"], declared)
+        ]
+        raise ValueError(
+            f"`images` must be a batch of shape ({', '.join(axes)}), as the "
+            "exported file takes, with no empty axis (one image: `image[None]`). "
+            f"Received: images of shape {images.shape}"
+        )
+    return images.astype("float32", copy=False)
+
+
 def _cores():
     """The cores this process may run on (its affinity where the OS
     tells it, as in a container limited to some cores)."""
@@ -215,14 +244,15 @@ def load_exported(path, format):
         format: `"tf_saved_model"`, `"litert"` or `"onnx"`, as given to
             `export`.
     """
-    import numpy as np
-
     if format == "tf_saved_model":
         import tensorflow as tf
 
         # The loaded object owns the variables: keep it, not just `serve`.
         loaded = tf.saved_model.load(path)
-        return lambda images: loaded.serve(np.asarray(images, "float32")).numpy()
+        signature = loaded.signatures["serving_default"]
+        (spec,) = signature.structured_input_signature[1].values()
+        declared = spec.shape.as_list()
+        return lambda images: loaded.serve(_batch(images, declared)).numpy()
     if format == "litert":
         from ai_edge_litert.interpreter import Interpreter
 
@@ -230,9 +260,10 @@ def load_exported(path, format):
         interpreter.allocate_tensors()
         (inputs,) = interpreter.get_input_details()
         (outputs,) = interpreter.get_output_details()
+        declared = [None if d == -1 else int(d) for d in inputs["shape_signature"]]
 
         def run(images):
-            images = np.asarray(images, "float32")
+            images = _batch(images, declared)
             # An any-size model: size the tensors for a new shape.
             if tuple(interpreter.get_input_details()[0]["shape"]) != images.shape:
                 interpreter.resize_tensor_input(inputs["index"], images.shape)
@@ -246,10 +277,13 @@ def load_exported(path, format):
         import onnxruntime
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda images: session.run(None, {name: np.asarray(images, "float32")})[
-            0
-        ]
+        (spec,) = session.get_inputs()
+        declared = [d if isinstance(d, int) else None for d in spec.shape]
+
+        def run(images):
+            return session.run(None, {spec.name: _batch(images, declared)})[0]
+
+        return run
     raise ValueError(
         '`format` must be "tf_saved_model", "litert" or "onnx", as given to '
         f"`export`. Received: format={format!r}"

@@ -2,6 +2,7 @@
 
 import contextvars
 import copy
+import os
 
 import keras
 import numpy as np
@@ -294,6 +295,13 @@ def check_model_arguments(
                     f"an encoder (e.g. encoder='resnet50') or drop `{name}`. "
                     f"Received: {name}={value!r}"
                 )
+    elif isinstance(encoder, str) and not _known_weights(weights):
+        # keras.applications' own message names its `weights`.
+        raise ValueError(
+            "`encoder_weights` must be None (random weights), 'imagenet' or "
+            f"the path of a weights file for encoder={encoder!r}. "
+            f"Received: encoder_weights={weights!r}"
+        )
     elif weights is not None and not isinstance(encoder, str):
         raise ValueError(
             "`encoder_weights` loads the weights of a named encoder (e.g. "
@@ -303,6 +311,16 @@ def check_model_arguments(
             f"weights='imagenet')). Received: encoder_weights={weights!r}, "
             f"encoder={getattr(encoder, 'name', encoder)!r}"
         )
+
+
+def _known_weights(weights):
+    """Whether keras.applications takes `weights`: None, 'imagenet' or the
+    path of a weights file."""
+    if weights is None:
+        return True
+    return isinstance(weights, str) and (
+        weights == "imagenet" or os.path.isfile(weights)
+    )
 
 
 def check_save_path(model_name, filepath):

@@ -219,6 +219,23 @@ def test_format_evaluation_lists_every_class():
         ),
         # Before: the imaginary part dropped without a word.
         ("complex", {}, TypeError, r"^`images` must hold numbers .*complex64"),
+        # Before: numpy's "setting an array element with a sequence", named
+        # nothing.
+        (
+            "images of two sizes",
+            {},
+            ValueError,
+            r"^`data\[0\]` \(images\) must be one array; nested lists need rows "
+            r"of one length \(images and masks of one size: resize them.*numpy: ",
+        ),
+        # Before: "Cannot convert 0 to EagerTensor of dtype string".
+        (
+            "weights of text",
+            {},
+            TypeError,
+            r"^`sample_weight` must hold numbers \(floats, integers or bools\), "
+            r"one per sample or pixel: .*Received: sample_weight of dtype <U1$",
+        ),
         # Before: RGB masks of 3 classes were read as one-hot (0.02 IoU).
         (
             "colour masks",
@@ -262,6 +279,8 @@ def test_bad_arguments(data, kwargs, error, match):
         "a NaN pixel": (nan, masks),
         "a NaN pixel in batches": [(nan[:1], masks[:1]), (nan[1:], masks[1:])],
         "complex": (images + 1j, masks),
+        "images of two sizes": ([images[0], images[1, :16]], masks),
+        "weights of text": (images, masks, np.array(["1", "1"])),
         "colour masks": (images, colours),
     }[data]
     kwargs = {"model": UNet(3, filters=4, depth=2), "num_classes": 3, **kwargs}

@@ -7,6 +7,7 @@ LiteRT export needs TensorFlow or PyTorch, and its ONNX export on JAX needs
 """
 
 import os
+import re
 
 import keras
 import numpy as np
@@ -289,6 +290,32 @@ def test_tflite_defaults_to_builtin_ops_only_and_keeps_a_given_target_spec():
     given = {"supported_ops": [tf.lite.OpsSet.SELECT_TF_OPS]}
     _, kwargs = export_arguments(model, "litert", kwargs={"target_spec": given})
     assert kwargs["target_spec"] is given
+
+
+@pytest.mark.parametrize("format, suffix", FORMATS)
+def test_exported_files_are_served_only_batches_they_take(format, suffix, tmp_path):
+    # LiteRT resized itself to an image without its batch axis and served
+    # NaN; a complex batch lost its imaginary part; a wrong channel count
+    # failed deep in each runtime.
+    model = seglayers.UNet(2, filters=4, depth=2)
+    model.build((None, None, None, 3))
+    path = str(tmp_path / f"model{suffix}")
+    model.export(path, format=format, verbose=False)
+    serve = load_exported(path, format)
+    image = np.random.default_rng(0).uniform(0, 1, (16, 24, 3)).astype("float32")
+    shape = r"must be a batch of shape \(batch, height, width, 3\), as the exported"
+    for images in (image, image[None, ..., :1], image[None, :0]):
+        with pytest.raises(
+            ValueError,
+            match=shape + ".*images of shape " + re.escape(str(images.shape)),
+        ):
+            serve(images)
+    with pytest.raises(TypeError, match=r"`images` must hold numbers.*complex64"):
+        serve(image[None] * 1j)
+    with pytest.raises(TypeError, match=r"Received: images=None of type NoneType"):
+        serve(None)
+    served = serve(image[None].tolist())  # nested lists are taken
+    np.testing.assert_allclose(served, model.predict(image[None]), atol=1e-5)
 
 
 @TF_ONLY

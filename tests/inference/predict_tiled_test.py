@@ -385,6 +385,18 @@ def test_shows_progress(capsys):
             r"^`image` must be one array of pixels; nested lists need rows of one "
             r"length.*numpy: .*inhomogeneous",
         ),
+        (  # "Received: image of shape ()"
+            {"image": None},
+            TypeError,
+            r"^`image` must be an array of pixels \(a numpy array, a tensor or "
+            r"nested lists\)\. Received: image=None of type NoneType$",
+        ),
+        (
+            {"image": "a.png"},
+            TypeError,
+            r"nested lists\)\. Read the file first, e\.g\. np\.asarray\(PIL\.Image"
+            r"\.open\(path\)\)\. Received: image='a\.png' of type str$",
+        ),
         (  # an AttributeError on `predict_on_batch`, after the tiling
             {"model": None},
             TypeError,

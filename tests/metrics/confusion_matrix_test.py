@@ -150,6 +150,17 @@ def test_sample_weight_of_another_shape_is_refused():
         MeanIoU(3).update_state(y_true, logits, sample_weight=np.ones((3,)))
 
 
+def test_sample_weight_of_text_is_refused():
+    # Before: TensorFlow's "Cannot convert 0 to EagerTensor of dtype string".
+    y_true, logits = random_segmentation(3, batch=2, size=8, num_classes=3)
+    with pytest.raises(
+        TypeError,
+        match=r"^`sample_weight` must hold numbers \(floats, integers or bools\), "
+        r"one per sample or pixel: .*Received: sample_weight of dtype <U1$",
+    ):
+        MeanIoU(3).update_state(y_true, logits, sample_weight=np.array(["1", "0"]))
+
+
 def test_fractional_sample_weight_is_refused_eagerly():
     y_true, logits = random_segmentation(3, batch=2, size=8, num_classes=3)
     with pytest.raises(

@@ -1,10 +1,11 @@
 import json
+import re
 
 import keras
 import numpy as np
 import pytest
 
-from seglayers import DiceCrossEntropyLoss, UNet, UNetPlusPlus
+from seglayers import FPN, DiceCrossEntropyLoss, UNet, UNetPlusPlus
 from seglayers.models import encoders
 from tests.harness import assert_saved_model_predicts_the_same
 
@@ -372,6 +373,18 @@ def test_encoder_weights_for_a_model_encoder_are_refused():
     # They were dropped without a word: the model keeps its own weights.
     with pytest.raises(ValueError, match=r"a model passed as `encoder` keeps the"):
         UNet(2, encoder=_small_cnn(), encoder_weights="imagenet")
+
+
+@pytest.mark.parametrize("weights", ["Imagenet", "no/such/file.h5", True])
+def test_unknown_weights_for_a_named_encoder_are_refused_by_their_name(weights):
+    # keras.applications' message named its own `weights`.
+    with pytest.raises(
+        ValueError,
+        match=r"^`encoder_weights` must be None \(random weights\), 'imagenet' or "
+        r"the path of a weights file for encoder='resnet50'\. Received: "
+        rf"encoder_weights={re.escape(repr(weights))}$",
+    ):
+        FPN(3, encoder="resnet50", encoder_weights=weights)
 
 
 def test_a_named_encoder_takes_the_models_dtype_policy():
