@@ -119,9 +119,22 @@ def predict_tiled(
     smallest = check_smallest_size("tile_size", tile_size, tile, model)
     check_channels(model, image)
     check_numbers(image, model)
-    return predict_checked(
-        model, image, tile, smallest, overlap, batch_size, blend, verbose
-    )
+    arguments = (model, image, tile, smallest, overlap, batch_size, blend, verbose)
+    if rank == 2 or model_spatial_dims(model, unknown=None) is not None:
+        return predict_checked(*arguments)
+    try:
+        return predict_checked(*arguments)
+    except Exception as error:
+        # A model that does not say its rank, given a 4-D image: often one
+        # image with a batch axis, which the model's 2-D layers then refuse
+        # deep inside ("'NDHWC' not in: 'NHWC', 'NCHW'").
+        raise ValueError(
+            f"`predict_tiled` read `image` of shape {image.shape} as a volume "
+            "(depth, height, width, channels), since the model does not say "
+            "whether it takes images or volumes, and the model failed on its "
+            "tiles. For one image, drop the batch axis (`image[0]`). The "
+            f"model's error: {type(error).__name__}: {str(error).strip()[:300]}"
+        ) from error
 
 
 def predict_checked(

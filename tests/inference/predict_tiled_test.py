@@ -311,6 +311,20 @@ def test_only_a_seglayers_models_depth_sets_the_smallest_tile():
     assert tiled.shape == (12, 20, 2)
 
 
+def test_a_batch_of_one_image_for_a_model_that_does_not_say_its_rank():
+    # Read as a volume, as its rank says: the model's Conv2D failed deep
+    # inside ("'NDHWC' not in: 'NHWC', 'NCHW'"), naming neither the image
+    # nor the fix.
+    with pytest.raises(
+        ValueError,
+        match=r"^`predict_tiled` read `image` of shape \(1, 12, 20, 3\) as a "
+        r"volume \(depth, height, width, channels\), since the model does not "
+        r"say .* For one image, drop the batch axis \(`image\[0\]`\)\. The "
+        r"model's error: ",
+    ):
+        predict_tiled(_Deep(), _image(12, 20)[None], 8, verbose=0)
+
+
 def test_tiles_cover_the_image_and_end_at_its_edge():
     assert _starts(100, 32, 0.25) == [0, 24, 48, 68]
     assert _starts(32, 32, 0.5) == [0]
