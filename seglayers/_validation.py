@@ -199,6 +199,24 @@ def concrete_value(tensor):
         return None
 
 
+def holds_numbers(dtype):
+    """Whether `dtype` (numpy's, or a TensorFlow, JAX or PyTorch one) holds
+    numbers: bools, integers or real floats (not complex, text or objects,
+    which a cast would mangle or refuse deep inside)."""
+    if isinstance(dtype, np.dtype):
+        return dtype.kind in "biuf" or dtype.name == "bfloat16"
+    name = dtype_name(dtype)
+    return name == "bool" or name.startswith(("int", "uint", "float", "bfloat"))
+
+
+def dtype_name(dtype):
+    """Keras's name of `dtype` ("string"), or numpy's where Keras has none."""
+    try:
+        return keras.backend.standardize_dtype(dtype)
+    except (TypeError, ValueError):
+        return str(dtype)
+
+
 def check_sample_weight(sample_weight, pixels):
     """`sample_weight` broadcast to `pixels`'s shape `(batch, ..., H, W)`.
 
@@ -211,12 +229,11 @@ def check_sample_weight(sample_weight, pixels):
     dtype = getattr(sample_weight, "dtype", None)
     if dtype is None:
         dtype = np.asarray(sample_weight).dtype
-    dtype = str(dtype)
-    if not any(kind in dtype for kind in ("bool", "int", "float")):
+    if not holds_numbers(dtype):
         raise TypeError(
             "`sample_weight` must hold numbers (floats, integers or bools), "
             "one per sample or pixel: convert it, e.g. with .astype('float32'). "
-            f"Received: sample_weight of dtype {dtype}"
+            f"Received: sample_weight of dtype {dtype_name(dtype)}"
         )
     weight = ops.convert_to_tensor(sample_weight)
     if keras.backend.standardize_dtype(weight.dtype) == "bool":

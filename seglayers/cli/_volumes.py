@@ -249,8 +249,8 @@ def write_mask(ids, path, source):
         # The scan's geometry stays; what describes its values does not: its
         # display range (a CT's cal_max of 3000 shows ids 0-2 black), intent
         # and description. The mask says it holds labels.
-        classes = ids[ids < np.iinfo(ids.dtype).max]
-        header["cal_min"], header["cal_max"] = 0, classes.max(initial=0)
+        largest = ids.max(where=ids != np.iinfo(ids.dtype).max, initial=0)
+        header["cal_min"], header["cal_max"] = 0, largest
         header.set_intent("label")
         header["descrip"] = b"seglayers predict: class ids"
         image = type(source)(ids, source.affine, header)

@@ -3,6 +3,8 @@ both (and by `seglayers predict` through them)."""
 
 import numpy as np
 
+from seglayers._validation import holds_numbers
+
 
 def check_smallest_size(name, value, size, model):
     """`2**depth` of the seglayers model that `model` is or wraps (1 if
@@ -60,10 +62,11 @@ def image_array(image, name="image"):
     `TypeError`, naming `name`."""
     import keras
 
-    if keras.ops.is_tensor(image):
-        return keras.ops.convert_to_numpy(image)
     try:
-        array = np.asarray(image)
+        if keras.ops.is_tensor(image):
+            array = keras.ops.convert_to_numpy(image)
+        else:
+            array = np.asarray(image)
     except ValueError as error:  # numpy: "... has an inhomogeneous shape ..."
         raise ValueError(
             f"`{name}` must be one array of pixels; nested lists need rows of "
@@ -170,7 +173,7 @@ def check_numbers(image, model, name="`image`"):
 def check_number_dtype(image, name="`image`"):
     """Refuses an array of complex, string or object values: a cast would
     drop an imaginary part without a word."""
-    if image.dtype.kind not in "biuf" and image.dtype.name != "bfloat16":
+    if not holds_numbers(image.dtype):
         raise TypeError(
             f"{name} must hold numbers (integers or floats), as the model's "
             f"inputs do. Received: {name.replace('`', '')} of dtype {image.dtype}. "

@@ -203,14 +203,18 @@ def _batches(data, batch_size, model):
     if isinstance(data, tuple):
         if len(data) == 3 and data[2] is None:
             data = data[:2]
-        shapes = [_shape(part, index) for index, part in enumerate(data)]
+        if len(data) in (2, 3):
+            shapes = [_shape(part, index) for index, part in enumerate(data)]
+            received = f"data of shapes {shapes}"
+        else:
+            shapes, received = [()], f"data of {len(data)} parts"
         lengths = {shape[:1] for shape in shapes}
-        if len(data) not in (2, 3) or len(lengths) != 1 or () in lengths:
+        if len(lengths) != 1 or () in lengths:
             raise ValueError(
                 "`data` must be `(images, masks)` or `(images, masks, "
                 "sample_weight)` with one mask (and weight) per image, or an "
                 "iterable of such batches (e.g. a `tf.data.Dataset`). "
-                f"Received: data of shapes {shapes}"
+                f"Received: {received}"
             )
         # A list of images is one array, not a model's several inputs.
         parts = [x if keras.ops.is_tensor(x) else np.asarray(x) for x in data]
@@ -266,7 +270,7 @@ def _shape(part, index):
     try:
         return np.shape(part)
     except ValueError as error:  # numpy: "... has an inhomogeneous shape ..."
-        what = ("images", "masks", "sample_weight", "?")[min(index, 3)]
+        what = ("images", "masks", "sample_weight")[index]
         raise ValueError(
             f"`data[{index}]` ({what}) must be one array; nested lists need "
             f"rows of one length (images and masks of one size: resize them, "

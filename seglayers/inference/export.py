@@ -219,8 +219,8 @@ def _batch(images, declared):
 
 
 def _cores():
-    """The cores this process may run on (its affinity where the OS
-    tells it, as in a container limited to some cores)."""
+    """The cores this process may run on: its CPU affinity where the OS
+    tells it (a container pinned to some cores), else the machine's."""
     import os
 
     if hasattr(os, "sched_getaffinity"):
@@ -237,7 +237,7 @@ def load_exported(path, format):
     Each runtime uses every core this process may run on: TensorFlow and
     ONNX Runtime do by default, and the LiteRT interpreter is asked to (it
     runs one thread unless told; two threads served a 256² `UNet(2,
-    filters=16)` in 33 ms against 46 ms on 2 cores).
+    filters=16)` in 34 ms against 47 ms on 2 cores).
 
     Args:
         path: str, the exported SavedModel folder, `.tflite` or `.onnx` file.

@@ -119,30 +119,30 @@ def predict_tiled(
     smallest = check_smallest_size("tile_size", tile_size, tile, model)
     check_channels(model, image)
     check_numbers(image, model)
-    arguments = (model, image, tile, smallest, overlap, batch_size, blend, verbose)
-    if rank == 2 or model_spatial_dims(model, unknown=None) is not None:
-        return predict_checked(*arguments)
-    try:
-        return predict_checked(*arguments)
-    except Exception as error:
-        # A model that does not say its rank, given a 4-D image: often one
-        # image with a batch axis, which the model's 2-D layers then refuse
-        # deep inside ("'NDHWC' not in: 'NHWC', 'NCHW'").
-        raise ValueError(
-            f"`predict_tiled` read `image` of shape {image.shape} as a volume "
-            "(depth, height, width, channels), since the model does not say "
-            "whether it takes images or volumes, and the model failed on its "
-            "tiles. For one image, drop the batch axis (`image[0]`). The "
-            f"model's error: {type(error).__name__}: {str(error).strip()[:300]}"
-        ) from error
+    # A 4-D image for a model that does not say its rank: often one image
+    # with a batch axis, which the model's 2-D layers refuse deep inside
+    # ("'NDHWC' not in: 'NHWC', 'NCHW'"); its first call's failure says so.
+    guessed = rank == 3 and model_spatial_dims(model, unknown=None) is None
+    return predict_checked(
+        model, image, tile, smallest, overlap, batch_size, blend, verbose, guessed
+    )
 
 
 def predict_checked(
-    model, image, tile, smallest, overlap, batch_size=8, blend="gaussian", verbose=0
+    model,
+    image,
+    tile,
+    smallest,
+    overlap,
+    batch_size=8,
+    blend="gaussian",
+    verbose=0,
+    guessed=False,
 ):
     """`predict_tiled` on an image and arguments already checked (`predict_mask`
     checks its own: no second scan of the image for NaN), `smallest` from
-    `check_smallest_size`."""
+    `check_smallest_size`; `guessed`: the image was taken for a volume by
+    its rank alone."""
     size = image.shape[:-1]
     # A model of one input size takes no smaller tile, and a seglayers model
     # no tile below its smallest input (a scan of 3 slices, for a model that
@@ -154,13 +154,37 @@ def predict_checked(
         for s, t in zip(size, tile)
     ]
     if any(after for _, after in padding):
-        padded = np.pad(image, padding + [(0, 0)])
-        total = _predict_tiles(model, padded, tile, overlap, batch_size, blend, verbose)
-        return total[tuple(slice(0, s) for s in size)]
-    return _predict_tiles(model, image, tile, overlap, batch_size, blend, verbose)
+        image = np.pad(image, padding + [(0, 0)])
+    options = (tile, overlap, batch_size, blend, verbose, guessed)
+    total = _predict_tiles(model, image, *options)
+    return total[tuple(slice(0, s) for s in size)]
 
 
-def _predict_tiles(model, image, tile, overlap, batch_size, blend, verbose):
+def _predict_on_batch(model, tiles, guessed):
+    """`model.predict_on_batch(tiles)`; where `guessed`, a failure of the
+    model (other than of memory) says the image was taken for a volume."""
+    if not guessed:
+        return model.predict_on_batch(tiles)
+    try:
+        return model.predict_on_batch(tiles)
+    except Exception as error:
+        # Out of memory (TensorFlow's ResourceExhaustedError, XLA's
+        # RESOURCE_EXHAUSTED): the volume may be right, the tile too large.
+        memory = isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error)
+        if memory or "ResourceExhausted" in type(error).__name__:
+            raise
+        shape = tiles.shape[1:]
+        raise ValueError(
+            "`predict_tiled` read `image` as a volume (depth, height, width, "
+            "channels), as its rank says, since the model does not say whether "
+            "it takes images or volumes, and the model failed on tiles of "
+            f"shape {shape}. For one image, drop the batch axis (`image[0]`). "
+            f"The model's error: {type(error).__name__}: "
+            f"{str(error).strip()[:300]}"
+        ) from error
+
+
+def _predict_tiles(model, image, tile, overlap, batch_size, blend, verbose, guessed):
     """`predict_tiled` on an image at least a tile large where the model
     needs it to be, its arguments checked."""
     import keras
@@ -197,7 +221,8 @@ def _predict_tiles(model, image, tile, overlap, batch_size, blend, verbose):
         for i, box in enumerate(boxes):
             tiles[i] = image[box]
         tiles[len(batch) :] = 0
-        outputs = check_one_output(model.predict_on_batch(tiles), "predict_tiled")
+        outputs = _predict_on_batch(model, tiles, guessed and total is None)
+        outputs = check_one_output(outputs, "predict_tiled")
         outputs = keras.ops.convert_to_numpy(outputs)
         if outputs.shape[1:-1] != tile:
             raise ValueError(_SIZE_ERRORS[rank].format(tile, outputs.shape[1:-1]))

@@ -315,12 +315,14 @@ def check_model_arguments(
 
 def _known_weights(weights):
     """Whether keras.applications takes `weights`: None, 'imagenet' or the
-    path of a weights file."""
-    if weights is None:
+    path of a weights file (local, or remote such as gs://, which Keras
+    reads)."""
+    if weights is None or (isinstance(weights, str) and weights == "imagenet"):
         return True
-    return isinstance(weights, str) and (
-        weights == "imagenet" or os.path.isfile(weights)
-    )
+    if not isinstance(weights, (str, os.PathLike)):
+        return False
+    path = os.fspath(weights)
+    return "://" in str(path) or os.path.isfile(path)
 
 
 def check_save_path(model_name, filepath):

@@ -85,8 +85,8 @@ class DeepLabV3Plus(SegmentationModel):
         encoder: a name from `seglayers.models.encoders.ENCODERS`, a
             functional `keras.Model` or a keras-hub backbone with
             `pyramid_outputs`, as for `UNet`. Defaults to `"resnet50"`.
-        encoder_weights: `None` (random) or `"imagenet"`, for an encoder
-            given by name. Defaults to `None`.
+        encoder_weights: `None` (random), `"imagenet"` or the path of a
+            weights file, for an encoder given by name. Defaults to `None`.
         encoder_trainable: bool, `False` freezes the encoder and its batch
             statistics. Defaults to `True`.
         encoder_preprocessing: `"auto"`, `"caffe"`, `"tf"`, `"torch"` or

@@ -64,8 +64,8 @@ class FPN(SegmentationModel):
             functional `keras.Model` or a keras-hub backbone with
             `pyramid_outputs`, as for `UNet`. It needs features at every
             stride from 4 to `2**depth`. Defaults to `"resnet50"`.
-        encoder_weights: `None` (random) or `"imagenet"`, for an encoder
-            given by name. Defaults to `None`.
+        encoder_weights: `None` (random), `"imagenet"` or the path of a
+            weights file, for an encoder given by name. Defaults to `None`.
         encoder_trainable: bool, `False` freezes the encoder and its batch
             statistics. Defaults to `True`.
         encoder_preprocessing: `"auto"`, `"caffe"`, `"tf"`, `"torch"` or

@@ -74,8 +74,8 @@ class SegmentationModel(keras.Model):
         encoder: `None` (the subclass's own encoder), a name from
             `seglayers.models.encoders.ENCODERS`, a functional `keras.Model`
             or a keras-hub backbone with `pyramid_outputs`.
-        encoder_weights: `None` or `"imagenet"`, for an encoder given by
-            name. Defaults to `None`.
+        encoder_weights: `None`, `"imagenet"` or the path of a weights
+            file, for an encoder given by name. Defaults to `None`.
         encoder_trainable: bool, `False` freezes the encoder (weights and
             batch statistics). Defaults to `True`.
         encoder_preprocessing: `"auto"`, `"caffe"`, `"tf"`, `"torch"` or

@@ -95,8 +95,9 @@ class UNet(SegmentationModel):
             (`input_shape=(224, 224, 3)`) makes a `UNet` for that size only;
             build it with `input_shape=(None, None, 3)` for any size.
         encoder_weights: for an encoder given by name, `None` (random, the
-            default) or `"imagenet"` (downloaded by `keras.applications` at
-            construction). Saved models restore their own weights instead.
+            default), `"imagenet"` (downloaded by `keras.applications` at
+            construction) or the path of a weights file for that encoder.
+            Saved models restore their own weights instead.
         encoder_trainable: bool, `False` freezes the encoder, which then
             also runs its batch normalization in inference mode, for
             fine-tuning the decoder first. Unfrozen later

@@ -77,7 +77,8 @@ class UNetPlusPlus(SegmentationModel):
         encoder: `None` for the U-Net's own encoder, or an encoder as for
             `UNet`: a name from `seglayers.models.encoders.ENCODERS`, a
             functional `keras.Model` or a keras-hub backbone.
-        encoder_weights: `None` or `"imagenet"`, for an encoder by name.
+        encoder_weights: `None`, `"imagenet"` or the path of a weights
+            file, for an encoder by name.
         encoder_trainable: bool, `False` freezes the encoder.
             Defaults to `True`.
         encoder_preprocessing: `"auto"`, `"caffe"`, `"tf"`, `"torch"` or

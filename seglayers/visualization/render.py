@@ -120,7 +120,8 @@ def render_grid(
     Args:
         images: `(N, H, W, channels)` images or `(N, D, H, W, channels)`
             volumes.
-        masks: the true class ids, `(N, H, W)` or with a channel axis of 1.
+        masks: the true class ids, `(N, H, W)` (`(N, D, H, W)` for
+            volumes), or with a channel axis of 1.
         predictions: the predicted class ids, shaped as `masks`.
         palette: `(num_classes, 3)` colours, index = class id.
         class_names: optional names for the legend, at most one per colour.

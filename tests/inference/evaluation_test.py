@@ -126,6 +126,8 @@ def test_arrays_of_other_lengths_are_named():
         evaluate_segmentation(model, (images, masks, np.ones(3)), 3)
     with pytest.raises(ValueError, match=match + r".*\(5, 32, 32, 1\), \(\)\]"):
         evaluate_segmentation(model, (images, masks, 1.0), 3)  # no len()
+    with pytest.raises(ValueError, match=r"per image.*Received: data of 4 parts$"):
+        evaluate_segmentation(model, (images, masks, None, [[1], [1, 2]]), 3)
 
 
 def test_format_evaluation_lists_every_class():

@@ -317,9 +317,9 @@ def test_a_batch_of_one_image_for_a_model_that_does_not_say_its_rank():
     # nor the fix.
     with pytest.raises(
         ValueError,
-        match=r"^`predict_tiled` read `image` of shape \(1, 12, 20, 3\) as a "
-        r"volume \(depth, height, width, channels\), since the model does not "
-        r"say .* For one image, drop the batch axis \(`image\[0\]`\)\. The "
+        match=r"^`predict_tiled` read `image` as a volume \(depth, height, width, "
+        r"channels\), as its rank says, .* failed on tiles of shape \(1, 8, 8, "
+        r"3\)\. For one image, drop the batch axis \(`image\[0\]`\)\. The "
         r"model's error: ",
     ):
         predict_tiled(_Deep(), _image(12, 20)[None], 8, verbose=0)

@@ -387,6 +387,24 @@ def test_unknown_weights_for_a_named_encoder_are_refused_by_their_name(weights):
         FPN(3, encoder="resnet50", encoder_weights=weights)
 
 
+def test_a_named_encoder_takes_a_weights_file(tmp_path):
+    # As keras.applications takes one, a pathlib.Path too.
+    source, _ = encoders.build_encoder("mobilenetv3small")
+    path = tmp_path / "small.weights.h5"
+    source.save_weights(path)
+    model = UNet(2, encoder="mobilenetv3small", encoder_weights=path, filters=4)
+    compared = 0
+    for layer in source.layers:
+        try:
+            copy = model.encoder.get_layer(layer.name)
+        except ValueError:  # past the pyramid's deepest level
+            continue
+        for expected, loaded in zip(layer.get_weights(), copy.get_weights()):
+            np.testing.assert_array_equal(loaded, expected)
+            compared += 1
+    assert compared > 10
+
+
 def test_a_named_encoder_takes_the_models_dtype_policy():
     # keras.applications takes the global policy: `dtype=` reached the
     # decoder only, and the encoder computed in float32.
