@@ -7,6 +7,7 @@ import pytest
 from seglayers import UNet, predict_mask, predict_tiled
 from seglayers.inference import _checks as checks
 from seglayers.inference.predict_tiled import _starts, _window
+from tests.inference import NOT_ONE_ARRAY
 
 
 def _image(height, width, channels=3, seed=0):
@@ -393,24 +394,7 @@ def test_shows_progress(capsys):
             r"^`image` has an empty axis: there is nothing to predict\. "
             r"Received: image of shape \(8, 0, 3\)$",
         ),
-        (  # rows of unequal lengths: numpy's error, which named nothing
-            {"image": [[[0, 0, 0]] * 8, [[0, 0, 0]] * 7]},
-            ValueError,
-            r"^`image` must be one array of pixels; nested lists need rows of one "
-            r"length.*numpy: .*inhomogeneous",
-        ),
-        (  # "Received: image of shape ()"
-            {"image": None},
-            TypeError,
-            r"^`image` must be an array of pixels \(a numpy array, a tensor or "
-            r"nested lists\)\. Received: image=None of type NoneType$",
-        ),
-        (
-            {"image": "a.png"},
-            TypeError,
-            r"nested lists\)\. Read the file first, e\.g\. np\.asarray\(PIL\.Image"
-            r"\.open\(path\)\)\. Received: image='a\.png' of type str$",
-        ),
+        *NOT_ONE_ARRAY,
         (  # an AttributeError on `predict_on_batch`, after the tiling
             {"model": None},
             TypeError,

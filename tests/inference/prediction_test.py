@@ -9,6 +9,7 @@ from seglayers import (
     predict_mask,
     predict_tiled,
 )
+from tests.inference import NOT_ONE_ARRAY
 
 
 def _image(height, width, seed=0):
@@ -216,24 +217,7 @@ def test_uint8_images_and_one_sigmoid_channel():
             ValueError,
             r"\(the first, -1e\+39, at \(2, 3, 0\)\)",
         ),
-        (  # rows of unequal lengths: numpy's error, which named nothing
-            {"image": [[[0, 0, 0]] * 8, [[0, 0, 0]] * 7]},
-            ValueError,
-            r"^`image` must be one array of pixels; nested lists need rows of one "
-            r"length.*numpy: .*inhomogeneous",
-        ),
-        (  # "Received: image of shape ()"
-            {"image": None},
-            TypeError,
-            r"^`image` must be an array of pixels \(a numpy array, a tensor or "
-            r"nested lists\)\. Received: image=None of type NoneType$",
-        ),
-        (
-            {"image": "a.png"},
-            TypeError,
-            r"nested lists\)\. Read the file first, e\.g\. np\.asarray\(PIL\.Image"
-            r"\.open\(path\)\)\. Received: image='a\.png' of type str$",
-        ),
+        *NOT_ONE_ARRAY,
         (
             {"model": None},
             TypeError,

@@ -140,25 +140,28 @@ def test_per_sample_weight_when_the_batch_equals_the_width():
     np.testing.assert_array_equal(_matrix(metric), expected)
 
 
-def test_sample_weight_of_another_shape_is_refused():
+@pytest.mark.parametrize(
+    "weight, error, match",
+    [
+        (
+            np.ones((3,)),
+            ValueError,
+            r"one weight per sample, shape \(2,\), or one per pixel.*"
+            r"Received: sample_weight shape \(3,\)",
+        ),
+        # Before: TensorFlow's "Cannot convert 0 to EagerTensor of dtype string".
+        (
+            np.array(["1", "0"]),
+            TypeError,
+            r"^`sample_weight` must hold numbers \(floats, integers or bools\), "
+            r"one per sample or pixel: .*Received: sample_weight of dtype <U1$",
+        ),
+    ],
+)
+def test_sample_weight_of_another_shape_or_of_text_is_refused(weight, error, match):
     y_true, logits = random_segmentation(3, batch=2, size=8, num_classes=3)
-    with pytest.raises(
-        ValueError,
-        match=r"one weight per sample, shape \(2,\), or one per pixel.*"
-        r"Received: sample_weight shape \(3,\)",
-    ):
-        MeanIoU(3).update_state(y_true, logits, sample_weight=np.ones((3,)))
-
-
-def test_sample_weight_of_text_is_refused():
-    # Before: TensorFlow's "Cannot convert 0 to EagerTensor of dtype string".
-    y_true, logits = random_segmentation(3, batch=2, size=8, num_classes=3)
-    with pytest.raises(
-        TypeError,
-        match=r"^`sample_weight` must hold numbers \(floats, integers or bools\), "
-        r"one per sample or pixel: .*Received: sample_weight of dtype <U1$",
-    ):
-        MeanIoU(3).update_state(y_true, logits, sample_weight=np.array(["1", "0"]))
+    with pytest.raises(error, match=match):
+        MeanIoU(3).update_state(y_true, logits, sample_weight=weight)
 
 
 def test_fractional_sample_weight_is_refused_eagerly():
