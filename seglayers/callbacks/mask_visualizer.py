@@ -21,50 +21,11 @@ from seglayers._validation import (
     check_positive_int,
     check_threshold,
 )
+from seglayers.callbacks._samples import check_data, check_samples, from_dict
 from seglayers.distribute.chief import is_chief
 from seglayers.inference._checks import check_one_output
 from seglayers.visualization.palette import default_palette
 from seglayers.visualization.render import SLICE_AXES, render_grid, save_png
-
-
-def _from_dict(batch):
-    """`(images, masks)` from a batch of keras-cv's keys."""
-    try:
-        return batch["images"], batch["segmentation_masks"]
-    except KeyError:
-        raise ValueError(
-            "`MaskVisualizer` reads a dict batch by the keys 'images' and "
-            "'segmentation_masks' (those of keras-cv, and of the loaders' "
-            "`as_dict=True`); map the dataset to them, or to tuples "
-            f"`(images, masks)`. Received: a dict with keys {sorted(batch)}"
-        ) from None
-
-
-def _check_samples(images, masks):
-    """Shapes of the preview images and masks: one mask per image, same size."""
-    if len(images) not in (4, 5):
-        raise ValueError(
-            "`MaskVisualizer` needs a batch of images `(batch, H, W, channels)` "
-            "or of volumes `(batch, D, H, W, channels)`. "
-            f"Received: images of shape {tuple(images)}"
-        )
-    spatial = len(images) - 1
-    if (
-        len(masks) < spatial
-        or masks[0] != images[0]
-        or masks[1:spatial] != images[1:spatial]
-    ):
-        what = (
-            "height and width: `(batch, H, W)`, `(batch, H, W, 1)`"
-            if spatial == 3
-            else "depth, height and width: `(batch, D, H, W)`, `(batch, D, H, W, 1)`"
-        )
-        raise ValueError(
-            f"`MaskVisualizer` needs one mask per image, of the image's {what} "
-            "or one-hot. "
-            f"Received: images of shape {tuple(images)}, masks of shape "
-            f"{tuple(masks)}"
-        )
 
 
 def _folder(name, value):
@@ -158,6 +119,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         slice_axis=0,
     ):
         super().__init__()
+        check_data(data)
         slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
         every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
         max_samples = check_positive_int("max_samples", max_samples)
@@ -192,7 +154,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         self._samples = None
         self._warned = set()  # Folders that could not be written.
         if isinstance(data, (tuple, list)) and len(data) == 2:
-            _check_samples(np.shape(data[0]), np.shape(data[1]))
+            check_samples(np.shape(data[0]), np.shape(data[1]))
         if num_classes is not None:
             self._check_classes(num_ids(num_classes))
 
@@ -201,7 +163,7 @@ class MaskVisualizer(keras.callbacks.Callback):
         one_batch = isinstance(self.data, (tuple, list, dict))
         for batch in [self.data] if one_batch else self.data:
             if isinstance(batch, dict):
-                batch = _from_dict(batch)
+                batch = from_dict(batch)
             images.append(np.asarray(batch[0]))
             masks.append(np.asarray(batch[1]))
             if sum(len(i) for i in images) >= self.max_samples:
@@ -220,7 +182,7 @@ class MaskVisualizer(keras.callbacks.Callback):
                 f"images {[i.shape for i in images]}, masks "
                 f"{[m.shape for m in masks]}. Give batches of one size."
             ) from None
-        _check_samples(images.shape, masks.shape)
+        check_samples(images.shape, masks.shape)
         return images, masks
 
     def on_train_begin(self, logs=None):

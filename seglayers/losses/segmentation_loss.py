@@ -87,6 +87,14 @@ class SegmentationLoss(keras.losses.Loss):
     ):
         check_batch_reduction(type(self).__name__, reduction)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if "float" not in self.dtype:
+            # Keras casts the probabilities to it: int32 made a Dice loss 0.
+            raise ValueError(
+                f"`dtype` of `{type(self).__name__}` must be a float type, "
+                "such as 'float32' (the default) or 'mixed_bfloat16', since a "
+                "loss is a fraction. "
+                f"Received: dtype={dtype!r}"
+            )
         from_logits = check_bool("from_logits", from_logits)
         ignore_class = check_ignore_class(ignore_class)
         self.from_logits = from_logits

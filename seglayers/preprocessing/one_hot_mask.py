@@ -140,8 +140,13 @@ class OneHotMask(keras.layers.Layer):
         """Per-pixel weights `(..., H, W)`: 0 where ignored, else 1 or the
         weight of the pixel's class (`class_weights`: one per class, as a
         list, a 1-D array or a dict `{class id: weight}`)."""
-        # Tensors pass as they are (no values to check in tf.data); numpy
-        # arrays and lists are checked (a NaN weight made every pixel NaN).
+        # Weights are checked where they have values (a NaN weight made
+        # every pixel NaN): lists, numpy arrays and eager tensors; a tensor
+        # in a traced function (tf.data) passes as it is.
+        if hasattr(class_weights, "dtype") and not isinstance(
+            class_weights, (np.ndarray, np.generic)
+        ):
+            class_weights = _values_or_tensor(class_weights)
         if not hasattr(class_weights, "dtype") or isinstance(
             class_weights, (np.ndarray, np.generic)
         ):
@@ -286,3 +291,9 @@ class OneHotMask(keras.layers.Layer):
             }
         )
         return config
+
+
+def _values_or_tensor(tensor):
+    """`tensor`'s values as numpy where it has them (eagerly), else itself."""
+    values = concrete_value(tensor)
+    return tensor if values is None else values

@@ -74,9 +74,9 @@ def central_slice(volumes, axis=0):
 
 def display_image(image):
     """`image` as uint8 to draw: values in [0, 255] as they are; floats in
-    [0, 1] (images divided by 255) times 255; any other range (a scan in
-    Hounsfield units, a z-scored volume) stretched from its minimum to its
-    maximum, which clipping would draw black or white."""
+    [0, 1] (images divided by 255) and bools times 255; any other range (a
+    scan in Hounsfield units, a z-scored volume) stretched from its minimum
+    to its maximum, which clipping would draw black or white."""
     image = np.asarray(image)
     if image.dtype.kind in "cOSUMm":  # not "V": bfloat16 is ml_dtypes' "V"
         raise TypeError(
@@ -86,7 +86,7 @@ def display_image(image):
     values = image.astype(np.float32)
     finite = values[np.isfinite(values)]
     low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
-    floats = image.dtype.kind == "f" or "float" in image.dtype.name  # bfloat16
+    floats = image.dtype.kind in "fb" or "float" in image.dtype.name  # bfloat16
     if floats and low >= 0 and high <= 1:
         values = values * 255
     elif low < 0 or high > 255:

@@ -179,6 +179,20 @@ def test_folders_must_be_paths(name):
         MaskVisualizer(_data(), **{name: 3})
 
 
+@pytest.mark.parametrize("data", [None, "images"])
+def test_data_must_be_a_batch_or_a_data_set(data):
+    # None failed at the first epoch ("'NoneType' object is not iterable");
+    # images alone were read row by row ("images of shape (8, 3)").
+    if data == "images":
+        data = _data()[0]
+    with pytest.raises(
+        TypeError,
+        match=r"^`data` must be a batch `\(images, masks\)` or a data set of "
+        rf"such batches .*Received: data of type {type(data).__name__}$",
+    ):
+        MaskVisualizer(data)
+
+
 def test_render_before_training_takes_its_samples_or_asks_for_a_model(tmp_path):
     images, masks = _data()
     callback = MaskVisualizer((images, masks), ignore_class=255, output_dir=tmp_path)
@@ -245,7 +259,7 @@ def test_config_and_bad_arguments():
     assert callback.get_config()["every_n_epochs"] == 2
     assert callback.get_config()["class_names"] == ["a", "b"]
     with pytest.raises(ValueError, match=r"every_n_epochs=0"):
-        MaskVisualizer(None, every_n_epochs=0)
+        MaskVisualizer(_data(), every_n_epochs=0)
 
 
 def test_uint8_images_give_the_float_picture(tmp_path):
@@ -465,7 +479,7 @@ def test_a_dict_without_the_keys_is_named(tmp_path, one_batch):
 
 def test_palette_must_be_colours():
     with pytest.raises(ValueError, match=r"`palette` must be a list of `\[r, g, b\]`"):
-        MaskVisualizer(None, palette=[[0, 0], [1, 2, 300]])
+        MaskVisualizer(_data(), palette=[[0, 0], [1, 2, 300]])
 
 
 def test_previews_follow_the_umask(tmp_path):

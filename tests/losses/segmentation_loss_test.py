@@ -91,6 +91,18 @@ def test_an_infinite_argument_of_a_saved_loss_still_loads(loss_class, name):
 
 
 @pytest.mark.parametrize("loss_class", LOSSES)
+def test_a_dtype_that_is_no_float_is_refused(loss_class):
+    # Keras cast the probabilities to it: int32 made a Dice loss 0.
+    for dtype in ("int32", "bool"):
+        with pytest.raises(
+            ValueError,
+            match=rf"^`dtype` of `{loss_class.__name__}` must be a float type, "
+            rf"such as 'float32'.*Received: dtype='{dtype}'$",
+        ):
+            loss_class(dtype=dtype)
+
+
+@pytest.mark.parametrize("loss_class", LOSSES)
 def test_numpy_class_weights_are_stored_as_floats(loss_class):
     from_numbers = loss_class(class_weights=list(np.array([0.5, 1, 2], "float32")))
     from_array = loss_class(class_weights=np.array([0.5, 1.0, 2.0]))

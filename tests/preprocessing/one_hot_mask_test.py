@@ -220,10 +220,14 @@ def test_sample_weights():
         (np.ones((3, 1)), r"this is a 2-D array"),  # was broadcast over W
         (2.0, r"this is a float"),  # was "object of type 'float' has no len()"
         ([1.0, np.inf, 2.0], r"^`class_weights` must be finite: an infinite"),
+        # An eager tensor was taken unchecked: NaN weights for every pixel.
+        ("tensor", r"class_weights\[1\]=.*nan.* is not"),
     ],
 )
 def test_sample_weights_refuse_weights_that_are_no_weights(class_weights, match):
     layer = OneHotMask(3, ignore_class=255)
+    if isinstance(class_weights, str):
+        class_weights = keras.ops.convert_to_tensor([1.0, np.nan, 2.0])
     with pytest.raises(ValueError, match=match):
         layer.sample_weights(np.array([[0, 1, 2, 255]]), class_weights)
 

@@ -345,6 +345,12 @@ def test_overlay_refuses_a_mask_of_other_pixels():
         overlay(np.zeros((3, 4)), np.zeros((4, 3), int), default_palette(2))
 
 
+def test_display_image_draws_bools_black_and_white():
+    # They were drawn as 0 and 1 of 255: nearly black.
+    image = np.array([[True, False]])
+    np.testing.assert_array_equal(display_image(image), [[255, 0]])
+
+
 def test_display_image_scales_bfloat16_in_0_1_as_other_floats():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     image = np.full((2, 2, 3), 0.5, ml_dtypes.bfloat16)
