@@ -8,6 +8,7 @@ import math
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from seglayers._masks import mask_tensor, num_ids, raise_on_bad_ids
@@ -71,7 +72,8 @@ class SegmentationLoss(keras.losses.Loss):
     `ignore_class`, or a fractional id; `y_pred` outside [0, 1] with
     `from_logits=False` (logits); `y_pred` whose every pixel is a
     probability distribution with `from_logits=True` (softmax outputs, C >
-    1). A NaN in `y_pred` gives NaN. An empty batch gives 0. An
+    1); a `sample_weight` below 0, NaN or infinite. A NaN in `y_pred` gives
+    NaN. An empty batch gives 0. An
     `ignore_class` that is also a class id (`0 <= ignore_class < C`) raises
     at the first call.
     """
@@ -164,11 +166,27 @@ class SegmentationLoss(keras.losses.Loss):
         wrong = self._wrong_scores(y_pred, slack)
         invalid = ops.any(bad) | wrong | ops.any(ops.isnan(y_pred))
         if self._sample_weight is not None:
-            valid = valid * ops.cast(
-                check_sample_weight(self._sample_weight, valid), "float32"
-            )
+            weights = check_sample_weight(self._sample_weight, valid)
+            weights = ops.cast(weights, "float32")
+            invalid = invalid | self._bad_weights(weights)
+            valid = valid * weights
         valid = ops.where(invalid, float("nan"), valid)
         return target, log_probs, ops.exp(log_probs), valid
+
+    def _bad_weights(self, weights):
+        """True if a weight is negative or not finite: the weighted sums of a
+        Dice loss then make no ratio (-1 gave a DiceCrossEntropyLoss of
+        -1.4e7)."""
+        bad = (weights < 0) | ~ops.isfinite(weights)
+        values = concrete_value(bad)
+        if values is not None and values.any():
+            examples = np.unique(concrete_value(weights)[values])[:3].tolist()
+            raise ValueError(
+                f"`sample_weight` of `{type(self).__name__}` must be finite "
+                "and >= 0 (0 leaves a pixel out). Received: sample_weight with "
+                f"values such as {examples}"
+            )
+        return ops.any(bad)
 
     def _wrong_scores(self, y_pred, slack):
         """True if `y_pred` cannot be what `from_logits` says (see above),

@@ -19,11 +19,11 @@ def _value(loss, y_true, y_pred, **kwargs):
     return float(keras.ops.convert_to_numpy(loss(y_true, y_pred, **kwargs)))
 
 
-def _traced_value(loss, y_true, y_pred):
+def _traced_value(loss, y_true, y_pred, **kwargs):
     """The loss inside `evaluate`'s compiled step, as in `fit`."""
     model = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
     model.compile(loss=loss)
-    return model.evaluate(y_pred, y_true, verbose=0)
+    return model.evaluate(y_pred, y_true, verbose=0, **kwargs)
 
 
 @pytest.mark.parametrize("loss_class", LOSSES)
@@ -285,6 +285,26 @@ def test_sample_weight_in_fit_and_evaluate():
     assert weighted == pytest.approx(
         model.evaluate(logits[kept], y_true[kept], verbose=0), rel=1e-5
     )
+
+
+@TRACED_STEP
+@pytest.mark.parametrize("loss_class", LOSSES)
+@pytest.mark.parametrize("bad", [-1.0, np.nan, np.inf])
+def test_weights_below_0_or_not_finite_are_an_error_eagerly_and_nan_when_traced(
+    loss_class, bad
+):
+    # -1 gave a DiceLoss of 0 and a DiceCrossEntropyLoss of -1.4e7.
+    y_true, logits = random_case(5, batch=2, classes=3)
+    probs = softmax(logits).astype("float32")
+    weight = np.array([1.0, bad], "float32")
+    with pytest.raises(
+        ValueError,
+        match=rf"^`sample_weight` of `{loss_class.__name__}` must be finite and "
+        rf">= 0 \(0 leaves a pixel out\)\. Received: sample_weight with values "
+        rf"such as \[{bad}\]$",
+    ):
+        loss_class()(y_true, probs, sample_weight=weight)
+    assert np.isnan(_traced_value(loss_class(), y_true, probs, sample_weight=weight))
 
 
 def test_sample_weight_of_another_shape_is_refused():
