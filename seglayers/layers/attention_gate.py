@@ -82,9 +82,9 @@ class AttentionGate(keras.layers.Layer):
                 f"channels. Received: x shape {x_shape}, g shape {g_shape}"
             )
         for axis in range(rank - 1):
-            if None not in (x_shape[axis], g_shape[axis]) and (
-                x_shape[axis] != g_shape[axis]
-            ):
+            sizes = x_shape[axis], g_shape[axis]
+            # Unknown: None, or JAX's symbolic sizes in an export.
+            if all(isinstance(s, int) for s in sizes) and sizes[0] != sizes[1]:
                 # The batch too: one `g` was broadcast over every `x`.
                 raise ValueError(
                     "`AttentionGate` needs `x` and `g` of the same batch size "
@@ -103,6 +103,9 @@ class AttentionGate(keras.layers.Layer):
 
     def call(self, inputs):
         x, g = inputs
+        # Checked at build too; a gate built on free sizes meets them here
+        # (a `g` of one sample or one pixel was broadcast over `x`).
+        self._check_shapes([x.shape, g.shape])
         attention = ops.relu(self.theta_x(x) + self.phi_g(g))
         return x * self.psi(attention)
 

@@ -176,6 +176,11 @@ class DecoderBlock(keras.layers.Layer):
             )
         if not isinstance(input_shape[0], (list, tuple)):
             x_shape, skip_shape = tuple(input_shape), None
+        elif len(input_shape) == 2 and input_shape[1] is None:
+            raise ValueError(
+                "`DecoderBlock` got `[x, None]`: call it on `[x, skip]`, or on "
+                f"`x` alone for no skip. Received: input_shape={input_shape}"
+            )
         elif len(input_shape) == 2:
             x_shape, skip_shape = input_shape
             skip_shape = check_input_shape(self, skip_shape)
@@ -202,6 +207,13 @@ class DecoderBlock(keras.layers.Layer):
         sizes the pooling halved with a floor, never by a whole level (inputs
         swapped, or features of the wrong stride), which kept 1/4 of `x`."""
         up_shape, skip_shape = tuple(up_shape), tuple(skip_shape)
+        batches = up_shape[0], skip_shape[0]
+        if all(isinstance(b, int) for b in batches) and batches[0] != batches[1]:
+            raise ValueError(
+                f"`DecoderBlock` {self.name!r} needs `x` and the skip of the same "
+                f"batch size; `x` has {batches[0]}, the skip {batches[1]}. "
+                f"Received: input_shape={input_shape}"
+            )
         for up, skip in zip(up_shape[1:-1], skip_shape[1:-1]):
             # Unknown (None, or JAX's symbolic sizes in an export) or close.
             if (

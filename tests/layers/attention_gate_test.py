@@ -43,6 +43,17 @@ def test_mismatched_batch_sizes():
         AttentionGate(2)([keras.ops.ones((2, 8, 8, 4)), keras.ops.ones((1, 8, 8, 4))])
 
 
+def test_a_gate_built_on_free_sizes_checks_each_call():
+    # Built for any size, it broadcast a `g` of one sample and one pixel
+    # over `x`, silently.
+    gate = AttentionGate(2)
+    gate.build([(None, None, None, 4), (None, None, None, 6)])
+    x = keras.ops.ones((3, 8, 8, 4))
+    assert tuple(gate([x, keras.ops.ones((3, 8, 8, 6))]).shape) == (3, 8, 8, 4)
+    with pytest.raises(ValueError, match=r"the same batch size and at the same"):
+        gate([x, keras.ops.ones((1, 1, 1, 6))])
+
+
 def test_unknown_channels_are_named():
     # Keras's "unsupported operand type(s) for %: 'NoneType' and 'int'".
     with pytest.raises(ValueError, match=r"needs the channels of `x` and `g`"):

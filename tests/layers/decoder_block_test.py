@@ -186,6 +186,20 @@ def test_needs_x_or_x_and_a_skip():
         DecoderBlock(4).build([(1, 4, 4, 4), (1, 8, 8, 4), (1, 8, 8, 4)])
 
 
+def test_a_skip_of_none_or_of_another_batch_is_named():
+    # "'NoneType' object is not iterable", and TensorFlow's "ConcatOp :
+    # Dimension 0 in both shapes must be equal".
+    x, skip = keras.ops.ones((1, 4, 4, 8)), keras.ops.ones((2, 8, 8, 4))
+    with pytest.raises(ValueError, match=r"^`DecoderBlock` got `\[x, None\]`: call"):
+        DecoderBlock(4)([x, None])
+    with pytest.raises(
+        ValueError,
+        match=r"needs `x` and the skip of the same batch size; `x` has 1, the "
+        r"skip 2\. Received: input_shape=\[\(1, 4, 4, 8\), \(2, 8, 8, 4\)\]$",
+    ):
+        DecoderBlock(4)([x, skip])
+
+
 def test_attention_needs_a_skip():
     with pytest.raises(ValueError, match=r"gates a skip, so it needs inputs"):
         DecoderBlock(4, attention=True).build((1, 8, 8, 4))
