@@ -11,7 +11,6 @@ from seglayers._masks import (
     num_ids,
     raise_on_bad_ids,
 )
-from seglayers._palettes import check_palette
 from seglayers._targets import target_ids
 from seglayers._validation import (
     check_choice,
@@ -24,7 +23,7 @@ from seglayers._validation import (
 from seglayers.callbacks._samples import check_data, check_samples, from_dict
 from seglayers.distribute.chief import is_chief
 from seglayers.inference._checks import check_one_output
-from seglayers.visualization.palette import default_palette
+from seglayers.visualization.palette import check_drawing_palette, default_palette
 from seglayers.visualization.render import SLICE_AXES, render_grid, save_png
 
 
@@ -76,8 +75,8 @@ class MaskVisualizer(keras.callbacks.Callback):
             `"mask_previews"`.
         every_n_epochs: int, how often to draw. Defaults to 1.
         class_names: optional list of names for the legend.
-        palette: optional list of `[r, g, b]` class colours; defaults to
-            `seglayers.visualization.default_palette`.
+        palette: optional list (or array) of `[r, g, b]` class colours;
+            defaults to `seglayers.visualization.default_palette`.
         log_dir: optional TensorBoard log folder (needs the `tensorboard`
             package).
         max_samples: int, how many samples to draw. Defaults to 8.
@@ -136,15 +135,15 @@ class MaskVisualizer(keras.callbacks.Callback):
         if num_classes is not None:
             num_classes = check_positive_int("num_classes", num_classes)
         threshold = check_threshold(threshold, allow_none=True)
-        if palette is not None:
-            check_palette(palette)
+        if palette is not None:  # A list or array, as `colorize` takes it.
+            palette = check_drawing_palette(palette)
         self.data = data
         self.output_dir = output_dir
         self.every_n_epochs = every_n_epochs
         if class_names is not None:
             class_names = check_class_names(class_names)
         self.class_names = class_names
-        self.palette = [list(c) for c in palette] if palette is not None else None
+        self.palette = palette
         self.log_dir = log_dir
         self.max_samples = max_samples
         self.ignore_class = ignore_class

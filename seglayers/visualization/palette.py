@@ -42,7 +42,7 @@ def colorize(mask, palette):
     ids are integers, or whole floats (fractions, from a mask resized with
     interpolation, and NaN are refused: they are no class).
     """
-    palette = check_palette(_whole_numbers(palette))
+    palette = check_drawing_palette(palette)
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
@@ -73,6 +73,12 @@ def colorize(mask, palette):
     ids = mask.astype(np.int64)
     ids = np.where((ids >= 0) & (ids < len(palette)), ids, len(palette))
     return colours[ids]
+
+
+def check_drawing_palette(palette):
+    """`palette` checked as `colorize` takes it: a list or array of `[r, g,
+    b]` whole numbers in 0..255; returns lists of ints."""
+    return check_palette(_whole_numbers(palette))
 
 
 def _whole_numbers(palette):

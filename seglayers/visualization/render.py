@@ -5,7 +5,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from seglayers._files import atomic_file
 from seglayers._validation import check_choice, check_class_names, is_real
-from seglayers.visualization.palette import NEUTRAL, colorize
+from seglayers.visualization.palette import NEUTRAL, check_drawing_palette, colorize
 
 _ERROR = (255, 0, 0)
 _CORRECT = (0, 0, 0)
@@ -67,6 +67,11 @@ def central_slice(volumes, axis=0):
     if volumes.ndim < 4:
         raise ValueError(
             "`volumes` must be a batch of volumes `(N, D, H, W, ...)`. "
+            f"Received: volumes of shape {volumes.shape}"
+        )
+    if not volumes.shape[1 + axis]:  # numpy: "cannot do a non-empty take"
+        raise ValueError(
+            f"`volumes` have no slice along spatial axis {axis}. "
             f"Received: volumes of shape {volumes.shape}"
         )
     return np.take(volumes, volumes.shape[1 + axis] // 2, axis=1 + axis)
@@ -133,6 +138,7 @@ def render_grid(
             Defaults to 0.
     """
     slice_axis = check_choice("slice_axis", slice_axis, SLICE_AXES)
+    palette = check_drawing_palette(palette)  # None: "has no len()"
     _check_grid(images, masks, predictions)
     if class_names is not None:
         class_names = check_class_names(class_names)
@@ -254,6 +260,13 @@ def _legend(names, palette, width):
 def save_png(array, path):
     """Writes `array` as a PNG atomically (a temporary file, then a rename),
     with the permissions the umask gives, like a file written with `open`."""
+    # "" failed renaming a temporary file it named; bytes in a concat.
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        error = TypeError if not isinstance(path, (str, os.PathLike)) else ValueError
+        raise error(
+            "`path` must be a file path (str or `pathlib.Path`), e.g. "
+            f"'mask.png'. Received: path={path!r}"
+        )
     pixels = _png_pixels(array)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_file(path, "wb") as f:

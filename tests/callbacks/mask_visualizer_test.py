@@ -480,6 +480,9 @@ def test_a_dict_without_the_keys_is_named(tmp_path, one_batch):
 def test_palette_must_be_colours():
     with pytest.raises(ValueError, match=r"`palette` must be a list of `\[r, g, b\]`"):
         MaskVisualizer(_data(), palette=[[0, 0], [1, 2, 300]])
+    # An array, as `colorize` takes (it was refused), kept as JSON lists.
+    callback = MaskVisualizer(_data(), palette=np.array([[0, 0, 0], [255, 0, 0]]))
+    assert callback.get_config()["palette"] == [[0, 0, 0], [255, 0, 0]]
 
 
 def test_previews_follow_the_umask(tmp_path):

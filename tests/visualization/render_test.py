@@ -195,6 +195,40 @@ def test_central_slice_along_each_axis():
     np.testing.assert_array_equal(central_slice(volumes, 2), volumes[:, :, :, 2])
 
 
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        # numpy: "cannot do a non-empty take from an empty axes".
+        (
+            lambda: central_slice(np.zeros((1, 0, 4, 4, 1))),
+            ValueError,
+            r"^`volumes` have no slice along spatial axis 0\. Received: volumes "
+            r"of shape \(1, 0, 4, 4, 1\)$",
+        ),
+        # "" failed renaming a temporary file it named; bytes in a concat.
+        (
+            lambda: save_png(np.zeros((2, 2), np.uint8), ""),
+            ValueError,
+            r"^`path` must be a file path .*Received: path=''$",
+        ),
+        (
+            lambda: save_png(np.zeros((2, 2), np.uint8), b"x.png"),
+            TypeError,
+            r"^`path` must be a file path .*Received: path=b'x\.png'$",
+        ),
+        # "object of type 'NoneType' has no len()".
+        (
+            lambda: render_grid(*[np.zeros((1, 4, 4, 1))] * 3, None, ["a"]),
+            ValueError,
+            r"^`palette` must be a list of `\[r, g, b\]` colours.*palette=None$",
+        ),
+    ],
+)
+def test_arguments_that_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
 @pytest.mark.parametrize("slice_axis, panel", [(0, (6, 7)), (1, (5, 7)), (2, (5, 6))])
 def test_render_grid_of_grey_volumes(slice_axis, panel):
     volumes = np.full((2, 5, 6, 7, 1), 200.0)
