@@ -6,10 +6,12 @@ def check_data(data):
     """Refuses a `data` that is no batch nor data set of batches: `None` (no
     iterable), or images alone (an array is iterable, and its rows were
     read as a batch)."""
-    if not hasattr(data, "__iter__") or hasattr(data, "shape"):
+    iterable = hasattr(data, "__iter__") or hasattr(data, "__getitem__")
+    if not iterable or hasattr(data, "shape"):
+        hint = " Call it to get the generator." if callable(data) else ""
         raise TypeError(
             "`data` must be a batch `(images, masks)` or a data set of such "
-            "batches (e.g. `val.take(1)`). "
+            f"batches (e.g. `val.take(1)`).{hint} "
             f"Received: data of type {type(data).__name__}"
         )
 

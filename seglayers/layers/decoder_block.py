@@ -250,7 +250,8 @@ class DecoderBlock(keras.layers.Layer):
         x, skip = inputs
         up = self.upsample(x)
         # Checked at build too; a block built on free sizes meets them here.
-        self._check_sizes(up.shape, skip.shape, [x.shape, skip.shape])
+        shapes = [tuple(x.shape), tuple(skip.shape)]
+        self._check_sizes(up.shape, skip.shape, shapes)
         x = match_spatial_size(up, skip)
         if self.attention_gate is not None:
             skip = self.attention_gate([skip, x])

@@ -25,7 +25,7 @@ class DiceCrossEntropyLoss(SegmentationLoss):
         name: str. Defaults to `"dice_cross_entropy_loss"`.
         reduction: only `"sum_over_batch_size"` (the default): the loss is
             one value per batch, so other reductions are refused.
-        dtype: as in `keras.losses.Loss`.
+        dtype: a float dtype or policy, as in `keras.losses.Loss`.
 
     Example:
 

@@ -31,7 +31,7 @@ class FocalLoss(SegmentationLoss):
         name: str. Defaults to `"focal_loss"`.
         reduction: only `"sum_over_batch_size"` (the default): the loss is
             one value per batch, so other reductions are refused.
-        dtype: as in `keras.losses.Loss`.
+        dtype: a float dtype or policy, as in `keras.losses.Loss`.
 
     Example:
 

@@ -167,17 +167,19 @@ class SegmentationLoss(keras.losses.Loss):
         invalid = ops.any(bad) | wrong | ops.any(ops.isnan(y_pred))
         if self._sample_weight is not None:
             weights = check_sample_weight(self._sample_weight, valid)
-            weights = ops.cast(weights, "float32")
-            invalid = invalid | self._bad_weights(weights)
-            valid = valid * weights
+            invalid = invalid | self._bad_weights(self._sample_weight)
+            valid = valid * ops.cast(weights, "float32")
         valid = ops.where(invalid, float("nan"), valid)
         return target, log_probs, ops.exp(log_probs), valid
 
     def _bad_weights(self, weights):
         """True if a weight is negative or not finite: the weighted sums of a
         Dice loss then make no ratio (-1 gave a DiceCrossEntropyLoss of
-        -1.4e7)."""
-        bad = (weights < 0) | ~ops.isfinite(weights)
+        -1.4e7). Checked before the broadcast to every pixel, in float32 as
+        the loss sums them (1e39 is infinite there), named as given."""
+        weights = ops.convert_to_tensor(weights)
+        as_float = ops.cast(weights, "float32")
+        bad = (as_float < 0) | ~ops.isfinite(as_float)
         values = concrete_value(bad)
         if values is not None and values.any():
             examples = np.unique(concrete_value(weights)[values])[:3].tolist()

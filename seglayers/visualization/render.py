@@ -260,10 +260,11 @@ def _legend(names, palette, width):
 def save_png(array, path):
     """Writes `array` as a PNG atomically (a temporary file, then a rename),
     with the permissions the umask gives, like a file written with `open`."""
-    # "" failed renaming a temporary file it named; bytes in a concat.
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        error = TypeError if not isinstance(path, (str, os.PathLike)) else ValueError
-        raise error(
+    # "" or a folder failed renaming a temporary file it named; bytes in a
+    # concat.
+    named = isinstance(path, (str, os.PathLike))
+    if not named or not os.path.basename(os.fspath(path)) or os.path.isdir(path):
+        raise (ValueError if named else TypeError)(
             "`path` must be a file path (str or `pathlib.Path`), e.g. "
             f"'mask.png'. Received: path={path!r}"
         )

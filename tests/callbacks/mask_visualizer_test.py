@@ -179,16 +179,19 @@ def test_folders_must_be_paths(name):
         MaskVisualizer(_data(), **{name: 3})
 
 
-@pytest.mark.parametrize("data", [None, "images"])
+@pytest.mark.parametrize("data", [None, "images", "a function"])
 def test_data_must_be_a_batch_or_a_data_set(data):
     # None failed at the first epoch ("'NoneType' object is not iterable");
     # images alone were read row by row ("images of shape (8, 3)").
+    hint = ""
     if data == "images":
         data = _data()[0]
+    elif data == "a function":
+        data, hint = _data, r" Call it to get the generator\."
     with pytest.raises(
         TypeError,
         match=r"^`data` must be a batch `\(images, masks\)` or a data set of "
-        rf"such batches .*Received: data of type {type(data).__name__}$",
+        rf"such batches .*{hint} Received: data of type {type(data).__name__}$",
     ):
         MaskVisualizer(data)
 

@@ -1,4 +1,5 @@
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -210,6 +211,16 @@ def test_central_slice_along_each_axis():
             lambda: save_png(np.zeros((2, 2), np.uint8), ""),
             ValueError,
             r"^`path` must be a file path .*Received: path=''$",
+        ),
+        (
+            lambda: save_png(np.zeros((2, 2), np.uint8), pathlib.Path("")),
+            ValueError,
+            r"^`path` must be a file path .*Received: path=\w*Path\('\.'\)$",
+        ),
+        (
+            lambda: save_png(np.zeros((2, 2), np.uint8), "previews/"),
+            ValueError,
+            r"^`path` must be a file path .*Received: path='previews/'$",
         ),
         (
             lambda: save_png(np.zeros((2, 2), np.uint8), b"x.png"),
