@@ -21,17 +21,25 @@ def default_palette(num_classes):
     [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
     """
     num_classes = check_positive_int("num_classes", num_classes)
-    palette = []
-    for class_id in range(num_classes):
-        r = g = b = 0
-        value = class_id
-        for shift in range(7, -1, -1):
-            r |= ((value >> 0) & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette.append([r, g, b])
+    palette = [_voc_colour(class_id) for class_id in range(num_classes)]
+    if num_classes > 255:
+        # VOC's 255 is its void label, `NEUTRAL`: a class 255 took the colour
+        # of ignored pixels. It gets the next id's colour, which no class has.
+        palette[255] = _voc_colour(num_classes)
     return palette
+
+
+def _voc_colour(class_id):
+    """The Pascal VOC colour of `class_id`: its bits spread over the high
+    bits of the three channels (distinct for ids below 2**24)."""
+    r = g = b = 0
+    value = class_id
+    for shift in range(7, -1, -1):
+        r |= ((value >> 0) & 1) << shift
+        g |= ((value >> 1) & 1) << shift
+        b |= ((value >> 2) & 1) << shift
+        value >>= 3
+    return [r, g, b]
 
 
 def colorize(mask, palette):

@@ -17,6 +17,14 @@ from seglayers.visualization import (
 from seglayers.visualization.palette import NEUTRAL
 
 
+def test_a_class_255_is_not_drawn_as_ignored():
+    # VOC's 255 is the void colour, NEUTRAL, which ignored pixels get.
+    palette = default_palette(300)
+    assert tuple(palette[255]) != NEUTRAL
+    assert len({tuple(c) for c in palette}) == 300
+    assert default_palette(255) == palette[:255]
+
+
 def test_default_palette_is_distinct_and_starts_dark():
     palette = default_palette(21)
     assert palette[0] == [0, 0, 0]
