@@ -100,10 +100,9 @@ def segmentation_dataset_from_directory(
             needed with a `validation_split`, and `"training"` or
             `"validation"` need a `seed` (the same in both calls).
         interpolation: how images are resized (masks: always nearest).
-            Defaults to `"bilinear"`.
             `"bicubic"`, `"lanczos3"` and `"lanczos5"` overshoot [0, 255]
             at sharp edges (-40 to 295 on random noise), unclipped as in
-            Keras's loader.
+            Keras's loader. Defaults to `"bilinear"`.
         one_hot: bool, yield one-hot masks `(H, W, num_classes)` made by
             `OneHotMask` (needs the TensorFlow backend and `num_classes` of
             at least 2). Defaults to `False`:
